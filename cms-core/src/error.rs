@@ -1,0 +1,416 @@
+//! The one error type of cms.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The result type of every cms operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, independent of the backend.
+///
+/// Each driver classifies its backend's errors into these kinds once; frontends map
+/// them to their protocol (HTTP status, EC2 error code, CIMI status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The resource does not exist (or is not visible to the caller).
+    NotFound,
+    /// A resource with that name or identity already exists.
+    AlreadyExists,
+    /// A request parameter is malformed or not acceptable.
+    InvalidArgument,
+    /// The resource is in a state that does not allow the operation.
+    InvalidState,
+    /// The credentials are missing or wrong.
+    Unauthenticated,
+    /// The credentials are valid but do not allow the operation.
+    PermissionDenied,
+    /// A quota or limit of the account would be exceeded.
+    QuotaExceeded,
+    /// The backend asks the caller to slow down.
+    RateLimited,
+    /// The driver does not support the operation.
+    Unsupported,
+    /// The backend cannot be reached or is temporarily unable to answer.
+    Unavailable,
+    /// The operation did not finish in time.
+    Timeout,
+    /// The backend failed in a way that fits no other kind.
+    Backend,
+}
+
+impl ErrorKind {
+    /// A stable snake_case name, used in logs, metrics and problem types.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Backend => "backend",
+        }
+    }
+
+    /// Whether errors of this kind are temporary unless the driver says otherwise.
+    pub fn default_temporary(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::Timeout
+        )
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InvalidArgument,
+        ErrorKind::InvalidState,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::QuotaExceeded,
+        ErrorKind::RateLimited,
+        ErrorKind::Unsupported,
+        ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+        ErrorKind::Backend,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every operation of the [`Driver`](crate::Driver) trait, named.
+///
+/// Used in errors ("create instance: …"), in capability checks and as a metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    ListInstances,
+    GetInstance,
+    CreateInstance,
+    StartInstance,
+    StopInstance,
+    RebootInstance,
+    DeleteInstance,
+    ListImages,
+    GetImage,
+    ListFlavors,
+    ListNetworks,
+    GetNetwork,
+    CreateNetwork,
+    DeleteNetwork,
+    ListLocations,
+    ListKeyPairs,
+    CreateKeyPair,
+    ImportKeyPair,
+    DeleteKeyPair,
+}
+
+impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 19] = [
+        Operation::ListInstances,
+        Operation::GetInstance,
+        Operation::CreateInstance,
+        Operation::StartInstance,
+        Operation::StopInstance,
+        Operation::RebootInstance,
+        Operation::DeleteInstance,
+        Operation::ListImages,
+        Operation::GetImage,
+        Operation::ListFlavors,
+        Operation::ListNetworks,
+        Operation::GetNetwork,
+        Operation::CreateNetwork,
+        Operation::DeleteNetwork,
+        Operation::ListLocations,
+        Operation::ListKeyPairs,
+        Operation::CreateKeyPair,
+        Operation::ImportKeyPair,
+        Operation::DeleteKeyPair,
+    ];
+
+    /// A stable snake_case name (`create_instance`), used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListInstances => "list_instances",
+            Operation::GetInstance => "get_instance",
+            Operation::CreateInstance => "create_instance",
+            Operation::StartInstance => "start_instance",
+            Operation::StopInstance => "stop_instance",
+            Operation::RebootInstance => "reboot_instance",
+            Operation::DeleteInstance => "delete_instance",
+            Operation::ListImages => "list_images",
+            Operation::GetImage => "get_image",
+            Operation::ListFlavors => "list_flavors",
+            Operation::ListNetworks => "list_networks",
+            Operation::GetNetwork => "get_network",
+            Operation::CreateNetwork => "create_network",
+            Operation::DeleteNetwork => "delete_network",
+            Operation::ListLocations => "list_locations",
+            Operation::ListKeyPairs => "list_key_pairs",
+            Operation::CreateKeyPair => "create_key_pair",
+            Operation::ImportKeyPair => "import_key_pair",
+            Operation::DeleteKeyPair => "delete_key_pair",
+        }
+    }
+
+    /// Whether repeating the operation after an unknown outcome is harmless.
+    ///
+    /// Creates are not: a create whose answer was lost may have happened. A create with
+    /// a client token is made idempotent by the caller (see the retry layer).
+    pub fn is_idempotent(self) -> bool {
+        !matches!(
+            self,
+            Operation::CreateInstance
+                | Operation::CreateNetwork
+                | Operation::CreateKeyPair
+                | Operation::ImportKeyPair
+        )
+    }
+
+    /// The position of the operation in [`Operation::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Operation {
+    /// Human words: `create instance`, `list key pairs`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str().replace('_', " "))
+    }
+}
+
+/// The error of every cms operation.
+///
+/// It says what was being done ([`operation`](Error::operation)), to what
+/// ([`resource`](Error::resource)), on which provider, what went wrong
+/// ([`kind`](Error::kind) and message), and whether trying again may help
+/// ([`is_temporary`](Error::is_temporary)). The backend's own error is kept as the
+/// [`source`](std::error::Error::source). Messages never carry credentials.
+///
+/// ```
+/// use cms_core::{Error, ErrorKind, Operation};
+/// let e = Error::new(ErrorKind::NotFound, "image `42` not found (OpenNebula error 0x400)")
+///     .with_operation(Operation::CreateInstance)
+///     .with_provider("onprem");
+/// assert_eq!(
+///     e.to_string(),
+///     "create instance on provider `onprem`: image `42` not found (OpenNebula error 0x400)"
+/// );
+/// assert!(!e.is_temporary());
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    operation: Option<Operation>,
+    resource: Option<String>,
+    provider: Option<String>,
+    context: Vec<(&'static str, String)>,
+    temporary: bool,
+    retry_after: Option<Duration>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// A new error of `kind`; temporary if the kind usually is.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                operation: None,
+                resource: None,
+                provider: None,
+                context: Vec::new(),
+                temporary: kind.default_temporary(),
+                retry_after: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// `NotFound` for a resource: "instance `i-1` not found".
+    pub fn not_found(resource_type: &str, id: impl fmt::Display) -> Self {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{resource_type} `{id}` not found"),
+        )
+        .with_resource(format!("{resource_type} {id}"))
+    }
+
+    /// `InvalidArgument` naming the argument.
+    pub fn invalid_argument(argument: &str, why: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::InvalidArgument, format!("`{argument}`: {why}"))
+            .with_context("argument", argument)
+    }
+
+    /// `Unsupported` naming the operation and the driver.
+    pub fn unsupported(operation: Operation, driver: &str) -> Self {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("the {driver} driver does not support {operation}"),
+        )
+        .with_operation(operation)
+        .with_context("driver", driver)
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The message, without operation and provider.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The operation that failed, when known.
+    pub fn operation(&self) -> Option<Operation> {
+        self.inner.operation
+    }
+
+    /// The resource the operation was about ("instance i-1"), when known.
+    pub fn resource(&self) -> Option<&str> {
+        self.inner.resource.as_deref()
+    }
+
+    /// The provider the operation ran on, when known.
+    pub fn provider(&self) -> Option<&str> {
+        self.inner.provider.as_deref()
+    }
+
+    /// Extra facts: backend error codes, argument names, the driver.
+    pub fn context(&self) -> &[(&'static str, String)] {
+        &self.inner.context
+    }
+
+    /// The value of a context key.
+    pub fn context_value(&self, key: &str) -> Option<&str> {
+        self.inner
+            .context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_temporary(&self) -> bool {
+        self.inner.temporary
+    }
+
+    /// How long the backend asked the caller to wait (RateLimited).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// Sets the operation, unless one is already set.
+    pub fn with_operation(mut self, operation: Operation) -> Self {
+        self.inner.operation.get_or_insert(operation);
+        self
+    }
+
+    /// Sets the resource, unless one is already set.
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        if self.inner.resource.is_none() {
+            self.inner.resource = Some(resource.into());
+        }
+        self
+    }
+
+    /// Sets the provider name, unless one is already set.
+    pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
+        if self.inner.provider.is_none() {
+            self.inner.provider = Some(provider.into());
+        }
+        self
+    }
+
+    /// Adds a context pair. Never put a credential here.
+    pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.inner.context.push((key, value.into()));
+        self
+    }
+
+    /// Marks the error temporary (or not), overriding the kind's default.
+    pub fn temporary(mut self, temporary: bool) -> Self {
+        self.inner.temporary = temporary;
+        self
+    }
+
+    /// Sets how long to wait before trying again.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.inner.retry_after = Some(after);
+        self
+    }
+
+    /// Keeps the backend's own error as the source.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.inner.source = Some(Arc::new(source));
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        match (&i.operation, &i.provider) {
+            (Some(op), Some(p)) => write!(f, "{op} on provider `{p}`: ")?,
+            (Some(op), None) => write!(f, "{op}: ")?,
+            (None, Some(p)) => write!(f, "provider `{p}`: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&i.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &i.kind)
+            .field("message", &i.message)
+            .field("operation", &i.operation)
+            .field("resource", &i.resource)
+            .field("provider", &i.provider)
+            .field("temporary", &i.temporary);
+        if !i.context.is_empty() {
+            d.field("context", &i.context);
+        }
+        if let Some(r) = i.retry_after {
+            d.field("retry_after", &r);
+        }
+        if let Some(s) = &i.source {
+            d.field("source", &s.to_string());
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,514 @@
+//! The cms model: instances, images, flavors, networks, locations and key pairs.
+//!
+//! Every id is the backend's own id, wrapped in an opaque string newtype. Every
+//! resource that has a backend status keeps the raw status string beside the mapped
+//! state, so nothing the backend said is lost.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a backend id.
+            pub fn new(id: impl Into<String>) -> Self {
+                $name(id.into())
+            }
+
+            /// The backend id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The backend id, owned.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The backend's id of an instance (EC2 `i-…`, a Nova server UUID, an OpenNebula VM number, a vCloud VM href).
+    InstanceId
+);
+id_type!(
+    /// The backend's id of an image (AMI, Glance image, OpenNebula image or template, vAppTemplate).
+    ImageId
+);
+id_type!(
+    /// The backend's id of a flavor (instance type, Nova flavor, configured size).
+    FlavorId
+);
+id_type!(
+    /// The backend's id of a network (subnet, Neutron network, virtual network, org VDC network).
+    NetworkId
+);
+id_type!(
+    /// The backend's id of a location (availability zone, cluster, VDC).
+    LocationId
+);
+
+/// Tags: free key/value pairs attached to a resource.
+pub type Tags = BTreeMap<String, String>;
+
+/// The life-cycle state of an instance, the same for every backend.
+///
+/// Each driver maps its backend's status into one of these in a single function, and
+/// keeps the raw status in [`Instance::raw_state`]. The mapping:
+///
+/// | cms | memory | EC2 | OpenStack Nova `status` (+`OS-EXT-STS:task_state`) | OpenNebula STATE / LCM_STATE | vCloud VM `status` (+ running task) |
+/// |---|---|---|---|---|---|
+/// | Pending | `pending` | pending (0) | BUILD; REBUILD, RESIZE, MIGRATING | 0 INIT, 1 PENDING, 2 HOLD, 10 CLONING; ACTIVE + PROLOG/BOOT* | 0 UNRESOLVED, 1 RESOLVED (with a create/deploy task) |
+/// | Running | `running` | running (16) | ACTIVE | 3 ACTIVE + LCM 3 RUNNING | 4 POWERED_ON |
+/// | Stopping | `stopping` | stopping (64) | ACTIVE + task powering-off | ACTIVE + SHUTDOWN_POWEROFF, SHUTDOWN_UNDEPLOY, EPILOG_STOP | 4 + powerOff/shutdown/undeploy task |
+/// | Stopped | `stopped` | stopped (80) | SHUTOFF, SHELVED, SHELVED_OFFLOADED | 8 POWEROFF, 9 UNDEPLOYED, 4 STOPPED | 8 POWERED_OFF, 18 VAPP_UNDEPLOYED, 1 RESOLVED (no task) |
+/// | Rebooting | `rebooting` | running (16) | REBOOT, HARD_REBOOT | ACTIVE + LCM BOOT after reboot | 4 + reset/reboot task |
+/// | Suspended | — | stopped (80) | SUSPENDED, PAUSED | 5 SUSPENDED | 3 SUSPENDED |
+/// | Terminating | `terminating` | shutting-down (32) | task deleting | ACTIVE + SHUTDOWN, EPILOG, CLEANUP_DELETE | delete task |
+/// | Terminated | `terminated` (kept visible for a while, as EC2 does) | terminated (48) | DELETED, SOFT_DELETED (or 404) | 6 DONE | gone (404) |
+/// | Error | — | — | ERROR | 7 FAILED, 11 CLONING_FAILURE; LCM *_FAILURE | -1 FAILED_CREATION, 9 INCONSISTENT_STATE |
+/// | Unknown | — | — | UNKNOWN | LCM 16 UNKNOWN | 6 UNKNOWN, 7 UNRECOGNIZED |
+///
+/// Serialized in lower case: `pending`, `running`, … `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    Rebooting,
+    Suspended,
+    Terminating,
+    Terminated,
+    Error,
+    Unknown,
+}
+
+impl InstanceState {
+    /// Every state, in declaration order.
+    pub const ALL: [InstanceState; 10] = [
+        InstanceState::Pending,
+        InstanceState::Running,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::Rebooting,
+        InstanceState::Suspended,
+        InstanceState::Terminating,
+        InstanceState::Terminated,
+        InstanceState::Error,
+        InstanceState::Unknown,
+    ];
+
+    /// The lower-case name (`running`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Rebooting => "rebooting",
+            InstanceState::Suspended => "suspended",
+            InstanceState::Terminating => "terminating",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Error => "error",
+            InstanceState::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the instance is on its way somewhere else (pending, stopping, …).
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Pending
+                | InstanceState::Stopping
+                | InstanceState::Rebooting
+                | InstanceState::Terminating
+        )
+    }
+
+    /// Whether the instance is gone or going (terminating, terminated).
+    pub fn is_gone(self) -> bool {
+        matches!(self, InstanceState::Terminating | InstanceState::Terminated)
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for InstanceState {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        InstanceState::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                crate::Error::invalid_argument(
+                    "state",
+                    format!(
+                        "unknown state `{s}`; expected one of {}",
+                        InstanceState::ALL.map(|s| s.as_str()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// A virtual machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Instance {
+    /// The backend's id.
+    pub id: InstanceId,
+    /// The name given at creation (empty when the backend has none).
+    pub name: String,
+    /// The mapped state.
+    pub state: InstanceState,
+    /// The backend's own status, as it said it (`running`, `ACTIVE/RUNNING`, `POWERED_ON`).
+    pub raw_state: String,
+    /// The image it was made from.
+    pub image_id: Option<ImageId>,
+    /// Its flavor.
+    pub flavor_id: Option<FlavorId>,
+    /// Where it runs.
+    pub location_id: Option<LocationId>,
+    /// The networks it is attached to.
+    pub network_ids: Vec<NetworkId>,
+    /// The key pair it was given.
+    pub key_name: Option<String>,
+    /// Private addresses.
+    pub private_ips: Vec<String>,
+    /// Public addresses.
+    pub public_ips: Vec<String>,
+    /// Tags.
+    pub tags: Tags,
+    /// When it was created, when the backend says.
+    pub created_at: Option<DateTime<Utc>>,
+    /// The client token it was created with, when the backend keeps it.
+    pub client_token: Option<String>,
+}
+
+/// What to create: the arguments of [`Driver::create_instance`](crate::Driver::create_instance).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstanceSpec {
+    /// A name for the instance.
+    #[serde(default)]
+    pub name: String,
+    /// The image to boot.
+    pub image_id: ImageId,
+    /// The size.
+    pub flavor_id: FlavorId,
+    /// Networks to attach; the backend's default when empty.
+    #[serde(default)]
+    pub network_ids: Vec<NetworkId>,
+    /// Where to place it; the backend's choice when absent.
+    #[serde(default)]
+    pub location_id: Option<LocationId>,
+    /// A key pair to install.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// User data (cloud-init and the like), as text.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Tags,
+    /// A client token: creating twice with the same token and the same spec makes one
+    /// instance; with the same token and another spec, an `InvalidArgument` error.
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+impl InstanceSpec {
+    /// A spec for an image and a flavor, everything else left to the backend.
+    pub fn new(image_id: impl Into<ImageId>, flavor_id: impl Into<FlavorId>) -> Self {
+        InstanceSpec {
+            image_id: image_id.into(),
+            flavor_id: flavor_id.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the client token.
+    pub fn client_token(mut self, token: impl Into<String>) -> Self {
+        self.client_token = Some(token.into());
+        self
+    }
+
+    /// Whether two specs ask for the same instance, ignoring the client token.
+    pub fn same_request(&self, other: &InstanceSpec) -> bool {
+        let strip = |s: &InstanceSpec| InstanceSpec {
+            client_token: None,
+            ..s.clone()
+        };
+        strip(self) == strip(other)
+    }
+}
+
+/// Which instances to list. Empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only these ids.
+    pub ids: Vec<InstanceId>,
+    /// Only instances in one of these states.
+    pub states: Vec<InstanceState>,
+    /// Only instances with exactly this name.
+    pub name: Option<String>,
+    /// Only instances carrying each of these tags; a `None` value matches any value.
+    pub tags: BTreeMap<String, Option<String>>,
+}
+
+impl InstanceFilter {
+    /// Whether the filter matches everything.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.states.is_empty() && self.name.is_none() && self.tags.is_empty()
+    }
+
+    /// Whether an instance passes the filter (for drivers that filter on the client side).
+    pub fn matches(&self, i: &Instance) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&i.id))
+            && (self.states.is_empty() || self.states.contains(&i.state))
+            && self.name.as_ref().is_none_or(|n| *n == i.name)
+            && self.tags.iter().all(|(k, v)| match (i.tags.get(k), v) {
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+                (None, _) => false,
+            })
+    }
+}
+
+/// What an image is to its backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImageKind {
+    /// A disk image (AMI, Glance image, OpenNebula image).
+    Disk,
+    /// A machine template (OpenNebula VM template, vCloud vAppTemplate).
+    Template,
+}
+
+/// A bootable image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Image {
+    pub id: ImageId,
+    pub name: String,
+    pub description: Option<String>,
+    pub kind: ImageKind,
+    /// Operating system family, when known (`linux`, `windows`).
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+    /// The backend's status (`available`, `active`, `READY`).
+    pub raw_state: String,
+    pub min_disk_gib: Option<u32>,
+    pub tags: Tags,
+}
+
+/// An instance size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Flavor {
+    pub id: FlavorId,
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: Option<u32>,
+}
+
+/// A network instances attach to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Network {
+    pub id: NetworkId,
+    pub name: String,
+    /// The IPv4 range, `10.0.0.0/24`.
+    pub cidr: Option<String>,
+    pub location_id: Option<LocationId>,
+    /// Whether the backend uses it when a create names no network.
+    pub is_default: bool,
+    /// The backend's status.
+    pub raw_state: String,
+    pub tags: Tags,
+}
+
+/// What to create: the arguments of [`Driver::create_network`](crate::Driver::create_network).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkSpec {
+    pub name: String,
+    /// The IPv4 range, `10.1.0.0/24`.
+    pub cidr: String,
+    #[serde(default)]
+    pub location_id: Option<LocationId>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// A place to run instances: availability zone, cluster, VDC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Location {
+    pub id: LocationId,
+    pub name: String,
+    /// The enclosing region, when the backend has one.
+    pub region: Option<String>,
+    /// Whether it accepts new instances.
+    pub available: bool,
+}
+
+/// An SSH key pair known to the backend, identified by its name.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPair {
+    pub name: String,
+    /// The fingerprint the backend reports (`SHA256:…` or MD5 hex).
+    pub fingerprint: String,
+    /// The public key in OpenSSH format, when the backend gives it.
+    pub public_key: Option<String>,
+    /// The private key, only in the answer to a create that generated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("name", &self.name)
+            .field("fingerprint", &self.fingerprint)
+            .field("public_key", &self.public_key)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What to create: a key pair generated by the backend (no public key), or an imported one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPairSpec {
+    pub name: String,
+    /// An OpenSSH public key to import; absent to have one generated.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+/// An opaque position in a listing, handed back to get the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
+#[serde(transparent)]
+pub struct PageToken(String);
+
+impl PageToken {
+    /// Wraps a driver's token.
+    pub fn new(token: impl Into<String>) -> Self {
+        PageToken(token.into())
+    }
+
+    /// The token text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PageToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which page to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// At most this many items; the driver's default (and cap) when absent.
+    pub limit: Option<u32>,
+    /// Where to continue; the start when absent.
+    pub token: Option<PageToken>,
+}
+
+impl PageRequest {
+    /// The first page, of at most `limit` items.
+    pub fn first(limit: u32) -> Self {
+        PageRequest {
+            limit: Some(limit),
+            token: None,
+        }
+    }
+
+    /// The page after `token`.
+    pub fn after(limit: Option<u32>, token: PageToken) -> Self {
+        PageRequest {
+            limit,
+            token: Some(token),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The token of the next page; `None` on the last page.
+    pub next: Option<PageToken>,
+}
+
+impl<T> Page<T> {
+    /// A last page.
+    pub fn last(items: Vec<T>) -> Self {
+        Page { items, next: None }
+    }
+}

@@ -1,0 +1,13 @@
+//! # cms
+//!
+//! One model and one async API over many clouds. This umbrella crate re-exports
+//! [`cms_core`] (the model, the [`Driver`] trait, errors, layers and the in-memory
+//! cloud); drivers for real backends are enabled by features.
+//!
+//! ```
+//! use cms::{memory::MemoryCloud, Cloud};
+//! let cloud = Cloud::builder(MemoryCloud::new()).provider("local").build();
+//! assert_eq!(cloud.provider(), "local");
+//! ```
+
+pub use cms_core::*;
