@@ -115,7 +115,11 @@ impl Cloud {
     }
 
     /// Creates an instance and waits until it runs.
-    pub async fn create_and_wait(&self, spec: &InstanceSpec, timeout: Duration) -> Result<Instance> {
+    pub async fn create_and_wait(
+        &self,
+        spec: &InstanceSpec,
+        timeout: Duration,
+    ) -> Result<Instance> {
         let started = Instant::now();
         let created = self.create_instance(spec).await?;
         if created.state == InstanceState::Running {

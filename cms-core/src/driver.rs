@@ -40,13 +40,21 @@ pub trait Driver: Send + Sync + Debug + 'static {
     /// Creates an instance and returns it, usually `Pending`.
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance>;
 
-    /// Starts a stopped instance; `InvalidState` when it cannot be started.
+    /// Starts a stopped instance.
+    ///
+    /// State actions are safe to repeat while under way: starting a pending instance,
+    /// stopping a stopping one, rebooting a rebooting one, deleting a terminating or
+    /// terminated one answer the instance as it is. A transition that is impossible
+    /// (start a running instance, stop a stopped one, reboot a stopped one, anything
+    /// but delete on a terminated one) answers `InvalidState`.
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance>;
 
-    /// Stops a running instance; `InvalidState` when it cannot be stopped.
+    /// Stops a running instance (see [`start_instance`](Driver::start_instance) for
+    /// repeated and impossible actions).
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance>;
 
-    /// Reboots a running instance; `InvalidState` when it is not running.
+    /// Reboots a running instance (see [`start_instance`](Driver::start_instance) for
+    /// repeated and impossible actions).
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance>;
 
     /// Deletes (terminates) an instance and returns it, usually `Terminating`.

@@ -170,14 +170,18 @@ impl Operation {
     /// Whether repeating the operation after an unknown outcome is harmless.
     ///
     /// Creates are not: a create whose answer was lost may have happened. A create with
-    /// a client token is made idempotent by the caller (see the retry layer).
+    /// a client token is made idempotent by the caller (see the retry layer). Nor are
+    /// deletes of networks and key pairs: repeating one whose answer was lost answers
+    /// `NotFound`. Deleting an instance is: a terminated instance answers as it is.
     pub fn is_idempotent(self) -> bool {
         !matches!(
             self,
             Operation::CreateInstance
                 | Operation::CreateNetwork
+                | Operation::DeleteNetwork
                 | Operation::CreateKeyPair
                 | Operation::ImportKeyPair
+                | Operation::DeleteKeyPair
         )
     }
 
@@ -227,6 +231,7 @@ struct Inner {
     provider: Option<String>,
     context: Vec<(&'static str, String)>,
     temporary: bool,
+    not_executed: bool,
     retry_after: Option<Duration>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -243,6 +248,7 @@ impl Error {
                 provider: None,
                 context: Vec::new(),
                 temporary: kind.default_temporary(),
+                not_executed: kind == ErrorKind::RateLimited,
                 retry_after: None,
                 source: None,
             }),
@@ -318,6 +324,13 @@ impl Error {
         self.inner.temporary
     }
 
+    /// Whether the request certainly was not carried out (refused connection, rate
+    /// limit), so that repeating it is safe even for a create without client token.
+    /// True by default for `RateLimited`; drivers set it where they know.
+    pub fn is_not_executed(&self) -> bool {
+        self.inner.not_executed
+    }
+
     /// How long the backend asked the caller to wait (RateLimited).
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
@@ -357,6 +370,13 @@ impl Error {
         self
     }
 
+    /// Marks that the request certainly was not carried out (see
+    /// [`is_not_executed`](Error::is_not_executed)).
+    pub fn not_executed(mut self, not_executed: bool) -> Self {
+        self.inner.not_executed = not_executed;
+        self
+    }
+
     /// Sets how long to wait before trying again.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.inner.retry_after = Some(after);
@@ -392,7 +412,8 @@ impl fmt::Debug for Error {
             .field("operation", &i.operation)
             .field("resource", &i.resource)
             .field("provider", &i.provider)
-            .field("temporary", &i.temporary);
+            .field("temporary", &i.temporary)
+            .field("not_executed", &i.not_executed);
         if !i.context.is_empty() {
             d.field("context", &i.context);
         }

@@ -15,9 +15,13 @@ use crate::{Error, ErrorKind, Result};
 pub struct ChaosConfig {
     /// Seed of the random choices, so a run can be repeated.
     pub seed: u64,
-    /// Probability of a temporary fault (`Unavailable`). Half of them strike before the
-    /// call reaches the driver (the request was lost), half after it ran (the answer was
-    /// lost: the operation happened, the caller does not know).
+    /// Probability of a temporary fault (`Unavailable`). For idempotent calls (reads,
+    /// actions, creates with a client token) half of them strike before the call
+    /// reaches the driver (the request was refused: marked
+    /// [not executed](crate::Error::is_not_executed)), half after it ran (the answer
+    /// was lost: the operation happened, the caller does not know). For other calls
+    /// they all strike before: no layer can recover a lost answer to a create without
+    /// client token, so injecting one would only show that the failure surfaces.
     pub fault_rate: f64,
     /// Probability of a `RateLimited` answer (before the call), with `retry_after`.
     pub rate_limit_rate: f64,
@@ -97,7 +101,7 @@ impl ChaosLayer {
         self.stats.clone()
     }
 
-    fn plan(&self) -> (Plan, Option<Duration>) {
+    fn plan(&self, call: Call) -> (Plan, Option<Duration>) {
         let c = &self.config;
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let delay = (rng.gen_bool(c.latency_rate.clamp(0.0, 1.0)))
@@ -108,7 +112,11 @@ impl ChaosLayer {
         } else if x < c.rate_limit_rate + c.fault_rate / 2.0 {
             Plan::FailBefore
         } else if x < c.rate_limit_rate + c.fault_rate {
-            Plan::FailAfter
+            if call.idempotent {
+                Plan::FailAfter
+            } else {
+                Plan::FailBefore
+            }
         } else {
             Plan::Pass
         };
@@ -128,7 +136,7 @@ impl Interceptor for ChaosLayer {
         T: Send + 'a,
         F: Fn() -> BoxFuture<'a, Result<T>> + Send + Sync + 'a,
     {
-        let (plan, delay) = self.plan();
+        let (plan, delay) = self.plan(call);
         let s = &self.stats;
         s.calls.fetch_add(1, Ordering::Relaxed);
         async move {
@@ -140,16 +148,14 @@ impl Interceptor for ChaosLayer {
                 Plan::Pass => run().await,
                 Plan::RateLimit => {
                     s.rate_limits.fetch_add(1, Ordering::Relaxed);
-                    Err(
-                        Error::new(ErrorKind::RateLimited, "injected rate limit")
-                            .with_operation(call.op)
-                            .with_retry_after(self.config.retry_after)
-                            .with_context("chaos", "rate limit"),
-                    )
+                    Err(Error::new(ErrorKind::RateLimited, "injected rate limit")
+                        .with_operation(call.op)
+                        .with_retry_after(self.config.retry_after)
+                        .with_context("chaos", "rate limit"))
                 }
                 Plan::FailBefore => {
                     s.faults_before.fetch_add(1, Ordering::Relaxed);
-                    Err(injected(call, "request lost"))
+                    Err(injected(call, "request refused").not_executed(true))
                 }
                 Plan::FailAfter => {
                     let _ = run().await;

@@ -118,7 +118,8 @@ impl<I: Interceptor> Driver for Layered<I> {
     }
 
     async fn get_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.run(Operation::GetInstance, |d| d.get_instance(id)).await
+        self.run(Operation::GetInstance, |d| d.get_instance(id))
+            .await
     }
 
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance> {
@@ -140,7 +141,8 @@ impl<I: Interceptor> Driver for Layered<I> {
     }
 
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.run(Operation::StopInstance, |d| d.stop_instance(id)).await
+        self.run(Operation::StopInstance, |d| d.stop_instance(id))
+            .await
     }
 
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {
@@ -154,7 +156,8 @@ impl<I: Interceptor> Driver for Layered<I> {
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
-        self.run(Operation::ListImages, |d| d.list_images(page)).await
+        self.run(Operation::ListImages, |d| d.list_images(page))
+            .await
     }
 
     async fn get_image(&self, id: &ImageId) -> Result<Image> {
@@ -162,7 +165,8 @@ impl<I: Interceptor> Driver for Layered<I> {
     }
 
     async fn list_flavors(&self, page: &PageRequest) -> Result<Page<Flavor>> {
-        self.run(Operation::ListFlavors, |d| d.list_flavors(page)).await
+        self.run(Operation::ListFlavors, |d| d.list_flavors(page))
+            .await
     }
 
     async fn list_networks(&self, page: &PageRequest) -> Result<Page<Network>> {
@@ -190,7 +194,8 @@ impl<I: Interceptor> Driver for Layered<I> {
     }
 
     async fn list_key_pairs(&self) -> Result<Vec<KeyPair>> {
-        self.run(Operation::ListKeyPairs, |d| d.list_key_pairs()).await
+        self.run(Operation::ListKeyPairs, |d| d.list_key_pairs())
+            .await
     }
 
     async fn create_key_pair(&self, spec: &KeyPairSpec) -> Result<KeyPair> {

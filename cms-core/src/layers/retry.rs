@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{Call, Interceptor};
 use crate::model::InstanceSpec;
-use crate::{Capabilities, Error, ErrorKind, Result};
+use crate::{Capabilities, Error, Result};
 
 /// How the retry layer retries.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,9 +56,9 @@ impl RetryPolicy {
 /// - Only errors marked [temporary](Error::is_temporary) are retried.
 /// - A `RateLimited` error's retry-after is honoured: the pause is at least that long.
 /// - A call that is not idempotent (a create without client token) is retried only
-///   after `RateLimited`, the one answer that says the request was not carried out:
-///   a create whose answer was lost may have happened, and repeating it would make a
-///   second instance. To make creates safe to retry, the layer gives every instance
+///   after an error that says the request was not carried out
+///   ([`Error::is_not_executed`]: a rate limit, a refused connection): a create whose
+///   answer was lost may have happened, and repeating it would make a second instance. To make creates safe to retry, the layer gives every instance
 ///   create a client token when the driver supports them and the caller set none, as
 ///   the AWS SDKs do.
 /// - The last error is returned, with the number of tries in its context.
@@ -79,7 +79,7 @@ impl RetryLayer {
     }
 
     fn may_retry(call: Call, e: &Error) -> bool {
-        e.is_temporary() && (call.idempotent || e.kind() == ErrorKind::RateLimited)
+        e.is_temporary() && (call.idempotent || e.is_not_executed())
     }
 }
 

@@ -1,0 +1,772 @@
+//! Everything of the memory cloud that changes, kept behind one lock.
+//!
+//! Instance states move with time without any background task: each instance stores
+//! the transition it is in (from, to, and when it completes), and every read computes
+//! the state at the moment of reading. Reads therefore never write, and a listing only
+//! needs a read lock.
+//!
+//! Terminated instances stay visible for `terminated_retention`. Each delete records
+//! the moment its instance expires in `expiries`, ordered by time; an expired instance
+//! is invisible at once, and writes (and reads that notice an expiry is due) remove the
+//! expired ones from the front of that queue. Each instance is removed once, so the
+//! purge costs O(log n) per instance and never a scan of the whole store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::ops::Bound;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::cidr::{AddressPool, Cidr};
+use super::paging::{page_of, parse_token, token_after};
+use super::{Catalogue, MemoryConfig};
+use crate::model::*;
+use crate::{Error, ErrorKind, Operation, Result};
+
+/// At most this many instances are looked at for one page of a filtered listing; when
+/// it is reached the page is answered as it is (possibly short, even empty) with a
+/// token to continue, as EC2 does. It keeps the cost of a page bounded.
+pub(super) const SCAN_BUDGET: usize = 10_000;
+
+/// `i-` and 16 hex digits of a counter: ids sort in creation order.
+pub(super) fn instance_id(key: u64) -> String {
+    format!("i-{key:016x}")
+}
+
+/// The counter behind an instance id; `None` for any id this cloud never makes.
+pub(super) fn parse_instance_id(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("i-")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// A state change that completes by itself: `from` until `at`, then `to`.
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    /// The action that began it; `None` for the boot after a create.
+    by: Option<Action>,
+    from: InstanceState,
+    to: InstanceState,
+    /// `None` when the delay is too long to represent: never completes.
+    at: Option<Instant>,
+}
+
+impl Phase {
+    fn begin(
+        by: Option<Action>,
+        from: InstanceState,
+        to: InstanceState,
+        now: Instant,
+        delay: Duration,
+    ) -> Phase {
+        Phase {
+            by,
+            from,
+            to,
+            at: now.checked_add(delay),
+        }
+    }
+
+    fn state(&self, now: Instant) -> InstanceState {
+        match self.at {
+            Some(at) if now >= at => self.to,
+            _ => self.from,
+        }
+    }
+}
+
+/// An instance as stored: what cannot be derived at reading time.
+#[derive(Debug)]
+struct Stored {
+    /// Kept formatted, as are the addresses: views clone rather than format.
+    id: InstanceId,
+    name: String,
+    image_id: ImageId,
+    flavor_id: FlavorId,
+    location_id: LocationId,
+    network_ids: Vec<NetworkId>,
+    /// One private address per network, in the same order.
+    addresses: Vec<u32>,
+    private_ips: Vec<String>,
+    key_name: Option<String>,
+    /// Sorted by key; a vector takes far less room than a one-entry `BTreeMap`.
+    tags: Vec<(String, String)>,
+    created_at: DateTime<Utc>,
+    client_token: Option<String>,
+    phase: Phase,
+    /// When a deleted instance disappears.
+    expires_at: Option<Instant>,
+}
+
+impl Stored {
+    fn visible(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+
+    fn view(&self, now: Instant) -> Instance {
+        let state = self.phase.state(now);
+        Instance {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            state,
+            raw_state: state.as_str().to_owned(),
+            image_id: Some(self.image_id.clone()),
+            flavor_id: Some(self.flavor_id.clone()),
+            location_id: Some(self.location_id.clone()),
+            network_ids: self.network_ids.clone(),
+            key_name: self.key_name.clone(),
+            private_ips: self.private_ips.clone(),
+            public_ips: Vec::new(),
+            tags: self.tags.iter().cloned().collect(),
+            created_at: Some(self.created_at),
+            client_token: self.client_token.clone(),
+        }
+    }
+
+    /// A cheap test of the parts of `filter` that need no allocation; the full
+    /// [`InstanceFilter::matches`] runs on the view afterwards.
+    fn may_match(&self, filter: &InstanceFilter, state: InstanceState) -> bool {
+        (filter.states.is_empty() || filter.states.contains(&state))
+            && filter.name.as_ref().is_none_or(|n| *n == self.name)
+            && filter.tags.iter().all(|(k, want)| {
+                match self.tags.binary_search_by(|(have, _)| have.as_str().cmp(k)) {
+                    Ok(i) => want.as_ref().is_none_or(|w| *w == self.tags[i].1),
+                    Err(_) => false,
+                }
+            })
+    }
+}
+
+/// A request that created an instance with a client token.
+#[derive(Debug)]
+struct TokenEntry {
+    key: u64,
+    spec: InstanceSpec,
+}
+
+/// A network and the bookkeeping of its addresses and instances.
+#[derive(Debug)]
+pub(super) struct NetRecord {
+    network: Network,
+    pool: AddressPool,
+    /// Stored instances attached to it (terminated ones included until purged).
+    members: HashSet<u64>,
+}
+
+/// What an action does to an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Action {
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+}
+
+impl Action {
+    fn operation(self) -> Operation {
+        match self {
+            Action::Start => Operation::StartInstance,
+            Action::Stop => Operation::StopInstance,
+            Action::Reboot => Operation::RebootInstance,
+            Action::Delete => Operation::DeleteInstance,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Reboot => "reboot",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct State {
+    config: MemoryConfig,
+    // Boxed: map nodes stay small and full, which halves the memory per instance.
+    instances: BTreeMap<u64, Box<Stored>>,
+    last_instance: u64,
+    tokens: HashMap<String, TokenEntry>,
+    /// (when it disappears, instance) for every deleted instance still stored.
+    expiries: BTreeSet<(Instant, u64)>,
+    networks: BTreeMap<String, NetRecord>,
+    last_network: u64,
+    key_pairs: BTreeMap<String, KeyPair>,
+}
+
+impl State {
+    pub(super) fn new(config: MemoryConfig) -> State {
+        let (network, cidr) = super::catalogue::default_network();
+        let mut networks = BTreeMap::new();
+        networks.insert(
+            network.id.to_string(),
+            NetRecord {
+                network,
+                pool: cidr.pool(),
+                members: HashSet::new(),
+            },
+        );
+        State {
+            config,
+            instances: BTreeMap::new(),
+            last_instance: 0,
+            tokens: HashMap::new(),
+            expiries: BTreeSet::new(),
+            networks,
+            last_network: 0,
+            key_pairs: BTreeMap::new(),
+        }
+    }
+
+    // ---- purge ----
+
+    /// Whether an expired instance waits to be removed.
+    pub(super) fn needs_purge(&self, now: Instant) -> bool {
+        self.expiries.first().is_some_and(|(at, _)| *at <= now)
+    }
+
+    /// Removes the instances whose retention is over.
+    pub(super) fn purge(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.remove_instance(key);
+        }
+    }
+
+    fn remove_instance(&mut self, key: u64) {
+        let Some(s) = self.instances.remove(&key) else {
+            return;
+        };
+        if let Some(t) = &s.client_token {
+            if self.tokens.get(t).is_some_and(|e| e.key == key) {
+                self.tokens.remove(t);
+            }
+        }
+        for (net, addr) in s.network_ids.iter().zip(&s.addresses) {
+            if let Some(n) = self.networks.get_mut(net.as_str()) {
+                n.members.remove(&key);
+                n.pool.give_back(*addr);
+            }
+        }
+    }
+
+    /// Instances stored, terminated ones still visible included.
+    pub(super) fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    // ---- instances ----
+
+    pub(super) fn get_instance(&self, id: &InstanceId, now: Instant) -> Result<Instance> {
+        parse_instance_id(id.as_str())
+            .and_then(|key| self.instances.get(&key))
+            .filter(|s| s.visible(now))
+            .map(|s| s.view(now))
+            .ok_or_else(|| Error::not_found("instance", id).with_operation(Operation::GetInstance))
+    }
+
+    /// One page in id order. Unfiltered, a page costs O(log n + page); filtered, it
+    /// looks at no more than [`SCAN_BUDGET`] instances.
+    pub(super) fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Page<Instance>> {
+        let after = parse_token(
+            page.token.as_ref(),
+            Operation::ListInstances,
+            parse_instance_id,
+        )?;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let candidates: Box<dyn Iterator<Item = (u64, &Stored)> + '_> = if filter.ids.is_empty() {
+            Box::new(
+                self.instances
+                    .range((lower, Bound::Unbounded))
+                    .map(|(k, s)| (*k, &**s)),
+            )
+        } else {
+            // Ids this cloud could not have made match nothing.
+            let mut keys: Vec<u64> = filter
+                .ids
+                .iter()
+                .filter_map(|id| parse_instance_id(id.as_str()))
+                .filter(|k| after.is_none_or(|a| *k > a))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            Box::new(
+                keys.into_iter()
+                    .filter_map(|k| self.instances.get(&k).map(|s| (k, &**s))),
+            )
+        };
+
+        let budget = SCAN_BUDGET.max(limit + 1);
+        let mut items = Vec::with_capacity(limit.min(self.instances.len()));
+        let mut last_scanned = None;
+        let mut last_returned = None;
+        let mut next = None;
+        for (scanned, (key, s)) in candidates.enumerate() {
+            if scanned == budget {
+                // More remain but this page has looked far enough.
+                next = if items.len() == limit {
+                    last_returned
+                } else {
+                    last_scanned
+                };
+                break;
+            }
+            if !s.visible(now) {
+                last_scanned = Some(key);
+                continue;
+            }
+            let state = s.phase.state(now);
+            let view = s
+                .may_match(filter, state)
+                .then(|| s.view(now))
+                .filter(|v| filter.matches(v));
+            let Some(view) = view else {
+                last_scanned = Some(key);
+                continue;
+            };
+            if items.len() == limit {
+                // One more match exists: the page is full and not the last.
+                next = last_returned;
+                break;
+            }
+            items.push(view);
+            last_returned = Some(key);
+            last_scanned = Some(key);
+        }
+        Ok(Page {
+            items,
+            next: next.map(|k| token_after(instance_id(k))),
+        })
+    }
+
+    pub(super) fn create_instance(
+        &mut self,
+        spec: &InstanceSpec,
+        catalogue: &Catalogue,
+        now: Instant,
+        created_at: DateTime<Utc>,
+    ) -> Result<Instance> {
+        let op = Operation::CreateInstance;
+        self.purge(now);
+
+        // The token check and the insert below happen under the same lock.
+        if let Some(token) = &spec.client_token {
+            if let Some(entry) = self.tokens.get(token) {
+                let id = instance_id(entry.key);
+                if !entry.spec.same_request(spec) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "client token `{token}` was already used to create instance \
+                             `{id}` with different parameters; repeat that request \
+                             unchanged, or use a new client token for a new instance"
+                        ),
+                    )
+                    .with_operation(op)
+                    .with_resource(format!("instance {id}"))
+                    .with_context("argument", "client_token")
+                    .with_context("reason", "idempotent_parameter_mismatch"));
+                }
+                if let Some(s) = self.instances.get(&entry.key) {
+                    return Ok(s.view(now));
+                }
+            }
+        }
+
+        let image = catalogue
+            .images
+            .get(spec.image_id.as_str())
+            .ok_or_else(|| Error::not_found("image", &spec.image_id).with_operation(op))?;
+        let flavor = catalogue
+            .flavors
+            .get(spec.flavor_id.as_str())
+            .ok_or_else(|| Error::not_found("flavor", &spec.flavor_id).with_operation(op))?;
+        if let (Some(need), Some(have)) = (image.min_disk_gib, flavor.disk_gib) {
+            if have < need {
+                return Err(Error::invalid_argument(
+                    "flavor_id",
+                    format!(
+                        "flavor `{}` has a {have} GiB disk, image `{}` needs at least {need} GiB",
+                        flavor.id, image.id
+                    ),
+                )
+                .with_operation(op));
+            }
+        }
+        if let Some(k) = &spec.key_name {
+            if !self.key_pairs.contains_key(k) {
+                return Err(Error::not_found("key pair", k).with_operation(op));
+            }
+        }
+
+        let network_ids = self.networks_for(spec)?;
+        let location_id = match &spec.location_id {
+            Some(l) => {
+                let loc = catalogue
+                    .locations
+                    .iter()
+                    .find(|x| x.id == *l)
+                    .ok_or_else(|| Error::not_found("location", l).with_operation(op))?;
+                if !loc.available {
+                    return Err(Error::new(
+                        ErrorKind::InvalidState,
+                        format!("location `{l}` does not accept new instances"),
+                    )
+                    .with_operation(op)
+                    .with_resource(format!("location {l}")));
+                }
+                l.clone()
+            }
+            None => network_ids
+                .iter()
+                .find_map(|n| self.networks.get(n.as_str())?.network.location_id.clone())
+                .or_else(|| catalogue.locations.first().map(|l| l.id.clone()))
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::Unavailable, "the cloud has no location")
+                        .with_operation(op)
+                })?,
+        };
+        for n in &network_ids {
+            if let Some(at) = self
+                .networks
+                .get(n.as_str())
+                .and_then(|r| r.network.location_id.as_ref())
+            {
+                if *at != location_id {
+                    return Err(Error::invalid_argument(
+                        "network_ids",
+                        format!("network `{n}` is in location `{at}`, not in `{location_id}`"),
+                    )
+                    .with_operation(op));
+                }
+            }
+        }
+
+        // Everything is valid: take addresses (giving them back if one network is full).
+        let mut addresses = Vec::with_capacity(network_ids.len());
+        for n in &network_ids {
+            let taken = self
+                .networks
+                .get_mut(n.as_str())
+                .and_then(|r| r.pool.take());
+            let Some(a) = taken else {
+                for (n, a) in network_ids.iter().zip(&addresses) {
+                    if let Some(r) = self.networks.get_mut(n.as_str()) {
+                        r.pool.give_back(*a);
+                    }
+                }
+                let cidr = self
+                    .networks
+                    .get(n.as_str())
+                    .and_then(|r| r.network.cidr.clone())
+                    .unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::QuotaExceeded,
+                    format!(
+                        "network `{n}` ({cidr}) has no free private address left; \
+                         delete instances or use another network"
+                    ),
+                )
+                .with_operation(op)
+                .with_resource(format!("network {n}"))
+                .with_context("reason", "insufficient_free_addresses"));
+            };
+            addresses.push(a);
+        }
+
+        self.last_instance += 1;
+        let key = self.last_instance;
+        for n in &network_ids {
+            if let Some(r) = self.networks.get_mut(n.as_str()) {
+                r.members.insert(key);
+            }
+        }
+        if let Some(token) = &spec.client_token {
+            self.tokens.insert(
+                token.clone(),
+                TokenEntry {
+                    key,
+                    spec: spec.clone(),
+                },
+            );
+        }
+        let stored = Stored {
+            id: InstanceId::new(instance_id(key)),
+            name: spec.name.clone(),
+            image_id: spec.image_id.clone(),
+            flavor_id: spec.flavor_id.clone(),
+            location_id,
+            network_ids,
+            private_ips: addresses
+                .iter()
+                .map(|a| Ipv4Addr::from(*a).to_string())
+                .collect(),
+            addresses,
+            key_name: spec.key_name.clone(),
+            tags: spec
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            created_at,
+            client_token: spec.client_token.clone(),
+            phase: Phase::begin(
+                None,
+                InstanceState::Pending,
+                InstanceState::Running,
+                now,
+                self.config.boot_delay,
+            ),
+            expires_at: None,
+        };
+        let view = stored.view(now);
+        self.instances.insert(key, Box::new(stored));
+        Ok(view)
+    }
+
+    /// The networks a create attaches to: those named (each once, each known), or the
+    /// default network.
+    fn networks_for(&self, spec: &InstanceSpec) -> Result<Vec<NetworkId>> {
+        let op = Operation::CreateInstance;
+        if spec.network_ids.is_empty() {
+            return self
+                .networks
+                .values()
+                .find(|r| r.network.is_default)
+                .map(|r| vec![r.network.id.clone()])
+                .ok_or_else(|| {
+                    Error::invalid_argument(
+                        "network_ids",
+                        "none given and the cloud has no default network; name a network",
+                    )
+                    .with_operation(op)
+                });
+        }
+        let mut seen = HashSet::new();
+        for n in &spec.network_ids {
+            if !seen.insert(n) {
+                return Err(Error::invalid_argument(
+                    "network_ids",
+                    format!("network `{n}` is named more than once"),
+                )
+                .with_operation(op));
+            }
+            if !self.networks.contains_key(n.as_str()) {
+                return Err(Error::not_found("network", n).with_operation(op));
+            }
+        }
+        Ok(spec.network_ids.clone())
+    }
+
+    /// Starts, stops, reboots or deletes an instance, when its current state allows.
+    pub(super) fn act(
+        &mut self,
+        id: &InstanceId,
+        action: Action,
+        now: Instant,
+    ) -> Result<Instance> {
+        use InstanceState::{
+            Pending, Rebooting, Running, Stopped, Stopping, Terminated, Terminating,
+        };
+        let op = action.operation();
+        self.purge(now);
+        let key = parse_instance_id(id.as_str())
+            .filter(|k| self.instances.get(k).is_some_and(|s| s.visible(now)))
+            .ok_or_else(|| Error::not_found("instance", id).with_operation(op))?;
+        let cfg = &self.config;
+        let Some(s) = self.instances.get_mut(&key) else {
+            return Err(Error::not_found("instance", id).with_operation(op));
+        };
+        let current = s.phase.state(now);
+        // Repeating the action an instance is still carrying out answers it as it is
+        // (as EC2 does), so a caller that lost the answer may safely try again.
+        if current.is_transitional() && s.phase.by == Some(action) {
+            return Ok(s.view(now));
+        }
+        let by = Some(action);
+        let phase = match (action, current) {
+            (Action::Start, Stopped) => Phase::begin(by, Pending, Running, now, cfg.start_delay),
+            (Action::Stop, Running) => Phase::begin(by, Stopping, Stopped, now, cfg.stop_delay),
+            (Action::Reboot, Running) => {
+                Phase::begin(by, Rebooting, Running, now, cfg.reboot_delay)
+            }
+            // Deleting again answers the instance as it is, as EC2 does.
+            (Action::Delete, Terminating | Terminated) => return Ok(s.view(now)),
+            (Action::Delete, _) => {
+                Phase::begin(by, Terminating, Terminated, now, cfg.terminate_delay)
+            }
+            _ => {
+                let hint = match (action, current) {
+                    (Action::Start, Pending) => "; it is still booting after its creation",
+                    (Action::Start, Running | Rebooting) => "; it is already running",
+                    (Action::Start, Stopping) => "; wait until it is stopped",
+                    (Action::Stop | Action::Reboot, Pending) => "; wait until it is running",
+                    (Action::Stop, Stopped) => "; it is already stopped",
+                    (Action::Stop, Rebooting) => "; wait until it is running",
+                    (Action::Reboot, Stopped | Stopping) => "; start it instead",
+                    _ => "",
+                };
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "cannot {} instance `{id}`: it is {current}{hint}",
+                        action.verb()
+                    ),
+                )
+                .with_operation(op)
+                .with_resource(format!("instance {id}"))
+                .with_context("state", current.as_str()));
+            }
+        };
+        s.phase = phase;
+        if action == Action::Delete {
+            s.expires_at = phase
+                .at
+                .and_then(|at| at.checked_add(cfg.terminated_retention));
+            if let Some(e) = s.expires_at {
+                self.expiries.insert((e, key));
+            }
+        }
+        Ok(s.view(now))
+    }
+
+    // ---- networks ----
+
+    pub(super) fn list_networks(&self, page: &PageRequest, limit: usize) -> Result<Page<Network>> {
+        page_of(
+            &self.networks,
+            page.token.as_ref(),
+            limit,
+            Operation::ListNetworks,
+            |r| r.network.clone(),
+        )
+    }
+
+    pub(super) fn get_network(&self, id: &NetworkId) -> Result<Network> {
+        self.networks
+            .get(id.as_str())
+            .map(|r| r.network.clone())
+            .ok_or_else(|| Error::not_found("network", id).with_operation(Operation::GetNetwork))
+    }
+
+    pub(super) fn create_network(&mut self, spec: &NetworkSpec, cidr: Cidr) -> Result<Network> {
+        if let Some(other) = self.networks.values().find(|r| r.network.name == spec.name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "a network named `{}` already exists (`{}`)",
+                    spec.name, other.network.id
+                ),
+            )
+            .with_operation(Operation::CreateNetwork)
+            .with_resource(format!("network {}", other.network.id)));
+        }
+        self.last_network += 1;
+        let network = Network {
+            id: NetworkId::new(format!("net-{:08x}", self.last_network)),
+            name: spec.name.clone(),
+            cidr: Some(cidr.to_string()),
+            location_id: spec.location_id.clone(),
+            is_default: false,
+            raw_state: "available".into(),
+            tags: spec.tags.clone(),
+        };
+        self.networks.insert(
+            network.id.to_string(),
+            NetRecord {
+                network: network.clone(),
+                pool: cidr.pool(),
+                members: HashSet::new(),
+            },
+        );
+        Ok(network)
+    }
+
+    pub(super) fn delete_network(&mut self, id: &NetworkId, now: Instant) -> Result<()> {
+        let op = Operation::DeleteNetwork;
+        self.purge(now);
+        let record = self
+            .networks
+            .get(id.as_str())
+            .ok_or_else(|| Error::not_found("network", id).with_operation(op))?;
+        let in_use = record
+            .members
+            .iter()
+            .filter(|k| {
+                self.instances
+                    .get(k)
+                    .is_some_and(|s| s.phase.state(now) != InstanceState::Terminated)
+            })
+            .count();
+        if in_use > 0 {
+            let plural = if in_use == 1 { "" } else { "s" };
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "network `{id}` is in use by {in_use} instance{plural}; \
+                     delete them first"
+                ),
+            )
+            .with_operation(op)
+            .with_resource(format!("network {id}"))
+            .with_context("instances", in_use.to_string()));
+        }
+        self.networks.remove(id.as_str());
+        Ok(())
+    }
+
+    // ---- key pairs ----
+
+    pub(super) fn has_key_pair(&self, name: &str) -> bool {
+        self.key_pairs.contains_key(name)
+    }
+
+    pub(super) fn list_key_pairs(&self) -> Vec<KeyPair> {
+        self.key_pairs.values().cloned().collect()
+    }
+
+    /// Stores `key_pair` without its private key; `AlreadyExists` when the name is taken.
+    pub(super) fn insert_key_pair(&mut self, key_pair: &KeyPair, op: Operation) -> Result<()> {
+        if self.key_pairs.contains_key(&key_pair.name) {
+            return Err(key_pair_exists(&key_pair.name, op));
+        }
+        self.key_pairs.insert(
+            key_pair.name.clone(),
+            KeyPair {
+                private_key: None,
+                ..key_pair.clone()
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) fn delete_key_pair(&mut self, name: &str) -> Result<()> {
+        self.key_pairs.remove(name).map(drop).ok_or_else(|| {
+            Error::not_found("key pair", name).with_operation(Operation::DeleteKeyPair)
+        })
+    }
+}
+
+pub(super) fn key_pair_exists(name: &str, op: Operation) -> Error {
+    Error::new(
+        ErrorKind::AlreadyExists,
+        format!("a key pair named `{name}` already exists; delete it first or choose another name"),
+    )
+    .with_operation(op)
+    .with_resource(format!("key pair {name}"))
+}
