@@ -150,35 +150,32 @@ impl Cloud {
 
     /// Every image, collected.
     pub async fn collect_images(&self) -> Result<Vec<Image>> {
-        let cloud = self.clone();
-        all_pages(move |page| {
-            let cloud = cloud.clone();
-            async move { cloud.list_images(&page).await }
-        })
-        .try_collect()
-        .await
+        self.collect_pages(|c, p| async move { c.list_images(&p).await })
+            .await
     }
 
     /// Every flavor, collected.
     pub async fn collect_flavors(&self) -> Result<Vec<Flavor>> {
-        let cloud = self.clone();
-        all_pages(move |page| {
-            let cloud = cloud.clone();
-            async move { cloud.list_flavors(&page).await }
-        })
-        .try_collect()
-        .await
+        self.collect_pages(|c, p| async move { c.list_flavors(&p).await })
+            .await
     }
 
     /// Every network, collected.
     pub async fn collect_networks(&self) -> Result<Vec<Network>> {
+        self.collect_pages(|c, p| async move { c.list_networks(&p).await })
+            .await
+    }
+
+    async fn collect_pages<T, F, Fut>(&self, fetch: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Cloud, PageRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Page<T>>> + Send + 'static,
+    {
         let cloud = self.clone();
-        all_pages(move |page| {
-            let cloud = cloud.clone();
-            async move { cloud.list_networks(&page).await }
-        })
-        .try_collect()
-        .await
+        all_pages(move |page| fetch(cloud.clone(), page))
+            .try_collect()
+            .await
     }
 }
 
