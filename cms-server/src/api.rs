@@ -1,0 +1,788 @@
+//! The native API's handlers, one per route of [`ROUTES`](crate::routes::ROUTES),
+//! each documented with `#[utoipa::path]`, and the bodies they take and answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cms_core::{
+    Capabilities, Flavor, FlavorId, Image, ImageId, Instance, InstanceId, InstanceSpec, KeyPair,
+    KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageToken,
+    Tags,
+};
+use futures::future::join_all;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::reply::Response;
+
+use crate::app::{App, Provider};
+use crate::auth::{client_token, Tenant};
+use crate::openapi::{AuthProblems, BodyProblems, OpenProblems, ProviderProblems};
+use crate::problem::{status_of, type_uri, ApiError, ServerKind};
+use crate::query::{
+    instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
+};
+use crate::routes::{percent_encode_segment, Params, RouteId};
+
+/// The most bytes a request body may have.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A listing: one page of items and the token of the next page (`null` on the last).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListResponse<T> {
+    pub items: Vec<T>,
+    /// Pass as `page_token` to get the next page; `null` on the last page.
+    #[schema(value_type = Option<String>)]
+    pub next_page_token: Option<PageToken>,
+}
+
+impl<T> From<Page<T>> for ListResponse<T> {
+    fn from(p: Page<T>) -> Self {
+        ListResponse {
+            items: p.items,
+            next_page_token: p.next,
+        }
+    }
+}
+
+impl<T> ListResponse<T> {
+    fn all(items: Vec<T>) -> Self {
+        ListResponse {
+            items,
+            next_page_token: None,
+        }
+    }
+}
+
+/// A provider the caller may use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderInfo {
+    /// The name used in URLs.
+    pub name: String,
+    /// The driver behind it (`memory`, …).
+    pub driver: String,
+    /// What it supports.
+    pub capabilities: Capabilities,
+}
+
+/// An instance and the provider it lives on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderInstance {
+    /// The provider's name.
+    pub provider: String,
+    #[serde(flatten)]
+    pub instance: Instance,
+}
+
+/// Why a provider is missing from an aggregated listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderError {
+    /// The provider's name.
+    pub provider: String,
+    /// The HTTP status the error would have on its own.
+    pub status: u16,
+    /// The problem type (`urn:cms:problem:<kind>`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The error kind (`unavailable`, `timeout`, …).
+    pub kind: String,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// The instances of every provider the caller may use; providers that failed are
+/// listed under `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggregateResponse {
+    pub items: Vec<ProviderInstance>,
+    pub errors: Vec<ProviderError>,
+}
+
+/// What instance to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstanceRequest {
+    /// A name for the instance.
+    #[serde(default)]
+    pub name: String,
+    /// The image to boot.
+    #[schema(value_type = String)]
+    pub image_id: ImageId,
+    /// The size.
+    #[schema(value_type = String)]
+    pub flavor_id: FlavorId,
+    /// Networks to attach; the provider's default when empty.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub network_ids: Vec<NetworkId>,
+    /// Where to place it; the provider's choice when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub location_id: Option<LocationId>,
+    /// A key pair to install.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// User data (cloud-init and the like), as text.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// What network to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNetworkRequest {
+    pub name: String,
+    /// The IPv4 range, `10.1.0.0/24`.
+    pub cidr: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub location_id: Option<LocationId>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// What key pair to create: generated (no `public_key`; the answer carries the
+/// private key, only this once) or imported.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyPairRequest {
+    pub name: String,
+    /// An OpenSSH public key to import; absent to have one generated.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+/// What a handler sees of a request.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub tenant: Option<&'a Tenant>,
+    pub params: &'a Params<'a>,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+impl Ctx<'_> {
+    fn tenant(&self) -> Result<&Tenant, ApiError> {
+        self.tenant
+            .ok_or_else(|| ApiError::unauthenticated("this route needs an API key"))
+    }
+
+    /// The provider named by the first path parameter.
+    fn provider(&self) -> Result<&Provider, ApiError> {
+        self.app.provider_for(self.tenant()?, self.params.get(0))
+    }
+
+    fn id(&self) -> &str {
+        self.params.get(1)
+    }
+
+    /// The body as JSON of type `T`, checked for media type and shape.
+    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(self.headers, &self.body)
+    }
+}
+
+/// Whether the route's handler reads the request body.
+pub fn reads_body(id: RouteId) -> bool {
+    matches!(
+        id,
+        RouteId::CreateInstance | RouteId::CreateNetwork | RouteId::CreateKeyPair
+    )
+}
+
+/// Parses a JSON body: `application/json` (or `+json`), well-formed, of type `T`;
+/// errors name what is wrong and where.
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match ctype.as_deref() {
+        Some("application/json") => {}
+        Some(t) if t.starts_with("application/") && t.ends_with("+json") => {}
+        None if body.is_empty() => return Err(ApiError::server(
+            ServerKind::MalformedBody,
+            "the request body is empty; expected a JSON object (Content-Type: application/json)",
+        )),
+        other => {
+            return Err(ApiError::server(
+                ServerKind::UnsupportedMediaType,
+                format!(
+                    "the request body must be `application/json`, not `{}`",
+                    other.unwrap_or("(no Content-Type)")
+                ),
+            ))
+        }
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::server(
+            ServerKind::MalformedBody,
+            "the request body is empty; expected a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = if inner.is_syntax() || inner.is_eof() {
+            format!("the request body is not valid JSON: {inner}")
+        } else if path == "." {
+            format!("the request body is not the expected object: {inner}")
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        ApiError::server(ServerKind::MalformedBody, what)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::server(
+            ServerKind::MalformedBody,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok(value)
+}
+
+/// An answer of already serialized JSON.
+fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON answer; `capacity` is a guess of its size.
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T, capacity: usize) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => raw_json(status, buf),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize an answer");
+            crate::server::problem_response(
+                &ApiError::server(ServerKind::Internal, "cannot serialize the answer"),
+                "",
+                None,
+            )
+        }
+    }
+}
+
+fn text_response(content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let body: Bytes = body.into();
+    let mut r = Response::new(body.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Bytes::new().into());
+    *r.status_mut() = status;
+    r
+}
+
+fn with_location(mut r: Response, location: String) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Runs the handler of `id`.
+pub async fn dispatch(id: RouteId, cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    match id {
+        RouteId::Healthz => healthz(cx).await,
+        RouteId::Metrics => metrics(cx).await,
+        RouteId::OpenApi => openapi(cx).await,
+        RouteId::ListProviders => list_providers(cx).await,
+        RouteId::ListAllInstances => list_all_instances(cx).await,
+        RouteId::ListInstances => list_instances(cx).await,
+        RouteId::CreateInstance => create_instance(cx).await,
+        RouteId::GetInstance => get_instance(cx).await,
+        RouteId::DeleteInstance => delete_instance(cx).await,
+        RouteId::StartInstance => start_instance(cx).await,
+        RouteId::StopInstance => stop_instance(cx).await,
+        RouteId::RebootInstance => reboot_instance(cx).await,
+        RouteId::ListImages => list_images(cx).await,
+        RouteId::GetImage => get_image(cx).await,
+        RouteId::ListFlavors => list_flavors(cx).await,
+        RouteId::ListNetworks => list_networks(cx).await,
+        RouteId::CreateNetwork => create_network(cx).await,
+        RouteId::GetNetwork => get_network(cx).await,
+        RouteId::DeleteNetwork => delete_network(cx).await,
+        RouteId::ListLocations => list_locations(cx).await,
+        RouteId::ListKeyPairs => list_key_pairs(cx).await,
+        RouteId::CreateKeyPair => create_key_pair(cx).await,
+        RouteId::DeleteKeyPair => delete_key_pair(cx).await,
+    }
+}
+
+/// Liveness: `ok`.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain"), OpenProblems))]
+pub async fn healthz(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    Ok(text_response("text/plain; charset=utf-8", "ok"))
+}
+
+/// Prometheus metrics: HTTP requests by route, latency, and driver calls per provider.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics in the Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4"), OpenProblems))]
+pub async fn metrics(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    let mut out = String::with_capacity(16 * 1024);
+    cx.app.metrics.write_prometheus(
+        &mut out,
+        cx.app
+            .providers
+            .iter()
+            .filter_map(|p| p.cloud.metrics().map(|m| m.as_ref())),
+    );
+    Ok(text_response(
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    ))
+}
+
+/// This document: the OpenAPI 3 description of the native API.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", body = Object), OpenProblems))]
+pub async fn openapi(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    Ok(text_response("application/json", cx.app.openapi.clone()))
+}
+
+/// The providers the caller may use, with their drivers and capabilities.
+#[utoipa::path(get, path = "/v1/providers", tag = "providers",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's providers", body = ListResponse<ProviderInfo>), AuthProblems))]
+pub async fn list_providers(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    let tenant = cx.tenant()?;
+    let items: Vec<ProviderInfo> = cx
+        .app
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tenant.may_use(*i))
+        .map(|(_, p)| ProviderInfo {
+            name: p.name.to_string(),
+            driver: p.driver.to_owned(),
+            capabilities: *p.cloud.capabilities(),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::all(items),
+        1024,
+    ))
+}
+
+/// Every instance of every provider the caller may use, queried concurrently; a
+/// provider that fails or does not answer in time is listed under `errors`.
+#[utoipa::path(get, path = "/v1/instances", tag = "instances",
+    security(("bearer" = [])),
+    params(AggregateQuery),
+    responses((status = 200, description = "Instances of all providers, and the providers that failed",
+        body = AggregateResponse), AuthProblems))]
+pub async fn list_all_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let (filter, _) = instance_query(cx.query, false)?;
+    let tenant = cx.tenant()?;
+    let limit = cx.app.aggregate_timeout;
+    let calls = cx
+        .app
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tenant.may_use(*i))
+        .map(|(_, p)| {
+            let filter = &filter;
+            async move {
+                let r = tokio::time::timeout(limit, p.cloud.collect_instances(filter)).await;
+                (p, r)
+            }
+        });
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    for (p, r) in join_all(calls).await {
+        match r {
+            Ok(Ok(list)) => items.extend(list.into_iter().map(|instance| ProviderInstance {
+                provider: p.name.to_string(),
+                instance,
+            })),
+            Ok(Err(e)) => {
+                let kind = e.kind();
+                errors.push(ProviderError {
+                    provider: p.name.to_string(),
+                    status: status_of(kind).as_u16(),
+                    type_: type_uri(kind.as_str()),
+                    kind: kind.as_str().to_owned(),
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => errors.push(timeout_error(&p.name, limit)),
+        }
+    }
+    let cap = 256 + items.len() * 512;
+    Ok(json_response(
+        StatusCode::OK,
+        &AggregateResponse { items, errors },
+        cap,
+    ))
+}
+
+fn timeout_error(provider: &str, limit: Duration) -> ProviderError {
+    let kind = cms_core::ErrorKind::Timeout;
+    ProviderError {
+        provider: provider.to_owned(),
+        status: status_of(kind).as_u16(),
+        type_: type_uri(kind.as_str()),
+        kind: kind.as_str().to_owned(),
+        detail: format!(
+            "{} on provider `{provider}`: no answer within {limit:?}",
+            Operation::ListInstances
+        ),
+    }
+}
+
+/// One page of a provider's instances, filtered.
+#[utoipa::path(get, path = "/v1/providers/{provider}/instances", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"), InstanceListQuery),
+    responses((status = 200, description = "One page of instances", body = ListResponse<Instance>), ProviderProblems))]
+pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    let (filter, page) = instance_query(cx.query, true)?;
+    let page = p.cloud.list_instances(&filter, &page).await?;
+    // The hot path: written by hand, byte for byte what serde would write.
+    let mut buf = Vec::with_capacity(128 + page.items.len() * 512);
+    crate::fastjson::write_instance_page(&mut buf, &page.items, page.next.as_ref());
+    Ok(raw_json(StatusCode::OK, buf))
+}
+
+/// Creates an instance. With an `Idempotency-Key`, creating again with the same key
+/// and the same body answers the same instance; with another body, 400.
+#[utoipa::path(post, path = "/v1/providers/{provider}/instances", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes the create idempotent per tenant (1 to 255 visible ASCII characters)")),
+    request_body = CreateInstanceRequest,
+    responses((status = 201, description = "The instance, usually pending", body = Instance,
+        headers(("Location" = String, description = "The instance's URL"))), ProviderProblems, BodyProblems))]
+pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let req: CreateInstanceRequest = cx.json()?;
+    let client_token = match cx.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::server(
+                        ServerKind::InvalidHeader,
+                        "header `Idempotency-Key` must be 1 to 255 visible ASCII characters",
+                    )
+                })?;
+            if !p.cloud.capabilities().instances.client_token {
+                return Err(ApiError::core(
+                    cms_core::ErrorKind::Unsupported,
+                    format!(
+                        "provider `{}` does not support idempotent creates (`Idempotency-Key`)",
+                        p.name
+                    ),
+                )
+                .with_provider(&p.name));
+            }
+            Some(client_token(&cx.tenant()?.name, key))
+        }
+    };
+    let spec = InstanceSpec {
+        name: req.name,
+        image_id: req.image_id,
+        flavor_id: req.flavor_id,
+        network_ids: req.network_ids,
+        location_id: req.location_id,
+        key_name: req.key_name,
+        user_data: req.user_data,
+        tags: req.tags,
+        client_token,
+    };
+    let vm = p.cloud.create_instance(&spec).await?;
+    let location = format!(
+        "/v1/providers/{}/instances/{}",
+        percent_encode_segment(&p.name),
+        percent_encode_segment(vm.id.as_str())
+    );
+    Ok(with_location(
+        json_response(StatusCode::CREATED, &vm, 1024),
+        location,
+    ))
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/v1/providers/{provider}/instances/{id}", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 200, description = "The instance", body = Instance), ProviderProblems))]
+pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let vm = p.cloud.get_instance(&InstanceId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::OK, &vm, 1024))
+}
+
+/// Deletes (terminates) an instance; it goes through `terminating` to `terminated`.
+#[utoipa::path(delete, path = "/v1/providers/{provider}/instances/{id}", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 202, description = "Deletion accepted: the instance as it is now", body = Instance), ProviderProblems))]
+pub async fn delete_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let vm = p.cloud.delete_instance(&InstanceId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+}
+
+/// Starts a stopped instance.
+#[utoipa::path(post, path = "/v1/providers/{provider}/instances/{id}/start", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 202, description = "Start accepted: the instance as it is now", body = Instance), ProviderProblems))]
+pub async fn start_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let vm = p.cloud.start_instance(&InstanceId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+}
+
+/// Stops a running instance.
+#[utoipa::path(post, path = "/v1/providers/{provider}/instances/{id}/stop", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 202, description = "Stop accepted: the instance as it is now", body = Instance), ProviderProblems))]
+pub async fn stop_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let vm = p.cloud.stop_instance(&InstanceId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+}
+
+/// Reboots a running instance.
+#[utoipa::path(post, path = "/v1/providers/{provider}/instances/{id}/reboot", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 202, description = "Reboot accepted: the instance as it is now", body = Instance), ProviderProblems))]
+pub async fn reboot_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let vm = p.cloud.reboot_instance(&InstanceId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+}
+
+/// One page of images.
+#[utoipa::path(get, path = "/v1/providers/{provider}/images", tag = "images",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"), PageQuery),
+    responses((status = 200, description = "One page of images", body = ListResponse<Image>), ProviderProblems))]
+pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    let page = page_query(cx.query)?;
+    let page = p.cloud.list_images(&page).await?;
+    let cap = 128 + page.items.len() * 256;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::from(page),
+        cap,
+    ))
+}
+
+/// One image.
+#[utoipa::path(get, path = "/v1/providers/{provider}/images/{id}", tag = "images",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The image id (percent-encoded)")),
+    responses((status = 200, description = "The image", body = Image), ProviderProblems))]
+pub async fn get_image(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let image = p.cloud.get_image(&ImageId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::OK, &image, 512))
+}
+
+/// One page of flavors (instance sizes).
+#[utoipa::path(get, path = "/v1/providers/{provider}/flavors", tag = "flavors",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"), PageQuery),
+    responses((status = 200, description = "One page of flavors", body = ListResponse<Flavor>), ProviderProblems))]
+pub async fn list_flavors(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    let page = page_query(cx.query)?;
+    let page = p.cloud.list_flavors(&page).await?;
+    let cap = 128 + page.items.len() * 128;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::from(page),
+        cap,
+    ))
+}
+
+/// One page of networks.
+#[utoipa::path(get, path = "/v1/providers/{provider}/networks", tag = "networks",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"), PageQuery),
+    responses((status = 200, description = "One page of networks", body = ListResponse<Network>), ProviderProblems))]
+pub async fn list_networks(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    let page = page_query(cx.query)?;
+    let page = p.cloud.list_networks(&page).await?;
+    let cap = 128 + page.items.len() * 256;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::from(page),
+        cap,
+    ))
+}
+
+/// Creates a network.
+#[utoipa::path(post, path = "/v1/providers/{provider}/networks", tag = "networks",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name")),
+    request_body = CreateNetworkRequest,
+    responses((status = 201, description = "The network", body = Network,
+        headers(("Location" = String, description = "The network's URL"))), ProviderProblems, BodyProblems))]
+pub async fn create_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let req: CreateNetworkRequest = cx.json()?;
+    let spec = NetworkSpec {
+        name: req.name,
+        cidr: req.cidr,
+        location_id: req.location_id,
+        tags: req.tags,
+    };
+    let net = p.cloud.create_network(&spec).await?;
+    let location = format!(
+        "/v1/providers/{}/networks/{}",
+        percent_encode_segment(&p.name),
+        percent_encode_segment(net.id.as_str())
+    );
+    Ok(with_location(
+        json_response(StatusCode::CREATED, &net, 512),
+        location,
+    ))
+}
+
+/// One network.
+#[utoipa::path(get, path = "/v1/providers/{provider}/networks/{id}", tag = "networks",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The network id (percent-encoded)")),
+    responses((status = 200, description = "The network", body = Network), ProviderProblems))]
+pub async fn get_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let net = p.cloud.get_network(&NetworkId::new(cx.id())).await?;
+    Ok(json_response(StatusCode::OK, &net, 512))
+}
+
+/// Deletes a network (409 while instances use it).
+#[utoipa::path(delete, path = "/v1/providers/{provider}/networks/{id}", tag = "networks",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The network id (percent-encoded)")),
+    responses((status = 204, description = "Deleted"), ProviderProblems))]
+pub async fn delete_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    p.cloud.delete_network(&NetworkId::new(cx.id())).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// Every location (availability zone, cluster, VDC).
+#[utoipa::path(get, path = "/v1/providers/{provider}/locations", tag = "locations",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name")),
+    responses((status = 200, description = "Every location (`next_page_token` is null)", body = ListResponse<Location>), ProviderProblems))]
+pub async fn list_locations(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let items = p.cloud.list_locations().await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::all(items),
+        512,
+    ))
+}
+
+/// Every key pair.
+#[utoipa::path(get, path = "/v1/providers/{provider}/key-pairs", tag = "key-pairs",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name")),
+    responses((status = 200, description = "Every key pair (`next_page_token` is null)", body = ListResponse<KeyPair>), ProviderProblems))]
+pub async fn list_key_pairs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let items = p.cloud.list_key_pairs().await?;
+    let cap = 128 + items.len() * 512;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse::all(items),
+        cap,
+    ))
+}
+
+/// Creates (generates) or imports a key pair. A generated key's `private_key` appears
+/// in this answer only.
+#[utoipa::path(post, path = "/v1/providers/{provider}/key-pairs", tag = "key-pairs",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name")),
+    request_body = CreateKeyPairRequest,
+    responses((status = 201, description = "The key pair (with `private_key` when generated)", body = KeyPair),
+        ProviderProblems, BodyProblems))]
+pub async fn create_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let req: CreateKeyPairRequest = cx.json()?;
+    let spec = KeyPairSpec {
+        name: req.name,
+        public_key: req.public_key,
+    };
+    let kp = p.cloud.create_key_pair(&spec).await?;
+    Ok(json_response(StatusCode::CREATED, &kp, 2048))
+}
+
+/// Deletes a key pair.
+#[utoipa::path(delete, path = "/v1/providers/{provider}/key-pairs/{name}", tag = "key-pairs",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("name" = String, Path, description = "The key pair's name (percent-encoded)")),
+    responses((status = 204, description = "Deleted"), ProviderProblems))]
+pub async fn delete_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    p.cloud.delete_key_pair(cx.id()).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}

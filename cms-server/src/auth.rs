@@ -1,0 +1,153 @@
+//! Tenants and their API keys.
+//!
+//! Keys are kept only as SHA-256 digests. A request's key is hashed, looked up by
+//! digest, and the digest compared in constant time, so neither the lookup nor the
+//! comparison tells an attacker how much of a guess was right.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::problem::ApiError;
+
+/// A tenant: who is calling, and which providers (by index) it may use.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The tenant's name.
+    pub name: Arc<str>,
+    /// `allowed[i]`: whether it may use provider `i`.
+    pub allowed: Vec<bool>,
+}
+
+impl Tenant {
+    /// Whether it may use the provider with index `i`.
+    pub fn may_use(&self, i: usize) -> bool {
+        self.allowed.get(i).copied().unwrap_or(false)
+    }
+}
+
+type KeyDigest = [u8; 32];
+
+fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The tenants, found by API key.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_digest: HashMap<KeyDigest, usize>,
+    tenants: Vec<(KeyDigest, Tenant)>,
+}
+
+impl Tenants {
+    /// Adds a tenant; fails when another tenant has the same key.
+    pub fn add(&mut self, key: &Secret, tenant: Tenant) -> Result<(), String> {
+        let d = digest(key.expose());
+        if let Some(&i) = self.by_digest.get(&d) {
+            return Err(format!(
+                "tenants `{}` and `{}` have the same API key",
+                self.tenants[i].1.name, tenant.name
+            ));
+        }
+        self.by_digest.insert(d, self.tenants.len());
+        self.tenants.push((d, tenant));
+        Ok(())
+    }
+
+    /// The tenants.
+    pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.iter().map(|(_, t)| t)
+    }
+
+    /// The tenant whose key the request carries (`Authorization: Bearer <key>`).
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err(ApiError::unauthenticated(
+                "missing `Authorization: Bearer <api key>` header",
+            ));
+        };
+        let value = value.to_str().unwrap_or("");
+        let key = match value.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+            _ => {
+                return Err(ApiError::unauthenticated(
+                    "the `Authorization` header must be `Bearer <api key>`",
+                ))
+            }
+        };
+        let d = digest(key);
+        match self.by_digest.get(&d) {
+            Some(&i) if bool::from(self.tenants[i].0.ct_eq(&d)) => Ok(&self.tenants[i].1),
+            _ => Err(ApiError::unauthenticated("the API key is not valid")),
+        }
+    }
+}
+
+/// A fresh random development key (`cms-dev-` and 40 alphanumerics).
+pub fn generate_key() -> Secret {
+    let s: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    Secret::new(format!("cms-dev-{s}"))
+}
+
+/// The client token of an `Idempotency-Key`: a hash of the tenant and the key, so that
+/// two tenants' keys never collide (37 characters).
+pub fn client_token(tenant: &str, idempotency_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(tenant.as_bytes());
+    h.update([0u8]);
+    h.update(idempotency_key.as_bytes());
+    let d = h.finalize();
+    let mut out = String::with_capacity(37);
+    out.push_str("idem-");
+    for b in &d[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn authenticates_by_key() {
+        let mut t = Tenants::default();
+        let tenant = |n: &str| Tenant {
+            name: n.into(),
+            allowed: vec![true],
+        };
+        t.add(&Secret::new("k1"), tenant("a")).unwrap();
+        t.add(&Secret::new("k2"), tenant("b")).unwrap();
+        assert!(t.add(&Secret::new("k2"), tenant("c")).is_err());
+        assert_eq!(&*t.authenticate(&headers("Bearer k2")).unwrap().name, "b");
+        assert_eq!(&*t.authenticate(&headers("bearer k1")).unwrap().name, "a");
+        assert!(t.authenticate(&headers("Bearer k3")).is_err());
+        assert!(t.authenticate(&headers("Basic k1")).is_err());
+        assert!(t.authenticate(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn client_tokens_differ_by_tenant() {
+        let a = client_token("a", "key");
+        assert_eq!(a.len(), 37);
+        assert_eq!(a, client_token("a", "key"));
+        assert_ne!(a, client_token("b", "key"));
+        assert!(generate_key().expose().len() >= 32);
+    }
+}

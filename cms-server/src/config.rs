@@ -1,0 +1,555 @@
+//! The server's configuration: a TOML file of providers and tenants.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"        # optional; --listen / CMS_LISTEN win
+//! aggregate_timeout_ms = 10000     # per provider, for GET /v1/instances
+//!
+//! [[providers]]
+//! name = "local"
+//! driver = "memory"                # the driver's own keys follow (memory: MemoryConfig)
+//! boot_delay_ms = 50
+//! timeout_ms = 30000               # each driver call (default 30000)
+//! retry_attempts = 3               # tries in all (default 3)
+//! concurrency_limit = 64           # optional
+//!
+//! [providers.chaos]                # optional fault injection (cms_core::layers::ChaosConfig)
+//! fault_rate = 0.0
+//! rate_limit_rate = 0.0
+//! latency_ms = 0
+//! seed = 1
+//!
+//! [[tenants]]
+//! name = "team-a"
+//! api_key_env = "TEAM_A_KEY"       # or api_key = "…" (exactly one of them)
+//! providers = ["*"]                # or a list of provider names
+//! ```
+//!
+//! Unknown keys are errors naming the key and its line. Secrets never appear in
+//! `Debug` output.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use cms_core::layers::{ChaosConfig, RetryPolicy};
+use cms_core::memory::MemoryConfig;
+use serde::Deserialize;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The name of the provider used when the configuration names none.
+pub const DEFAULT_PROVIDER: &str = "local";
+/// The name of the development tenant used when the configuration names none.
+pub const DEV_TENANT: &str = "dev";
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen; the command line (`--listen`, `CMS_LISTEN`) wins.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// How long `GET /v1/instances` waits for each provider (default 10000).
+    #[serde(default = "default_aggregate_timeout_ms")]
+    pub aggregate_timeout_ms: u64,
+    /// Named providers; one `local` memory provider when empty.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Tenants; one development tenant `dev` when empty.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+impl Default for Config {
+    /// No file: one `local` memory provider, a development tenant.
+    fn default() -> Self {
+        Config {
+            listen: None,
+            aggregate_timeout_ms: default_aggregate_timeout_ms(),
+            providers: Vec::new(),
+            tenants: Vec::new(),
+        }
+    }
+}
+
+fn default_aggregate_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_retry_attempts() -> u32 {
+    3
+}
+
+/// One provider: a named driver and the layers around it.
+///
+/// The driver's own keys sit beside the common ones (flattened), chosen by `driver`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProviderConfig {
+    /// The name clients use in URLs (`[A-Za-z0-9_.-]+`).
+    pub name: String,
+    /// Each driver call is bounded to this many milliseconds (each try, under retry).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Tries in all for temporary errors (1: no retry).
+    #[serde(default = "default_retry_attempts")]
+    pub retry_attempts: u32,
+    /// At most this many driver calls in flight.
+    #[serde(default)]
+    pub concurrency_limit: Option<usize>,
+    /// Fault injection, for testing what sits above the driver.
+    #[serde(default)]
+    pub chaos: Option<ChaosSettings>,
+    /// The driver and its own settings.
+    #[serde(flatten)]
+    pub driver: DriverConfig,
+}
+
+/// The drivers the server knows, tagged by the `driver` key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "driver", rename_all = "snake_case")]
+pub enum DriverConfig {
+    /// The in-memory cloud (`cms_core::memory`), with its [`MemoryConfig`] keys.
+    Memory(MemoryConfig),
+}
+
+impl DriverConfig {
+    /// The driver names accepted in `driver = "…"`.
+    pub const KNOWN: &'static [&'static str] = &["memory"];
+
+    /// The driver's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DriverConfig::Memory(_) => "memory",
+        }
+    }
+}
+
+/// `[providers.chaos]`: what the chaos layer injects (see
+/// [`ChaosConfig`](cms_core::layers::ChaosConfig)).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSettings {
+    /// Seed of the random choices.
+    #[serde(default)]
+    pub seed: u64,
+    /// Probability (0..=1) of an `Unavailable` fault per call.
+    #[serde(default)]
+    pub fault_rate: f64,
+    /// Probability (0..=1) of a `RateLimited` answer per call.
+    #[serde(default)]
+    pub rate_limit_rate: f64,
+    /// Retry-after of injected rate limits, in milliseconds (default 1000).
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    /// Added latency per call: uniformly up to this many milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Probability (0..=1) of added latency (default 1 when `latency_ms` is set).
+    #[serde(default)]
+    pub latency_rate: Option<f64>,
+}
+
+impl ChaosSettings {
+    /// The core layer's configuration.
+    pub fn to_chaos_config(&self) -> ChaosConfig {
+        ChaosConfig {
+            seed: self.seed,
+            fault_rate: self.fault_rate,
+            rate_limit_rate: self.rate_limit_rate,
+            retry_after: Duration::from_millis(self.retry_after_ms.unwrap_or(1000)),
+            latency_rate: self
+                .latency_rate
+                .unwrap_or(if self.latency_ms > 0 { 1.0 } else { 0.0 }),
+            max_latency: Duration::from_millis(self.latency_ms),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The default provider: `local` on the memory cloud with default settings.
+    pub fn default_local() -> Self {
+        ProviderConfig {
+            name: DEFAULT_PROVIDER.to_owned(),
+            timeout_ms: default_timeout_ms(),
+            retry_attempts: default_retry_attempts(),
+            concurrency_limit: None,
+            chaos: None,
+            driver: DriverConfig::Memory(MemoryConfig::default()),
+        }
+    }
+
+    /// The retry policy of the provider's retry layer.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retry_attempts.max(1),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself: use it, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One tenant: a name, its API key and the providers it may use.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name (appears in logs; not a secret).
+    pub name: String,
+    /// The API key itself (prefer `api_key_env`).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// The name of an environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Provider names it may use; `["*"]` for all.
+    pub providers: Vec<String>,
+}
+
+/// A configuration error, with a message that names the key (and line) that is wrong.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(msg: impl Into<String>) -> Self {
+        ConfigError(msg.into())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A configuration error with `msg`.
+pub fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::new(msg)
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("cannot read config file `{}`: {e}", path.display()))
+        })?;
+        Config::from_toml(&text)
+            .map_err(|e| ConfigError::new(format!("config file `{}`: {e}", path.display())))
+    }
+
+    /// Parses and checks a configuration.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| explain(text, e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The providers to build: the configured ones, or the default `local` one.
+    pub fn effective_providers(&self) -> Vec<ProviderConfig> {
+        if self.providers.is_empty() {
+            vec![ProviderConfig::default_local()]
+        } else {
+            self.providers.clone()
+        }
+    }
+
+    /// Checks what the types cannot: names, ranges, references.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.aggregate_timeout_ms == 0 {
+            return Err(ConfigError::new("`aggregate_timeout_ms` must be positive"));
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}] (`{}`)", p.name);
+            if !valid_name(&p.name) {
+                return Err(ConfigError::new(format!(
+                    "{at}: `name` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`"
+                )));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{at}: provider name `{}` is used twice",
+                    p.name
+                )));
+            }
+            if p.timeout_ms == 0 {
+                return Err(ConfigError::new(format!(
+                    "{at}: `timeout_ms` must be positive"
+                )));
+            }
+            if p.retry_attempts == 0 {
+                return Err(ConfigError::new(format!(
+                    "{at}: `retry_attempts` must be at least 1"
+                )));
+            }
+            if p.concurrency_limit == Some(0) {
+                return Err(ConfigError::new(format!(
+                    "{at}: `concurrency_limit` must be at least 1"
+                )));
+            }
+            if let Some(c) = &p.chaos {
+                for (key, v) in [
+                    ("fault_rate", Some(c.fault_rate)),
+                    ("rate_limit_rate", Some(c.rate_limit_rate)),
+                    ("latency_rate", c.latency_rate),
+                ] {
+                    if let Some(v) = v {
+                        if !(0.0..=1.0).contains(&v) {
+                            return Err(ConfigError::new(format!(
+                                "{at}: `chaos.{key}` must be between 0 and 1, not {v}"
+                            )));
+                        }
+                    }
+                }
+                if c.fault_rate + c.rate_limit_rate > 1.0 {
+                    return Err(ConfigError::new(format!(
+                        "{at}: `chaos.fault_rate` + `chaos.rate_limit_rate` must not exceed 1"
+                    )));
+                }
+            }
+        }
+        let provider_names: HashSet<&str> = if self.providers.is_empty() {
+            [DEFAULT_PROVIDER].into_iter().collect()
+        } else {
+            names
+        };
+        let mut tenant_names = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let at = format!("tenants[{i}] (`{}`)", t.name);
+            if !valid_name(&t.name) {
+                return Err(ConfigError::new(format!(
+                    "{at}: `name` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`"
+                )));
+            }
+            if !tenant_names.insert(t.name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{at}: tenant name `{}` is used twice",
+                    t.name
+                )));
+            }
+            match (&t.api_key, &t.api_key_env) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: set exactly one of `api_key` and `api_key_env`, not both"
+                    )))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: set one of `api_key` or `api_key_env`"
+                    )))
+                }
+                (Some(k), None) if k.expose().is_empty() => {
+                    return Err(ConfigError::new(format!("{at}: `api_key` is empty")))
+                }
+                (None, Some(v)) if v.is_empty() => {
+                    return Err(ConfigError::new(format!("{at}: `api_key_env` is empty")))
+                }
+                _ => {}
+            }
+            if t.providers.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{at}: `providers` is empty; list provider names or [\"*\"]"
+                )));
+            }
+            for p in &t.providers {
+                if p != "*" && !provider_names.contains(p.as_str()) {
+                    let mut known: Vec<&str> = provider_names.iter().copied().collect();
+                    known.sort_unstable();
+                    return Err(ConfigError::new(format!(
+                        "{at}: `providers` names unknown provider `{p}` (configured: {})",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TenantConfig {
+    /// The tenant's key: `api_key`, or the value of the `api_key_env` variable.
+    pub fn resolve_key(&self) -> Result<Secret, ConfigError> {
+        if let Some(k) = &self.api_key {
+            return Ok(k.clone());
+        }
+        let var = self.api_key_env.as_deref().unwrap_or_default();
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            Ok(_) => Err(ConfigError::new(format!(
+                "tenant `{}`: environment variable `{var}` (api_key_env) is empty",
+                self.name
+            ))),
+            Err(_) => Err(ConfigError::new(format!(
+                "tenant `{}`: environment variable `{var}` (api_key_env) is not set",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// The keys every `[[providers]]` table takes besides its driver's own.
+pub const PROVIDER_KEYS: &[&str] = &[
+    "name",
+    "driver",
+    "timeout_ms",
+    "retry_attempts",
+    "concurrency_limit",
+    "chaos",
+];
+
+/// Makes a TOML error say where the wrong key is and what is accepted: errors inside a
+/// `[[providers]]` table (whose driver keys are flattened) point at the table, so find
+/// the key's own line.
+fn explain(text: &str, e: toml::de::Error) -> ConfigError {
+    let mut msg = e.to_string().trim_end().to_owned();
+    let unknown = msg
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key.to_owned());
+    if let (Some(key), Some(span)) = (unknown, e.span()) {
+        let start_line = text[..span.start.min(text.len())].lines().count().max(1);
+        let found = text
+            .lines()
+            .enumerate()
+            .skip(start_line.saturating_sub(1))
+            .find(|(_, l)| {
+                let l = l.trim_start();
+                l.strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+        if let Some((i, _)) = found {
+            msg.push_str(&format!("\n`{key}` is on line {}", i + 1));
+        }
+        if text[span.start.min(text.len())..].starts_with("[[providers]]") {
+            msg.push_str(&format!(
+                "\na provider takes {} and its driver's keys",
+                PROVIDER_KEYS.join(", ")
+            ));
+        }
+    } else if msg.contains("unknown variant") {
+        msg.push_str(&format!(
+            "\n`driver` must be one of the known drivers: {}",
+            DriverConfig::KNOWN.join(", ")
+        ));
+    }
+    ConfigError::new(msg)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:0"
+            aggregate_timeout_ms = 500
+            [[providers]]
+            name = "a"
+            driver = "memory"
+            boot_delay_ms = 50
+            timeout_ms = 100
+            retry_attempts = 1
+            concurrency_limit = 4
+            [providers.chaos]
+            fault_rate = 1.0
+            seed = 7
+            [[tenants]]
+            name = "t"
+            api_key = "sekrit-sekrit"
+            providers = ["*"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.providers.len(), 1);
+        let p = &c.providers[0];
+        assert_eq!(p.timeout_ms, 100);
+        assert_eq!(p.concurrency_limit, Some(4));
+        let DriverConfig::Memory(m) = &p.driver;
+        assert_eq!(m.boot_delay, Duration::from_millis(50));
+        assert_eq!(p.chaos.as_ref().unwrap().fault_rate, 1.0);
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_toml("[[providers]]\nname = \"x\"\ndriver = \"memory\"\n").unwrap();
+        assert_eq!(c.providers[0].timeout_ms, 30_000);
+        assert_eq!(c.providers[0].retry_attempts, 3);
+        assert_eq!(c.aggregate_timeout_ms, 10_000);
+        let DriverConfig::Memory(m) = &c.providers[0].driver;
+        assert_eq!(*m, MemoryConfig::default());
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = err("listen = \"127.0.0.1:0\"\nbogus = 1\n");
+        assert!(e.contains("bogus") && e.contains("line 2"), "{e}");
+        let e = err("[[providers]]\nname = \"x\"\ndriver = \"nope\"\n");
+        assert!(e.contains("nope") && e.contains("memory"), "{e}");
+        let e = err("[[providers]]\nname = \"x\"\ndriver = \"memory\"\nboot_dely_ms = 5\n");
+        assert!(e.contains("boot_dely_ms") && e.contains("line 4"), "{e}");
+        assert!(e.contains("timeout_ms"), "{e}");
+        let e = err("[[providers]]\nname = \"x\"\n");
+        assert!(e.contains("driver"), "{e}");
+        let e =
+            err("[[providers]]\nname = \"x\"\ndriver = \"memory\"\n[providers.chaos]\nfault = 1\n");
+        assert!(e.contains("fault") && e.contains("line 5"), "{e}");
+        let e = err("[[tenants]]\nname = \"t\"\nproviders = [\"*\"]\n");
+        assert!(e.contains("api_key"), "{e}");
+        let e = err("[[tenants]]\nname = \"t\"\napi_key = \"k\"\napi_key_env = \"K\"\nproviders = [\"*\"]\n");
+        assert!(e.contains("exactly one"), "{e}");
+        let e = err("[[tenants]]\nname = \"t\"\napi_key = \"k\"\nproviders = [\"zzz\"]\n");
+        assert!(e.contains("zzz") && e.contains("local"), "{e}");
+        let e = err("[[providers]]\nname = \"a b\"\ndriver = \"memory\"\n");
+        assert!(e.contains("name"), "{e}");
+        let e = err("listen = 5\n");
+        assert!(e.contains("listen"), "{e}");
+    }
+}

@@ -1,0 +1,60 @@
+//! # cms-server
+//!
+//! The REST facade of cms: a native JSON API (`/v1`) over any cms driver, with
+//! tenants and API keys, RFC 9457 problem answers, an OpenAPI document generated
+//! from the code, Prometheus metrics and structured logs.
+//!
+//! The binary `cms-server` is [`server::main`]; tests and embedders can build the
+//! state and the warp filter themselves:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::sync::Arc;
+//! use cms_server::{app::App, config::Config, server};
+//!
+//! # #[tokio::main] async fn main() {
+//! let config = Config::from_toml(r#"
+//!     [[providers]]
+//!     name = "local"
+//!     driver = "memory"
+//!     [[tenants]]
+//!     name = "me"
+//!     api_key = "a-long-random-key"
+//!     providers = ["*"]
+//! "#).unwrap();
+//! let (app, _) = App::new(&config, None).unwrap();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(server::serve(Arc::new(app), listener, async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let answer = tokio::task::spawn_blocking(move || {
+//!     let mut s = std::net::TcpStream::connect(addr).unwrap();
+//!     s.write_all(b"GET /v1/providers HTTP/1.0\r\nAuthorization: Bearer a-long-random-key\r\n\r\n").unwrap();
+//!     let mut answer = String::new();
+//!     s.read_to_string(&mut answer).unwrap();
+//!     answer
+//! }).await.unwrap();
+//! assert!(answer.starts_with("HTTP/1.0 200 OK"));
+//! assert!(answer.contains(r#""name":"local""#));
+//!
+//! stop.send(()).unwrap();
+//! running.await.unwrap();
+//! # }
+//! ```
+//!
+//! Routes: see [`routes::ROUTES`]; configuration: see [`config`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod fastjson;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod query;
+pub mod routes;
+pub mod server;

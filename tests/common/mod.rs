@@ -1,0 +1,417 @@
+//! Harness of the end-to-end server tests: builds the real `cms-server` binary once per
+//! test process, starts it on a free port with a temporary config, and stops it when
+//! the [`Server`] guard is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The path of the `cms-server` binary, built (once per test process) if out of date.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test>-<hash> -> target/<profile>/cms-server
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "cms-server", "--bin", "cms-server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for cms-server");
+        assert!(status.success(), "building cms-server failed: {status}");
+        let bin = profile_dir.join(format!("cms-server{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found after building", bin.display());
+        bin
+    })
+}
+
+/// A temporary file, removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// Writes `contents` to a fresh file in the temporary directory.
+    pub fn new(contents: &str) -> TempFile {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "cms-test-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).expect("write temp config");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What a server process printed so far.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn push(&self, line: &str) {
+        let mut s = self.0.lock().unwrap();
+        s.push_str(line);
+        s.push('\n');
+    }
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options {
+    /// Config file contents (none: no `--config`).
+    pub config: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Environment variables to remove.
+    pub env_remove: Vec<String>,
+    /// The bearer key requests carry by default.
+    pub key: Option<String>,
+}
+
+/// A running `cms-server`, killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub key: Option<String>,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub client: reqwest::Client,
+    _config: Option<TempFile>,
+}
+
+/// A config for most tests: a fast memory provider `local`, providers that fail on
+/// purpose through the chaos layer, and two tenants.
+pub const TEST_CONFIG: &str = r#"
+aggregate_timeout_ms = 400
+
+[[providers]]
+name = "local"
+driver = "memory"
+boot_delay_ms = 50
+stop_delay_ms = 50
+start_delay_ms = 50
+reboot_delay_ms = 50
+terminate_delay_ms = 50
+
+# Every call fails with Unavailable (503).
+[[providers]]
+name = "broken"
+driver = "memory"
+retry_attempts = 1
+[providers.chaos]
+fault_rate = 1.0
+
+# Every call is rate limited (429, Retry-After: 2).
+[[providers]]
+name = "limited"
+driver = "memory"
+retry_attempts = 1
+[providers.chaos]
+rate_limit_rate = 1.0
+retry_after_ms = 1500
+
+# Calls take up to 5 s but are cut at 20 ms (504).
+[[providers]]
+name = "slow"
+driver = "memory"
+retry_attempts = 1
+timeout_ms = 20
+[providers.chaos]
+latency_ms = 5000
+seed = 3
+
+[[tenants]]
+name = "alice"
+api_key = "alice-key-0123456789abcdef0123"
+providers = ["*"]
+
+[[tenants]]
+name = "bob"
+api_key_env = "CMS_TEST_BOB_KEY"
+providers = ["local"]
+"#;
+
+pub const ALICE: &str = "alice-key-0123456789abcdef0123";
+pub const BOB: &str = "bob-key-abcdef0123456789abcdef";
+
+impl Server {
+    /// Starts the server with `opts` and waits for its `listening on` line.
+    pub fn start(opts: Options) -> Server {
+        let config = opts.config.as_deref().map(TempFile::new);
+        let mut cmd = Command::new(binary());
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(&c.0);
+        }
+        cmd.env_remove("CMS_LISTEN")
+            .env_remove("CMS_CONFIG")
+            .env_remove("CMS_DEV_API_KEY")
+            .env_remove("CMS_LOG_FORMAT")
+            .env("RUST_LOG", "info");
+        for k in &opts.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start cms-server");
+        let stdout = Output::default();
+        let stderr = Output::default();
+        let (tx, rx) = mpsc::channel::<String>();
+        {
+            let out = stdout.clone();
+            let pipe = child.stdout.take().expect("stdout");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    out.push(&line);
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        {
+            let err = stderr.clone();
+            let pipe = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    err.push(&line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.trim().to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "cms-server did not print `listening on`; stdout:\n{}\nstderr:\n{}",
+                        stdout.text(),
+                        stderr.text()
+                    );
+                }
+            }
+        };
+        Server {
+            child: Some(child),
+            base,
+            key: opts.key,
+            stdout,
+            stderr,
+            client: reqwest::Client::new(),
+            _config: config,
+        }
+    }
+
+    /// The test config, authenticated as alice; bob's key in the environment.
+    pub fn with_test_config() -> Server {
+        Server::start(Options {
+            config: Some(TEST_CONFIG.to_owned()),
+            env: vec![("CMS_TEST_BOB_KEY".into(), BOB.into())],
+            key: Some(ALICE.to_owned()),
+            ..Options::default()
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A request with the default key.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, self.url(path));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::POST, path)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::DELETE, path)
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the binary to completion (for startup failures): exit status, stdout, stderr.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_remove("CMS_LISTEN")
+        .env_remove("CMS_CONFIG")
+        .env_remove("CMS_DEV_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start cms-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cms-server {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, out, err)
+}
+
+/// Asserts `resp` is a problem document with `status` and `kind`, and returns it.
+pub async fn expect_problem(resp: reqwest::Response, status: u16, kind: &str) -> Value {
+    let got = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let path = resp.url().path().to_owned();
+    let body: Value = resp.json().await.expect("problem body is JSON");
+    assert_eq!(got, status, "status; body: {body}");
+    assert_eq!(
+        ctype, "application/problem+json",
+        "content type; body: {body}"
+    );
+    assert_eq!(body["type"], format!("urn:cms:problem:{kind}"), "{body}");
+    assert_eq!(body["kind"], kind, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["instance"], path, "{body}");
+    body
+}
+
+/// The id of the first image and flavor of `provider`.
+pub async fn image_and_flavor(s: &Server, provider: &str) -> (String, String) {
+    let images: Value = s
+        .get(&format!("/v1/providers/{provider}/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flavors: Value = s
+        .get(&format!("/v1/providers/{provider}/flavors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        images["items"][0]["id"].as_str().unwrap().to_owned(),
+        flavors["items"][0]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Polls the instance until it is in `state` (10 s at most) and returns it.
+pub async fn wait_state(s: &Server, path: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = s.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        let v: Value = r.json().await.unwrap();
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance {path} still {} after 10 s, waiting for {state}",
+            v["state"]
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,790 @@
+//! End-to-end tests of the native API: the real `cms-server` binary driven over HTTP.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn create(s: &Server, provider: &str, body: Value) -> reqwest::Response {
+    s.post(&format!("/v1/providers/{provider}/instances"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn instance_lifecycle_over_http() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+
+    let r = create(
+        &s,
+        "local",
+        json!({"name": "web-1", "image_id": image, "flavor_id": flavor, "tags": {"env": "test"}}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(r.headers().contains_key("x-request-id"));
+    let vm: Value = r.json().await.unwrap();
+    let id = vm["id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/providers/local/instances/{id}"));
+    assert_eq!(vm["name"], "web-1");
+    assert_eq!(vm["tags"]["env"], "test");
+    assert!(["pending", "running"].contains(&vm["state"].as_str().unwrap()));
+
+    let got: Value = s.get(&location).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["id"], id);
+    wait_state(&s, &location, "running").await;
+
+    let r = s.post(&format!("{location}/stop")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        ["stopping", "stopped"].contains(&v["state"].as_str().unwrap()),
+        "{v}"
+    );
+    wait_state(&s, &location, "stopped").await;
+
+    let r = s.post(&format!("{location}/start")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    wait_state(&s, &location, "running").await;
+
+    let r = s.post(&format!("{location}/reboot")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        ["rebooting", "running"].contains(&v["state"].as_str().unwrap()),
+        "{v}"
+    );
+    wait_state(&s, &location, "running").await;
+
+    let r = s.delete(&location).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        ["terminating", "terminated"].contains(&v["state"].as_str().unwrap()),
+        "{v}"
+    );
+    wait_state(&s, &location, "terminated").await;
+
+    let list: Value = s
+        .get("/v1/providers/local/instances?state=terminated")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["id"] == id));
+}
+
+#[tokio::test]
+async fn listing_filters_and_pagination() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let mut ids = BTreeSet::new();
+    for k in 0..23 {
+        let env = if k % 2 == 0 { "prod" } else { "dev" };
+        let mut tags = json!({"env": env});
+        if k % 5 == 0 {
+            tags["team"] = json!("core");
+        }
+        let r = create(
+            &s,
+            "local",
+            json!({"name": format!("vm-{k}"), "image_id": image, "flavor_id": flavor, "tags": tags}),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+
+    // Page through 5 at a time: every instance exactly once.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/v1/providers/local/instances?limit=5".to_owned();
+        if let Some(t) = &token {
+            path.push_str(&format!("&page_token={}", urlencode(t)));
+        }
+        let r = s.get(&path).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 5);
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        assert!(pages < 50, "pagination does not end");
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => {
+                assert!(page["next_page_token"].is_null());
+                break;
+            }
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "duplicates across pages");
+    assert_eq!(unique, ids, "lost or extra instances");
+    assert!(pages >= 5);
+
+    let count = |q: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .get(&format!("/v1/providers/local/instances?limit=1000&{q}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{q}");
+            let v: Value = r.json().await.unwrap();
+            v["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("tag=env=prod").await, 12);
+    assert_eq!(count("tag=env%3Ddev").await, 11);
+    assert_eq!(count("tag=team").await, 5);
+    assert_eq!(count("tag=team&tag=env=prod").await, 3);
+    assert_eq!(count("name=vm-7").await, 1);
+    assert_eq!(count("name=nope").await, 0);
+    assert_eq!(count("state=pending,running").await, 23);
+    assert_eq!(count("state=pending&state=running").await, 23);
+    assert_eq!(count("state=stopped").await, 0);
+
+    // The aggregated listing takes the same filters.
+    let agg: Value = s
+        .get("/v1/instances?tag=team&tag=env=prod")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let local: Vec<_> = agg["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["provider"] == "local")
+        .collect();
+    assert_eq!(local.len(), 3);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn idempotency_key() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let body = json!({"name": "idem", "image_id": image, "flavor_id": flavor});
+    let send = |key: &'static str, tenant: &'static str, body: Value| {
+        let s = &s;
+        async move {
+            s.client
+                .post(s.url("/v1/providers/local/instances"))
+                .bearer_auth(tenant)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r1 = send("key-1", ALICE, body.clone()).await;
+    assert_eq!(r1.status(), 201);
+    let v1: Value = r1.json().await.unwrap();
+    let r2 = send("key-1", ALICE, body.clone()).await;
+    assert!(r2.status().is_success());
+    let v2: Value = r2.json().await.unwrap();
+    assert_eq!(v1["id"], v2["id"], "same key, same body: same instance");
+
+    // Same key, another body: a problem, and no second instance.
+    let other = json!({"name": "other", "image_id": image, "flavor_id": flavor});
+    let r3 = send("key-1", ALICE, other).await;
+    let p = expect_problem(r3, 400, "invalid_argument").await;
+    assert_eq!(p["provider"], "local");
+
+    // Another tenant's same key is another instance.
+    let r4 = send("key-1", BOB, body.clone()).await;
+    assert_eq!(r4.status(), 201);
+    let v4: Value = r4.json().await.unwrap();
+    assert_ne!(v4["id"], v1["id"]);
+
+    // A fresh key is a fresh instance.
+    let r5 = send("key-2", ALICE, body).await;
+    let v5: Value = r5.json().await.unwrap();
+    assert_ne!(v5["id"], v1["id"]);
+
+    let list: Value = s
+        .get("/v1/providers/local/instances?name=idem")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+
+    let r = s
+        .post("/v1/providers/local/instances")
+        .header("Idempotency-Key", "x".repeat(300))
+        .json(&json!({"image_id": image, "flavor_id": flavor}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 400, "invalid_header").await;
+}
+
+#[tokio::test]
+async fn aggregated_listing_reports_failing_providers() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let r = create(&s, "local", json!({"image_id": image, "flavor_id": flavor})).await;
+    assert_eq!(r.status(), 201);
+    let vm: Value = r.json().await.unwrap();
+
+    let r = s.get("/v1/instances").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["provider"], "local");
+    assert_eq!(items[0]["id"], vm["id"]);
+    assert!(items[0]["state"].is_string());
+
+    let errors = v["errors"].as_array().unwrap();
+    let by_provider = |p: &str| {
+        errors
+            .iter()
+            .find(|e| e["provider"] == p)
+            .unwrap_or_else(|| panic!("no error for {p}: {v}"))
+            .clone()
+    };
+    let broken = by_provider("broken");
+    assert_eq!(broken["status"], 503);
+    assert_eq!(broken["kind"], "unavailable");
+    assert_eq!(broken["type"], "urn:cms:problem:unavailable");
+    assert!(broken["detail"].as_str().unwrap().contains("broken"));
+    let limited = by_provider("limited");
+    assert_eq!(limited["status"], 429);
+    assert_eq!(limited["kind"], "rate_limited");
+    let slow = by_provider("slow");
+    assert_eq!(slow["status"], 504);
+    assert_eq!(slow["kind"], "timeout");
+    assert_eq!(errors.len(), 3, "{v}");
+
+    // Bob may use only `local`: nothing fails for him.
+    let r = s
+        .client
+        .get(s.url("/v1/instances"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+
+    let r = s.get("/v1/instances?limit=5").send().await.unwrap();
+    expect_problem(r, 400, "invalid_query").await;
+}
+
+#[tokio::test]
+async fn aggregated_listing_bounds_each_provider_in_time() {
+    let config = r#"
+        aggregate_timeout_ms = 300
+        [[providers]]
+        name = "local"
+        driver = "memory"
+        [[providers]]
+        name = "sluggish"
+        driver = "memory"
+        [providers.chaos]
+        latency_ms = 3000
+        latency_rate = 1.0
+        seed = 11
+        [[tenants]]
+        name = "alice"
+        api_key = "alice-key-0123456789abcdef0123"
+        providers = ["*"]
+    "#;
+    let s = Server::start(Options {
+        config: Some(config.into()),
+        key: Some(ALICE.into()),
+        ..Options::default()
+    });
+    let started = std::time::Instant::now();
+    let r = s.get("/v1/instances").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert_eq!(errors[0]["provider"], "sluggish");
+    assert_eq!(errors[0]["status"], 504);
+    assert_eq!(errors[0]["kind"], "timeout");
+}
+
+#[tokio::test]
+async fn error_answers_are_problems() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+
+    // 401: no key, a wrong key, another scheme.
+    let r = s.client.get(s.url("/v1/providers")).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"cms\"");
+    expect_problem(r, 401, "unauthenticated").await;
+    let r = s
+        .client
+        .get(s.url("/v1/providers/local/instances"))
+        .bearer_auth("not-a-key")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 401, "unauthenticated").await;
+    let r = s
+        .client
+        .get(s.url("/v1/providers"))
+        .basic_auth("alice", Some(ALICE))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 401, "unauthenticated").await;
+
+    // 403: bob may not use `broken`; his provider list has only `local`.
+    let r = s
+        .client
+        .get(s.url("/v1/providers/broken/instances"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 403, "permission_denied").await;
+    assert!(p["detail"].as_str().unwrap().contains("broken"));
+    let v: Value = s
+        .client
+        .get(s.url("/v1/providers"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("local")]);
+
+    // 404: unknown provider (named), instance, route.
+    let r = s
+        .get("/v1/providers/nowhere/instances")
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 404, "not_found").await;
+    assert!(p["detail"].as_str().unwrap().contains("nowhere"), "{p}");
+    assert_eq!(p["provider"], "nowhere");
+    let r = s
+        .get("/v1/providers/local/instances/i-nope")
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 404, "not_found").await;
+    assert_eq!(p["operation"], "get_instance");
+    let r = s.get("/v1/nothing/here").send().await.unwrap();
+    expect_problem(r, 404, "route_not_found").await;
+    let r = s.client.get(s.url("/")).send().await.unwrap();
+    expect_problem(r, 404, "route_not_found").await;
+
+    // 405 with Allow.
+    let r = s
+        .req(reqwest::Method::PUT, "/v1/providers/local/instances")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET, POST");
+    expect_problem(r, 405, "method_not_allowed").await;
+    let r = s
+        .req(reqwest::Method::PATCH, "/healthz")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 405, "method_not_allowed").await;
+
+    // 400: bodies.
+    let post_raw = |body: &'static str, ctype: Option<&'static str>| {
+        let s = &s;
+        async move {
+            let mut r = s.post("/v1/providers/local/instances").body(body);
+            if let Some(c) = ctype {
+                r = r.header("content-type", c);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    let json_ct = Some("application/json");
+    let p = expect_problem(
+        post_raw("{\"image_id\": ", json_ct).await,
+        400,
+        "malformed_body",
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("not valid JSON"),
+        "{p}"
+    );
+    let body = format!(r#"{{"image_id":"{image}","flavor_id":"{flavor}","colour":"red"}}"#);
+    let r = s
+        .post("/v1/providers/local/instances")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 400, "malformed_body").await;
+    assert!(p["detail"].as_str().unwrap().contains("colour"), "{p}");
+    let r = create(&s, "local", json!({"image_id": image, "flavor_id": 42})).await;
+    let p = expect_problem(r, 400, "malformed_body").await;
+    assert!(p["detail"].as_str().unwrap().contains("flavor_id"), "{p}");
+    let r = create(&s, "local", json!({"image_id": image})).await;
+    let p = expect_problem(r, 400, "malformed_body").await;
+    assert!(p["detail"].as_str().unwrap().contains("flavor_id"), "{p}");
+    let r = create(&s, "local", json!([1, 2])).await;
+    expect_problem(r, 400, "malformed_body").await;
+    expect_problem(post_raw("", None).await, 400, "malformed_body").await;
+    let r = create(
+        &s,
+        "local",
+        json!({"image_id": "img-none", "flavor_id": flavor}),
+    )
+    .await;
+    assert!([400, 404].contains(&r.status().as_u16()));
+
+    // 415: not JSON.
+    let p = expect_problem(
+        post_raw("{}", Some("text/plain")).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("text/plain"));
+
+    // 400: query parameters.
+    for (q, kind, needle) in [
+        ("state=sleeping", "invalid_query", "sleeping"),
+        ("limit=0", "invalid_query", "limit"),
+        ("limit=1001", "invalid_query", "limit"),
+        ("limit=ten", "invalid_query", "limit"),
+        ("colour=red", "invalid_query", "colour"),
+        ("page_token=garbage", "invalid_argument", "page_token"),
+    ] {
+        let r = s
+            .get(&format!("/v1/providers/local/instances?{q}"))
+            .send()
+            .await
+            .unwrap();
+        let p = expect_problem(r, 400, kind).await;
+        assert!(p["detail"].as_str().unwrap().contains(needle), "{q}: {p}");
+    }
+    let r = s
+        .get("/v1/providers/local/images?page_token=zzz")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 400, "invalid_argument").await;
+
+    // 413: a body over 64 KiB.
+    let big = format!(
+        r#"{{"image_id":"{image}","flavor_id":"{flavor}","user_data":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
+    let r = s
+        .post("/v1/providers/local/instances")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 413, "payload_too_large").await;
+    // Just under the limit is fine (padded with JSON whitespace).
+    let ok = format!(
+        r#"{{"image_id":"{image}",{}"flavor_id":"{flavor}"}}"#,
+        " ".repeat(60 * 1024)
+    );
+    let r = s
+        .post("/v1/providers/local/instances")
+        .header("content-type", "application/json")
+        .body(ok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // 409: an impossible transition.
+    let r = create(&s, "local", json!({"image_id": image, "flavor_id": flavor})).await;
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    wait_state(&s, &location, "running").await;
+    let r = s.post(&format!("{location}/start")).send().await.unwrap();
+    let p = expect_problem(r, 409, "invalid_state").await;
+    assert_eq!(p["operation"], "start_instance");
+
+    // 429 with Retry-After (1.5 s rounds up to 2).
+    let r = s
+        .get("/v1/providers/limited/instances")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "2");
+    let p = expect_problem(r, 429, "rate_limited").await;
+    assert_eq!(p["provider"], "limited");
+    assert_eq!(p["retry_after"], 2);
+
+    // 503 from a provider that fails; 504 from one that does not answer in time.
+    let r = s.get("/v1/providers/broken/flavors").send().await.unwrap();
+    let p = expect_problem(r, 503, "unavailable").await;
+    assert_eq!(p["operation"], "list_flavors");
+    let r = s.get("/v1/providers/slow/images").send().await.unwrap();
+    expect_problem(r, 504, "timeout").await;
+
+    // The request id is echoed, and carried in problems.
+    let r = s
+        .get("/v1/providers/local/instances/i-nope")
+        .header("x-request-id", "req-12345")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-12345");
+    let p = expect_problem(r, 404, "not_found").await;
+    assert_eq!(p["request_id"], "req-12345");
+}
+
+#[tokio::test]
+async fn networks_key_pairs_images_locations() {
+    let s = Server::with_test_config();
+
+    let images: Value = s
+        .get("/v1/providers/local/images")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let image_id = images["items"][0]["id"].as_str().unwrap();
+    let r = s
+        .get(&format!("/v1/providers/local/images/{image_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let img: Value = r.json().await.unwrap();
+    assert_eq!(img["id"], image_id);
+    let r = s
+        .get("/v1/providers/local/images/nope")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 404, "not_found").await;
+
+    let locs: Value = s
+        .get("/v1/providers/local/locations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!locs["items"].as_array().unwrap().is_empty());
+    assert!(locs["next_page_token"].is_null());
+
+    // Networks: create (201 + Location), get, list, delete (204), gone.
+    let r = s
+        .post("/v1/providers/local/networks")
+        .json(&json!({"name": "backend", "cidr": "10.42.0.0/24", "tags": {"tier": "db"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let net: Value = r.json().await.unwrap();
+    assert_eq!(net["cidr"], "10.42.0.0/24");
+    assert_eq!(
+        location,
+        format!(
+            "/v1/providers/local/networks/{}",
+            net["id"].as_str().unwrap()
+        )
+    );
+    let got: Value = s.get(&location).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["name"], "backend");
+    let list: Value = s
+        .get("/v1/providers/local/networks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == net["id"]));
+    let r = s
+        .post("/v1/providers/local/networks")
+        .json(&json!({"name": "bad", "cidr": "not-a-cidr"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 400, "invalid_argument").await;
+    let r = s
+        .post("/v1/providers/local/networks")
+        .json(&json!({"name": "bad", "cidr": "10.0.0.0/24", "vlan": 4}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 400, "malformed_body").await;
+    let r = s.delete(&location).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = s.get(&location).send().await.unwrap();
+    expect_problem(r, 404, "not_found").await;
+
+    // Key pairs: generated (private key once), imported, listed, deleted.
+    let r = s
+        .post("/v1/providers/local/key-pairs")
+        .json(&json!({"name": "gen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let kp: Value = r.json().await.unwrap();
+    assert!(
+        kp["private_key"]
+            .as_str()
+            .is_some_and(|k| k.contains("PRIVATE KEY")),
+        "{kp}"
+    );
+    let public = kp["public_key"].as_str().unwrap().to_owned();
+    let r = s
+        .post("/v1/providers/local/key-pairs")
+        .json(&json!({"name": "imported", "public_key": public}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let imported: Value = r.json().await.unwrap();
+    assert!(imported.get("private_key").is_none_or(|k| k.is_null()));
+    let r = s
+        .post("/v1/providers/local/key-pairs")
+        .json(&json!({"name": "gen"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 409, "already_exists").await;
+    let list: Value = s
+        .get("/v1/providers/local/key-pairs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: BTreeSet<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains("gen") && names.contains("imported"));
+    assert!(list["next_page_token"].is_null());
+    assert!(
+        !list.to_string().contains("PRIVATE KEY"),
+        "private keys are shown only once"
+    );
+    let r = s
+        .delete("/v1/providers/local/key-pairs/gen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = s
+        .delete("/v1/providers/local/key-pairs/gen")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let s = Server::with_test_config();
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+
+    for _ in 0..3 {
+        let r = s.get("/v1/providers/local/instances").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let _ = s
+        .get("/v1/providers/local/instances/i-nope")
+        .send()
+        .await
+        .unwrap();
+    let _ = s
+        .get("/v1/providers/broken/instances")
+        .send()
+        .await
+        .unwrap();
+    let _ = s.client.get(s.url("/no/such/route")).send().await.unwrap();
+
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    for needle in [
+        "# TYPE cms_http_requests_total counter",
+        r#"cms_http_requests_total{route="/v1/providers/{provider}/instances",method="GET",status="200"} 3"#,
+        r#"cms_http_requests_total{route="/v1/providers/{provider}/instances/{id}",method="GET",status="404"} 1"#,
+        r#"cms_http_requests_total{route="/v1/providers/{provider}/instances",method="GET",status="503"} 1"#,
+        r#"cms_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        "# TYPE cms_http_request_duration_seconds histogram",
+        r#"cms_http_request_duration_seconds_bucket{route="/v1/providers/{provider}/instances",le="+Inf"}"#,
+        r#"cms_http_request_duration_seconds_count{route="/v1/providers/{provider}/instances"} 4"#,
+        "# TYPE cms_driver_calls_total counter",
+        r#"cms_driver_calls_total{provider="local",operation="list_instances"} 3"#,
+        r#"cms_driver_calls_total{provider="local",operation="get_instance"} 1"#,
+        r#"cms_driver_errors_total{provider="local",operation="get_instance",kind="not_found"} 1"#,
+        r#"cms_driver_errors_total{provider="broken",operation="list_instances",kind="unavailable"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    assert!(!text.contains("i-nope"), "raw paths must not be labels");
+}
