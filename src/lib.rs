@@ -11,3 +11,11 @@
 //! ```
 
 pub use cms_core::*;
+
+/// The EC2 driver (feature `ec2`).
+#[cfg(feature = "ec2")]
+pub use cms_driver_ec2 as ec2;
+
+/// The OpenNebula driver (feature `opennebula`).
+#[cfg(feature = "opennebula")]
+pub use cms_driver_opennebula as opennebula;

@@ -50,9 +50,20 @@ pub enum DevKey {
 }
 
 /// Builds the provider's layered handle from its configuration.
-pub fn build_cloud(p: &ProviderConfig) -> Cloud {
+pub async fn build_cloud(p: &ProviderConfig) -> Result<Cloud, ConfigError> {
     let builder = match &p.driver {
         DriverConfig::Memory(m) => Cloud::builder(MemoryCloud::with_config(m.clone())),
+        #[cfg(feature = "ec2")]
+        DriverConfig::Ec2(c) => Cloud::builder(
+            cms_driver_ec2::Ec2Driver::new(c.clone())
+                .await
+                .map_err(|e| provider_error(p, e))?,
+        ),
+        #[cfg(feature = "opennebula")]
+        DriverConfig::Opennebula(c) => Cloud::builder(
+            cms_driver_opennebula::OpenNebulaDriver::new(c.clone())
+                .map_err(|e| provider_error(p, e))?,
+        ),
     };
     let mut b = builder
         .provider(p.name.clone())
@@ -65,23 +76,34 @@ pub fn build_cloud(p: &ProviderConfig) -> Cloud {
     if let Some(c) = &p.chaos {
         b = b.chaos(c.to_chaos_config());
     }
-    b.build()
+    Ok(b.build())
+}
+
+#[cfg(any(feature = "ec2", feature = "opennebula"))]
+fn provider_error(p: &ProviderConfig, e: cms_core::Error) -> ConfigError {
+    config_error(format!(
+        "provider `{}` (driver {}): {e}",
+        p.name,
+        p.driver.name()
+    ))
 }
 
 impl App {
     /// Builds the state from a checked configuration. `dev_key` is the value of
     /// `CMS_DEV_API_KEY`, used when no tenants are configured.
-    pub fn new(config: &Config, dev_key: Option<String>) -> Result<(App, DevKey), ConfigError> {
+    pub async fn new(
+        config: &Config,
+        dev_key: Option<String>,
+    ) -> Result<(App, DevKey), ConfigError> {
         config.validate()?;
-        let providers: Vec<Provider> = config
-            .effective_providers()
-            .iter()
-            .map(|p| Provider {
+        let mut providers = Vec::new();
+        for p in config.effective_providers().iter() {
+            providers.push(Provider {
                 name: p.name.as_str().into(),
                 driver: p.driver.name(),
-                cloud: build_cloud(p),
-            })
-            .collect();
+                cloud: build_cloud(p).await?,
+            });
+        }
         let by_name = providers
             .iter()
             .enumerate()
@@ -200,7 +222,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let (app, dev) = App::new(&config, Some("ignored".into())).unwrap();
+        let (app, dev) = App::new(&config, Some("ignored".into())).await.unwrap();
         assert!(matches!(dev, DevKey::None));
         let all = app.tenants.authenticate(&headers("key-all")).unwrap();
         let only_b = app.tenants.authenticate(&headers("key-b")).unwrap();
@@ -213,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_tenants_there_is_a_dev_tenant() {
-        let (app, dev) = App::new(&Config::default(), None).unwrap();
+        let (app, dev) = App::new(&Config::default(), None).await.unwrap();
         let DevKey::Generated(key) = dev else {
             panic!("no generated key")
         };
@@ -221,7 +243,9 @@ mod tests {
         assert_eq!(&*app.providers()[0].name, "local");
         let t = app.tenants.authenticate(&headers(key.expose())).unwrap();
         assert_eq!(&*t.name, "dev");
-        let (_, dev) = App::new(&Config::default(), Some("from-env".into())).unwrap();
+        let (_, dev) = App::new(&Config::default(), Some("from-env".into()))
+            .await
+            .unwrap();
         assert!(matches!(dev, DevKey::FromEnv));
     }
 }

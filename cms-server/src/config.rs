@@ -15,7 +15,8 @@
 //! [providers.chaos]                # optional fault injection (cms_core::layers::ChaosConfig)
 //! fault_rate = 0.0
 //! rate_limit_rate = 0.0
-//! latency_ms = 0
+//! latency_ms = 0                 # added latency: up to this
+//! latency_min_ms = 0             # and at least this
 //! seed = 1
 //!
 //! [[tenants]]
@@ -116,16 +117,34 @@ pub struct ProviderConfig {
 pub enum DriverConfig {
     /// The in-memory cloud (`cms_core::memory`), with its [`MemoryConfig`] keys.
     Memory(MemoryConfig),
+    /// Amazon EC2 or an EC2-compatible endpoint (`cms_driver_ec2::Ec2Config` keys:
+    /// `region`, `endpoint`, `access_key_id_env`, …).
+    #[cfg(feature = "ec2")]
+    Ec2(cms_driver_ec2::Ec2Config),
+    /// OpenNebula over XML-RPC (`cms_driver_opennebula::OpenNebulaConfig` keys:
+    /// `endpoint`, `username`, `password_env`, …).
+    #[cfg(feature = "opennebula")]
+    Opennebula(cms_driver_opennebula::OpenNebulaConfig),
 }
 
 impl DriverConfig {
     /// The driver names accepted in `driver = "…"`.
-    pub const KNOWN: &'static [&'static str] = &["memory"];
+    pub const KNOWN: &'static [&'static str] = &[
+        "memory",
+        #[cfg(feature = "ec2")]
+        "ec2",
+        #[cfg(feature = "opennebula")]
+        "opennebula",
+    ];
 
     /// The driver's name.
     pub fn name(&self) -> &'static str {
         match self {
             DriverConfig::Memory(_) => "memory",
+            #[cfg(feature = "ec2")]
+            DriverConfig::Ec2(_) => "ec2",
+            #[cfg(feature = "opennebula")]
+            DriverConfig::Opennebula(_) => "opennebula",
         }
     }
 }
@@ -150,6 +169,9 @@ pub struct ChaosSettings {
     /// Added latency per call: uniformly up to this many milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Added latency per call: at least this many milliseconds (default 0).
+    #[serde(default)]
+    pub latency_min_ms: u64,
     /// Probability (0..=1) of added latency (default 1 when `latency_ms` is set).
     #[serde(default)]
     pub latency_rate: Option<f64>,
@@ -166,6 +188,7 @@ impl ChaosSettings {
             latency_rate: self
                 .latency_rate
                 .unwrap_or(if self.latency_ms > 0 { 1.0 } else { 0.0 }),
+            min_latency: Duration::from_millis(self.latency_min_ms.min(self.latency_ms)),
             max_latency: Duration::from_millis(self.latency_ms),
         }
     }
@@ -507,7 +530,9 @@ mod tests {
         let p = &c.providers[0];
         assert_eq!(p.timeout_ms, 100);
         assert_eq!(p.concurrency_limit, Some(4));
-        let DriverConfig::Memory(m) = &p.driver;
+        let DriverConfig::Memory(m) = &p.driver else {
+            panic!("a memory provider")
+        };
         assert_eq!(m.boot_delay, Duration::from_millis(50));
         assert_eq!(p.chaos.as_ref().unwrap().fault_rate, 1.0);
         assert!(!format!("{c:?}").contains("sekrit"));
@@ -519,7 +544,9 @@ mod tests {
         assert_eq!(c.providers[0].timeout_ms, 30_000);
         assert_eq!(c.providers[0].retry_attempts, 3);
         assert_eq!(c.aggregate_timeout_ms, 10_000);
-        let DriverConfig::Memory(m) = &c.providers[0].driver;
+        let DriverConfig::Memory(m) = &c.providers[0].driver else {
+            panic!("a memory provider")
+        };
         assert_eq!(*m, MemoryConfig::default());
     }
 

@@ -22,7 +22,7 @@
 //!     api_key = "a-long-random-key"
 //!     providers = ["*"]
 //! "#).unwrap();
-//! let (app, _) = App::new(&config, None).unwrap();
+//! let (app, _) = App::new(&config, None).await.unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let addr = listener.local_addr().unwrap();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -461,7 +461,7 @@ pub fn main() -> ExitCode {
 /// Builds the state, binds, and serves until a signal; see [`main`].
 pub async fn run(args: Args, config: Config) -> ExitCode {
     let dev_key = std::env::var("CMS_DEV_API_KEY").ok();
-    let (app, dev) = match App::new(&config, dev_key) {
+    let (app, dev) = match App::new(&config, dev_key).await {
         Ok(x) => x,
         Err(e) => return fail(2, e),
     };

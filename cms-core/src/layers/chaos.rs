@@ -29,7 +29,9 @@ pub struct ChaosConfig {
     pub retry_after: Duration,
     /// Probability of added latency.
     pub latency_rate: f64,
-    /// Added latency: uniformly up to this.
+    /// Added latency: at least this...
+    pub min_latency: Duration,
+    /// ...and at most this (uniformly in between).
     pub max_latency: Duration,
 }
 
@@ -42,6 +44,7 @@ impl ChaosConfig {
             rate_limit_rate: 0.0,
             retry_after: Duration::from_millis(10),
             latency_rate: 0.0,
+            min_latency: Duration::ZERO,
             max_latency: Duration::ZERO,
         }
     }
@@ -104,8 +107,10 @@ impl ChaosLayer {
     fn plan(&self, call: Call) -> (Plan, Option<Duration>) {
         let c = &self.config;
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        let delay = (rng.gen_bool(c.latency_rate.clamp(0.0, 1.0)))
-            .then(|| c.max_latency.mul_f64(rng.gen_range(0.0..=1.0)));
+        let delay = (rng.gen_bool(c.latency_rate.clamp(0.0, 1.0))).then(|| {
+            let spread = c.max_latency.saturating_sub(c.min_latency);
+            c.min_latency + spread.mul_f64(rng.gen_range(0.0..=1.0))
+        });
         let x: f64 = rng.gen_range(0.0..1.0);
         let plan = if x < c.rate_limit_rate {
             Plan::RateLimit

@@ -320,8 +320,7 @@ async fn aggregated_listing_bounds_each_provider_in_time() {
         driver = "memory"
         [providers.chaos]
         latency_ms = 3000
-        latency_rate = 1.0
-        seed = 11
+        latency_min_ms = 3000
         [[tenants]]
         name = "alice"
         api_key = "alice-key-0123456789abcdef0123"

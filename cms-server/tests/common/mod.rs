@@ -8,34 +8,14 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The path of the `cms-server` binary, built (once per test process) if out of date.
+/// The path of the `cms-server` binary Cargo built for these tests.
 pub fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/<test>-<hash> -> target/<profile>/cms-server
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "cms-server", "--bin", "cms-server"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for cms-server");
-        assert!(status.success(), "building cms-server failed: {status}");
-        let bin = profile_dir.join(format!("cms-server{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found after building", bin.display());
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_cms-server"))
 }
 
 /// A temporary file, removed on drop.
@@ -132,7 +112,7 @@ retry_attempts = 1
 rate_limit_rate = 1.0
 retry_after_ms = 1500
 
-# Calls take up to 5 s but are cut at 20 ms (504).
+# Calls take at least 5 s but are cut at 20 ms (504).
 [[providers]]
 name = "slow"
 driver = "memory"
@@ -140,7 +120,7 @@ retry_attempts = 1
 timeout_ms = 20
 [providers.chaos]
 latency_ms = 5000
-seed = 3
+latency_min_ms = 5000
 
 [[tenants]]
 name = "alice"

@@ -1,6 +1,6 @@
-//! Load benchmark of the native API: `cargo bench --bench server`.
+//! Load benchmark of the native API: `cargo bench -p cms-server --bench server`.
 //!
-//! Starts the release `cms-server` on the memory cloud with 100 instances, then for
+//! Starts the release `cms-server` (Cargo builds it for the benchmark) on the memory cloud with 100 instances, then for
 //! 1, 16 and 64 keep-alive connections sends `GET /v1/providers/local/instances` back
 //! to back for a while (10 s each by default; `CMS_BENCH_SECONDS` to change) and prints
 //! throughput, p50/p99 latency and the server's peak RSS as a table.
@@ -33,26 +33,7 @@ impl Drop for Server {
 }
 
 fn build_server() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "cms-server",
-            "--bin",
-            "cms-server",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building cms-server failed");
-    let exe = std::env::current_exe().expect("bench path");
-    // target/release/deps/server-… -> target/release/cms-server
-    exe.parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("cms-server"))
-        .expect("target dir")
+    PathBuf::from(env!("CARGO_BIN_EXE_cms-server"))
 }
 
 fn start_server(bin: &PathBuf) -> Server {

@@ -1,0 +1,1365 @@
+//! The [`Driver`] implementation over EC2: state mapping, error classification, and
+//! every operation.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types as ec2;
+use cms_core::{
+    Capabilities, Driver, Error, ErrorKind, Flavor, Image, ImageId, Instance, InstanceFilter,
+    InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec, Location, Network, NetworkId,
+    NetworkSpec, Operation, Page, PageRequest, Result,
+};
+
+use crate::config::Ec2Config;
+use crate::model::{self, Cursor};
+
+/// Instances in a page when the caller gives no size (catalogue listings default to
+/// the largest page).
+const DEFAULT_PAGE: u32 = 100;
+/// The largest page: EC2's `MaxResults` cap for instances, images and subnets.
+const MAX_PAGE: u32 = 1000;
+/// EC2's smallest `MaxResults`.
+const MIN_EC2_PAGE: u32 = 5;
+/// `DescribeInstanceTypes` takes at most 100.
+const MAX_INSTANCE_TYPES_PAGE: u32 = 100;
+
+/// The states in which an instance still uses its subnet.
+const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+
+/// A driver for Amazon EC2 and EC2-compatible endpoints (moto, private clouds with an
+/// EC2 API, cms's own EC2 frontend). See the [crate documentation](crate).
+///
+/// Cloning is cheap; clones share the SDK client.
+#[derive(Clone)]
+pub struct Ec2Driver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: aws_sdk_ec2::Client,
+    config: Ec2Config,
+    capabilities: Capabilities,
+    /// One lock per client token in flight, so that concurrent creates with the same
+    /// token through this driver make one instance even where the endpoint does not
+    /// enforce `ClientToken`.
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The VPC networks are created in, once found.
+    vpc: tokio::sync::OnceCell<String>,
+    pages: Pages,
+}
+
+/// EC2 pages being handed out in parts, per listing.
+struct Pages {
+    instances: PageCache<Instance>,
+    images: PageCache<Image>,
+    flavors: PageCache<Flavor>,
+    networks: PageCache<Network>,
+}
+
+impl fmt::Debug for Ec2Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ec2Driver")
+            .field("region", &self.inner.config.region)
+            .field("endpoint", &self.inner.config.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ec2Driver {
+    /// A driver for `config`: checks it, resolves where credentials come from and
+    /// builds the SDK client. Nothing is sent to EC2 yet.
+    pub async fn new(config: Ec2Config) -> Result<Ec2Driver> {
+        let client = crate::client::build(&config).await?;
+        Ok(Ec2Driver::with_client(client, config))
+    }
+
+    /// A driver over an SDK client built elsewhere; `config` supplies the image
+    /// owners and the VPC. The client should have SDK retries off (cms retries).
+    pub fn with_client(client: aws_sdk_ec2::Client, config: Ec2Config) -> Ec2Driver {
+        let mut capabilities = Capabilities::all();
+        capabilities.instances.max_page_size = MAX_PAGE;
+        Ec2Driver {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                capabilities,
+                creating: Mutex::new(HashMap::new()),
+                vpc: tokio::sync::OnceCell::new(),
+                pages: Pages {
+                    instances: PageCache::new(),
+                    images: PageCache::new(),
+                    flavors: PageCache::new(),
+                    networks: PageCache::new(),
+                },
+            }),
+        }
+    }
+
+    /// The SDK client, for what cms does not model.
+    pub fn client(&self) -> &aws_sdk_ec2::Client {
+        &self.inner.client
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Ec2Config {
+        &self.inner.config
+    }
+
+    fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.inner.client
+    }
+
+    /// Turns an SDK error into a cms error (see [`classify`]).
+    fn fail<E>(
+        &self,
+        op: Operation,
+        resource: Option<String>,
+    ) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error + '_
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        move |e| sdk_error(e, op, resource, self.inner.config.endpoint.as_deref())
+    }
+
+    /// One instance by id, for operation `op`.
+    async fn describe_instance(&self, id: &InstanceId, op: Operation) -> Result<Instance> {
+        let resource = format!("instance {id}");
+        let out = self
+            .ec2()
+            .describe_instances()
+            .instance_ids(id.as_str())
+            .send()
+            .await
+            .map_err(self.fail(op, Some(resource.clone())))?;
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.instance_id() == Some(id.as_str()))
+            .find_map(model::instance)
+            .ok_or_else(|| Error::not_found("instance", id).with_operation(op))
+    }
+
+    /// The instance a create with `token` made before, if any.
+    async fn find_by_token(&self, token: &str) -> Result<Option<ec2::Instance>> {
+        let op = Operation::CreateInstance;
+        let mut next: Option<String> = None;
+        loop {
+            // A tag, not EC2's `client-token` filter: EC2-compatible servers (moto)
+            // do not keep that filter. The value is compared here too, so a token that
+            // cannot go into a filter as it is (see `model::plain`) is still found.
+            let mut request = self
+                .ec2()
+                .describe_instances()
+                .filters(model::filter("tag-key", [model::TOKEN_TAG]));
+            if model::plain(token) {
+                request =
+                    request.filters(model::filter(format!("tag:{}", model::TOKEN_TAG), [token]));
+            }
+            let out = request
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(self.fail(op, None))?;
+            let found = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| model::tag_value(i.tags(), model::TOKEN_TAG) == Some(token));
+            if let Some(i) = found {
+                return Ok(Some(i.clone()));
+            }
+            match out.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn token_lock(&self, token: &str) -> TokenGuard<'_> {
+        let mut map = self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let lock = map.entry(token.to_owned()).or_default().clone();
+        TokenGuard {
+            driver: self,
+            token: token.to_owned(),
+            lock,
+        }
+    }
+
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        let op = Operation::CreateInstance;
+        model::check_spec(spec)?;
+        // The permit comes first in the pair, so it is released before the guard
+        // looks whether anyone else still waits for the token.
+        let mut held = None;
+        if let Some(token) = &spec.client_token {
+            let guard = self.token_lock(token);
+            let permit = guard.lock.clone().lock_owned().await;
+            held = Some((permit, guard));
+            if let Some(existing) = self.find_by_token(token).await? {
+                return answer_existing(&existing, spec, token);
+            }
+        }
+        let tags = model::instance_tags(spec, spec.client_token.as_deref());
+        let tag_specs = (!tags.is_empty()).then(|| {
+            vec![ec2::TagSpecification::builder()
+                .resource_type(ec2::ResourceType::Instance)
+                .set_tags(Some(tags))
+                .build()]
+        });
+        let out = self
+            .ec2()
+            .run_instances()
+            .image_id(spec.image_id.as_str())
+            .instance_type(ec2::InstanceType::from(spec.flavor_id.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .set_key_name(spec.key_name.clone())
+            .set_subnet_id(spec.network_ids.first().map(|n| n.as_str().to_owned()))
+            .set_placement(spec.location_id.as_ref().map(|l| {
+                ec2::Placement::builder()
+                    .availability_zone(l.as_str())
+                    .build()
+            }))
+            .set_user_data(
+                spec.user_data
+                    .as_ref()
+                    .map(|d| aws_smithy_types::base64::encode(d.as_bytes())),
+            )
+            .set_client_token(spec.client_token.as_deref().map(model::ec2_client_token))
+            .set_tag_specifications(tag_specs)
+            .send()
+            .await
+            .map_err(self.fail(op, None))?;
+        drop(held);
+        out.instances()
+            .iter()
+            .find_map(model::instance)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Backend, "RunInstances answered no instance")
+                    .with_operation(op)
+            })
+    }
+
+    /// Starts, stops, reboots or terminates, after checking the state (see [`decide`]).
+    async fn act(&self, id: &InstanceId, action: Action) -> Result<Instance> {
+        let op = action.operation();
+        let mut current = self.describe_instance(id, op).await?;
+        match decide(action, current.state) {
+            Decision::AsIs => return Ok(current),
+            Decision::Refuse(hint) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "cannot {} instance `{id}`: it is {} (EC2 state `{}`){hint}",
+                        action.verb(),
+                        current.state,
+                        current.raw_state
+                    ),
+                )
+                .with_operation(op)
+                .with_resource(format!("instance {id}"))
+                .with_context("state", current.state.as_str()))
+            }
+            Decision::Send => {}
+        }
+        let resource = Some(format!("instance {id}"));
+        let change = match action {
+            Action::Start => self
+                .ec2()
+                .start_instances()
+                .instance_ids(id.as_str())
+                .send()
+                .await
+                .map_err(self.fail(op, resource))?
+                .starting_instances()
+                .first()
+                .cloned(),
+            Action::Stop => self
+                .ec2()
+                .stop_instances()
+                .instance_ids(id.as_str())
+                .send()
+                .await
+                .map_err(self.fail(op, resource))?
+                .stopping_instances()
+                .first()
+                .cloned(),
+            Action::Reboot => {
+                self.ec2()
+                    .reboot_instances()
+                    .instance_ids(id.as_str())
+                    .send()
+                    .await
+                    .map_err(self.fail(op, resource))?;
+                None
+            }
+            Action::Delete => self
+                .ec2()
+                .terminate_instances()
+                .instance_ids(id.as_str())
+                .send()
+                .await
+                .map_err(self.fail(op, resource))?
+                .terminating_instances()
+                .first()
+                .cloned(),
+        };
+        if let Some(state) = change.as_ref().and_then(|c| c.current_state()) {
+            let raw = state
+                .name()
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default();
+            current.state = map_state(state.code(), &raw);
+            current.raw_state = raw;
+        }
+        Ok(current)
+    }
+
+    /// The VPC to create networks in: the configured one, else the default VPC.
+    async fn vpc(&self) -> Result<&str> {
+        let op = Operation::CreateNetwork;
+        self.inner
+            .vpc
+            .get_or_try_init(|| async {
+                if let Some(v) = &self.inner.config.vpc_id {
+                    return Ok(v.clone());
+                }
+                let out = self
+                    .ec2()
+                    .describe_vpcs()
+                    .filters(model::filter("is-default", ["true"]))
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                out.vpcs()
+                    .iter()
+                    .find_map(|v| v.vpc_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidState,
+                            "the account has no default VPC in this region; \
+                             set `vpc_id` in the EC2 provider's configuration",
+                        )
+                        .with_operation(op)
+                    })
+            })
+            .await
+            .map(String::as_str)
+    }
+}
+
+/// Releases a client token's lock, and forgets it when nobody else waits for it.
+struct TokenGuard<'a> {
+    driver: &'a Ec2Driver,
+    token: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for TokenGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .driver
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Only the map and this guard hold it: nobody waits.
+        if map
+            .get(&self.token)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.lock) && Arc::strong_count(l) == 2)
+        {
+            map.remove(&self.token);
+        }
+    }
+}
+
+/// The answer to a repeated create: the instance, when the request is the same.
+fn answer_existing(existing: &ec2::Instance, spec: &InstanceSpec, token: &str) -> Result<Instance> {
+    let op = Operation::CreateInstance;
+    let instance = model::instance(existing).ok_or_else(|| {
+        Error::new(ErrorKind::Backend, "EC2 described an instance without id").with_operation(op)
+    })?;
+    let hash = model::tag_value(existing.tags(), model::HASH_TAG);
+    if hash != Some(model::request_hash(spec).as_str()) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "client token `{token}` was already used to create instance `{}` with \
+                 different parameters; repeat that request unchanged, or use a new client \
+                 token for a new instance",
+                instance.id
+            ),
+        )
+        .with_operation(op)
+        .with_resource(format!("instance {}", instance.id))
+        .with_context("argument", "client_token")
+        .with_context("reason", "idempotent_parameter_mismatch"));
+    }
+    Ok(instance)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+}
+
+impl Action {
+    fn operation(self) -> Operation {
+        match self {
+            Action::Start => Operation::StartInstance,
+            Action::Stop => Operation::StopInstance,
+            Action::Reboot => Operation::RebootInstance,
+            Action::Delete => Operation::DeleteInstance,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Reboot => "reboot",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// Send the action to EC2.
+    Send,
+    /// The action is already under way (or done): answer the instance as it is.
+    AsIs,
+    /// The transition is impossible: `InvalidState`, with a hint.
+    Refuse(&'static str),
+}
+
+/// What to do with an action in a state, per the model's rules (see
+/// [`Driver::start_instance`]). EC2 itself is more lenient (starting a running
+/// instance or stopping a stopped one succeeds there, and moto lets anything
+/// through), so the driver describes the instance first and decides:
+///
+/// | action | pending | running | stopping | stopped | shutting-down | terminated |
+/// |---|---|---|---|---|---|---|
+/// | start | as is | refuse | refuse | **send** | refuse | refuse |
+/// | stop | refuse | **send** | as is | refuse | refuse | refuse |
+/// | reboot | refuse | **send** | refuse | refuse | refuse | refuse |
+/// | delete | **send** | **send** | **send** | **send** | as is | as is |
+///
+/// A state the driver does not know (`Unknown`) is left to EC2 to judge.
+fn decide(action: Action, state: InstanceState) -> Decision {
+    use InstanceState::*;
+    match (action, state) {
+        (_, Unknown | Error | Suspended | Rebooting) => Decision::Send,
+        (Action::Delete, Terminating | Terminated) => Decision::AsIs,
+        (Action::Delete, _) => Decision::Send,
+        (Action::Start, Stopped) | (Action::Stop | Action::Reboot, Running) => Decision::Send,
+        (Action::Start, Pending) | (Action::Stop, Stopping) => Decision::AsIs,
+        (Action::Start, Running) => Decision::Refuse("; it is already running"),
+        (Action::Start, Stopping) => Decision::Refuse("; wait until it is stopped"),
+        (Action::Stop, Stopped) => Decision::Refuse("; it is already stopped"),
+        (Action::Stop | Action::Reboot, Pending) => Decision::Refuse("; wait until it is running"),
+        (Action::Reboot, Stopped | Stopping) => Decision::Refuse("; start it instead"),
+        (_, Terminating | Terminated) => Decision::Refuse("; it is gone"),
+    }
+}
+
+/// Maps an EC2 instance state to the cms state, by its code (the low byte; the high
+/// byte is for AWS's internal use) and, where the code is missing, by its name:
+///
+/// | EC2 code | EC2 name | cms |
+/// |---|---|---|
+/// | 0 | pending | Pending |
+/// | 16 | running | Running |
+/// | 32 | shutting-down | Terminating |
+/// | 48 | terminated | Terminated |
+/// | 64 | stopping | Stopping |
+/// | 80 | stopped | Stopped |
+/// | other | other | Unknown |
+///
+/// EC2 shows no rebooting, suspended or error state: a rebooting instance is
+/// `running`, a hibernated one `stopped`. The raw name is kept beside the mapped state
+/// ([`Instance::raw_state`]).
+pub fn map_state(code: Option<i32>, name: &str) -> InstanceState {
+    match code.map(|c| c & 0xff) {
+        Some(0) => InstanceState::Pending,
+        Some(16) => InstanceState::Running,
+        Some(32) => InstanceState::Terminating,
+        Some(48) => InstanceState::Terminated,
+        Some(64) => InstanceState::Stopping,
+        Some(80) => InstanceState::Stopped,
+        Some(_) => InstanceState::Unknown,
+        None => match name {
+            "pending" => InstanceState::Pending,
+            "running" => InstanceState::Running,
+            "shutting-down" => InstanceState::Terminating,
+            "terminated" => InstanceState::Terminated,
+            "stopping" => InstanceState::Stopping,
+            "stopped" => InstanceState::Stopped,
+            _ => InstanceState::Unknown,
+        },
+    }
+}
+
+/// What went wrong on the wire, before classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure<'a> {
+    /// EC2 answered with an error document: its code and the HTTP status.
+    Service { code: &'a str, status: u16 },
+    /// No answer within the request timeout: the request may have been carried out.
+    Timeout,
+    /// No connection, or it broke; `refused` when the endpoint refused to connect
+    /// (the request certainly was not carried out).
+    Connection { refused: bool },
+    /// An answer that is not an EC2 document, with its HTTP status.
+    BadResponse { status: u16 },
+    /// No credentials could be found or loaded.
+    Credentials,
+    /// The SDK could not build the request.
+    Construction,
+}
+
+/// How cms sees a failure: its kind, whether trying again may help, whether the
+/// request certainly was not carried out, and why (a `reason` context value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub kind: ErrorKind,
+    pub temporary: bool,
+    pub not_executed: bool,
+    pub reason: Option<&'static str>,
+}
+
+/// Classifies an EC2 failure, once for every operation:
+///
+/// | EC2 error code (or failure) | cms kind | temporary | not executed |
+/// |---|---|---|---|
+/// | `*.NotFound`, `InvalidAMIID.*` (but `.Malformed`), `InvalidInstanceID`, `InvalidKeyPair.NotFound` | NotFound | | |
+/// | `*.Duplicate`, `*.AlreadyExists` | AlreadyExists | | |
+/// | `IncorrectInstanceState`, `IncorrectState`, `DependencyViolation`, `OperationNotPermitted` | InvalidState | | |
+/// | `AuthFailure`, `SignatureDoesNotMatch`, `InvalidClientTokenId`, `MissingAuthenticationToken`, `IncompleteSignature`, `RequestExpired`, `UnrecognizedClientException`; no credentials | Unauthenticated | | |
+/// | `UnauthorizedOperation`, `AccessDenied*`, `OptInRequired`, `Blocked` | PermissionDenied | | |
+/// | `RequestLimitExceeded`, `Throttling`, `ThrottlingException`, `RequestThrottled`, `SlowDown` | RateLimited | yes | yes |
+/// | `InsufficientInstanceCapacity`, `InsufficientCapacity`, `InsufficientHostCapacity` | Unavailable | yes | yes |
+/// | other `*LimitExceeded` (`InstanceLimitExceeded`, `VcpuLimitExceeded`, …) | QuotaExceeded | | |
+/// | `IdempotentParameterMismatch` | InvalidArgument, reason `idempotent_parameter_mismatch` | | |
+/// | `InvalidParameterValue`, `InvalidParameter`, `MissingParameter`, `InvalidParameterCombination`, `UnknownParameter`, `InvalidRequest`, `ValidationError`, `*.Malformed`, `*.Format`, `*.Range`, `*.Conflict`, other `Invalid*` | InvalidArgument | | |
+/// | `UnsupportedOperation`, `Unsupported`, `InvalidAction`, `NotImplemented` | Unsupported | | |
+/// | `InternalError`, `InternalFailure`, `ServiceUnavailable`, `Unavailable`; any HTTP 5xx | Unavailable | yes | |
+/// | timeout, broken connection | Unavailable | yes | |
+/// | connection refused | Unavailable | yes | yes |
+/// | anything else | Backend | | |
+pub fn classify(failure: Failure<'_>) -> Classified {
+    use ErrorKind::*;
+    let c = |kind: ErrorKind| Classified {
+        kind,
+        temporary: kind.default_temporary(),
+        not_executed: kind == RateLimited,
+        reason: None,
+    };
+    let (code, status) = match failure {
+        Failure::Service { code, status } => (code, status),
+        Failure::Timeout => return c(Unavailable),
+        Failure::Connection { refused } => {
+            return Classified {
+                not_executed: refused,
+                ..c(Unavailable)
+            }
+        }
+        Failure::BadResponse { status } if status >= 500 => return c(Unavailable),
+        Failure::BadResponse { .. } | Failure::Construction => return c(Backend),
+        Failure::Credentials => return c(Unauthenticated),
+    };
+    let kind = match code {
+        "IdempotentParameterMismatch" => {
+            return Classified {
+                reason: Some("idempotent_parameter_mismatch"),
+                ..c(InvalidArgument)
+            }
+        }
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown"
+        | "TooManyRequestsException" => RateLimited,
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity" => {
+            return Classified {
+                not_executed: true,
+                ..c(Unavailable)
+            }
+        }
+        "IncorrectInstanceState"
+        | "IncorrectState"
+        | "DependencyViolation"
+        | "OperationNotPermitted"
+        | "InvalidInstanceState" => InvalidState,
+        "AuthFailure"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "RequestExpired"
+        | "UnrecognizedClientException"
+        | "InvalidAccessKeyId" => Unauthenticated,
+        "UnauthorizedOperation" | "OptInRequired" | "Blocked" | "PendingVerification" => {
+            PermissionDenied
+        }
+        _ if code.starts_with("AccessDenied") => PermissionDenied,
+        "UnsupportedOperation" | "Unsupported" | "InvalidAction" | "NotImplemented" => Unsupported,
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => Unavailable,
+        _ if code.ends_with(".Malformed") || code.ends_with(".Format") => InvalidArgument,
+        _ if code.ends_with(".NotFound")
+            || code.ends_with(".Unavailable") && code.starts_with("InvalidAMIID")
+            || code == "InvalidInstanceID" =>
+        {
+            NotFound
+        }
+        _ if code.ends_with(".Duplicate") || code.ends_with(".AlreadyExists") => AlreadyExists,
+        _ if code.ends_with("LimitExceeded") => QuotaExceeded,
+        "InvalidParameterValue"
+        | "InvalidParameter"
+        | "MissingParameter"
+        | "InvalidParameterCombination"
+        | "UnknownParameter"
+        | "InvalidRequest"
+        | "ValidationError"
+        | "InvalidInput" => InvalidArgument,
+        _ if code.starts_with("Invalid") => InvalidArgument,
+        _ if status >= 500 => Unavailable,
+        _ => Backend,
+    };
+    c(kind)
+}
+
+/// Turns an SDK error into a cms error: classified by [`classify`], with the EC2 code,
+/// the HTTP status and the request id in its context, and the SDK error as source.
+fn sdk_error<E>(
+    err: SdkError<E, HttpResponse>,
+    op: Operation,
+    resource: Option<String>,
+    endpoint: Option<&str>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let at = endpoint.unwrap_or("AWS");
+    let mut context: Vec<(&'static str, String)> = Vec::new();
+    let (failure_message, classified) = match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code().unwrap_or("Unknown");
+            let status = se.raw().status().as_u16();
+            context.push(("ec2_code", code.to_owned()));
+            context.push(("http_status", status.to_string()));
+            if let Some(id) = err.request_id() {
+                context.push(("request_id", id.to_owned()));
+            }
+            let message = e.message().unwrap_or("no message");
+            (
+                format!("{message} (EC2 error {code})"),
+                classify(Failure::Service { code, status }),
+            )
+        }
+        SdkError::TimeoutError(_) => (
+            format!("no answer from the EC2 endpoint `{at}` in time"),
+            classify(Failure::Timeout),
+        ),
+        SdkError::DispatchFailure(d) => {
+            if find_in_chain::<aws_credential_types::provider::error::CredentialsError>(&err) {
+                (
+                    format!(
+                        "no usable AWS credentials: {}; set `access_key_id_env` and \
+                         `secret_access_key_env`, or configure the standard AWS chain",
+                        chain_text(&err)
+                    ),
+                    classify(Failure::Credentials),
+                )
+            } else if d.is_timeout() {
+                (
+                    format!("no answer from the EC2 endpoint `{at}` in time"),
+                    classify(Failure::Timeout),
+                )
+            } else {
+                let refused = io_error_in_chain(&err)
+                    .is_some_and(|k| k == std::io::ErrorKind::ConnectionRefused);
+                let what = if refused {
+                    "connection refused".to_owned()
+                } else {
+                    chain_text(&err)
+                };
+                (
+                    format!("cannot reach the EC2 endpoint `{at}`: {what}"),
+                    classify(Failure::Connection { refused }),
+                )
+            }
+        }
+        SdkError::ResponseError(r) => {
+            let status = r.raw().status().as_u16();
+            context.push(("http_status", status.to_string()));
+            (
+                format!(
+                    "the EC2 endpoint `{at}` answered HTTP {status} with something that is \
+                     not an EC2 document: {}",
+                    chain_text(&err)
+                ),
+                classify(Failure::BadResponse { status }),
+            )
+        }
+        _ => (
+            format!("the request could not be built: {}", chain_text(&err)),
+            classify(Failure::Construction),
+        ),
+    };
+    let message = match (&resource, classified.kind) {
+        (Some(r), ErrorKind::NotFound) => format!("{r} not found: {failure_message}"),
+        _ => failure_message,
+    };
+    let mut e = Error::new(classified.kind, message)
+        .with_operation(op)
+        .temporary(classified.temporary)
+        .not_executed(classified.not_executed);
+    if let Some(r) = resource {
+        e = e.with_resource(r);
+    }
+    for (k, v) in context {
+        e = e.with_context(k, v);
+    }
+    if let Some(reason) = classified.reason {
+        e = e.with_context("reason", reason);
+    }
+    e.with_source(err)
+}
+
+fn find_in_chain<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<T>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn io_error_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The messages of an error and its sources, joined.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn ec2_page(limit: u32, max: u32) -> i32 {
+    limit.clamp(MIN_EC2_PAGE, max) as i32
+}
+
+/// EC2 pages that a listing hands out in parts, kept for a minute, so that the rest
+/// of a page comes from the page itself: consistent, and not fetched again (servers
+/// that ignore `MaxResults`, as moto does for images and instance types, answer
+/// everything every time).
+struct PageCache<T> {
+    entries: Mutex<VecDeque<CachedPage<T>>>,
+}
+
+struct CachedPage<T> {
+    key: String,
+    at: Instant,
+    items: Arc<Vec<T>>,
+    next: Option<String>,
+}
+
+/// How long a cached page serves, and how many are kept.
+const PAGE_CACHE_TTL: Duration = Duration::from_secs(60);
+const PAGE_CACHE_SIZE: usize = 8;
+
+impl<T> PageCache<T> {
+    fn new() -> Self {
+        PageCache {
+            entries: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<(Arc<Vec<T>>, Option<String>)> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .find(|e| e.key == key && e.at.elapsed() < PAGE_CACHE_TTL)
+            .map(|e| (e.items.clone(), e.next.clone()))
+    }
+
+    fn put(&self, key: String, items: Arc<Vec<T>>, next: Option<String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|e| e.key != key && e.at.elapsed() < PAGE_CACHE_TTL);
+        if entries.len() >= PAGE_CACHE_SIZE {
+            entries.pop_front();
+        }
+        entries.push_back(CachedPage {
+            key,
+            at: Instant::now(),
+            items,
+            next,
+        });
+    }
+}
+
+/// One cms page of a listing whose EC2 pages `fetch` gets (given the EC2 token and
+/// `MaxResults`): decodes the cms token, serves a continuation from the cache or
+/// fetches the EC2 page, and cuts it (see [`model::cut`]).
+async fn listing<T, F, Fut>(
+    cache: &PageCache<T>,
+    scope: &str,
+    page: &PageRequest,
+    default_limit: u32,
+    op: Operation,
+    fetch: F,
+) -> Result<Page<T>>
+where
+    T: Clone,
+    F: FnOnce(Option<String>, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let cursor = Cursor::decode(page.token.as_ref(), scope, op)?;
+    let limit = page
+        .limit
+        .filter(|l| *l > 0)
+        .unwrap_or(default_limit)
+        .min(MAX_PAGE);
+    let key = format!("{scope}|{:?}", cursor.ec2_token);
+    let cached = if cursor.skip > 0 {
+        cache.get(&key)
+    } else {
+        None
+    };
+    let (items, ec2_next) = match cached {
+        Some(hit) => hit,
+        None => {
+            let (items, next) = fetch(cursor.ec2_token.clone(), limit).await?;
+            (Arc::new(items), next)
+        }
+    };
+    let (out, next) = model::cut(
+        items.as_ref().clone(),
+        &cursor,
+        limit as usize,
+        ec2_next.clone(),
+    );
+    if next.as_ref().is_some_and(|n| n.skip > 0) {
+        cache.put(key, items, ec2_next);
+    }
+    Ok(Page {
+        items: out,
+        next: next.map(|c| c.encode(scope)),
+    })
+}
+
+#[async_trait]
+impl Driver for Ec2Driver {
+    fn name(&self) -> &str {
+        "ec2"
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Instance>> {
+        let op = Operation::ListInstances;
+        let scope = format!("instances|{filter:?}");
+        let Some(filters) = model::instance_filters(filter) else {
+            // Only states EC2 never reports: nothing matches. The token is still checked.
+            model::Cursor::decode(page.token.as_ref(), &scope, op)?;
+            return Ok(Page::last(Vec::new()));
+        };
+        listing(
+            &self.inner.pages.instances,
+            &scope,
+            page,
+            DEFAULT_PAGE,
+            op,
+            |token, limit| async move {
+                let out = self
+                    .ec2()
+                    .describe_instances()
+                    .set_filters((!filters.is_empty()).then_some(filters))
+                    .max_results(ec2_page(limit, MAX_PAGE))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                let items = out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(model::instance)
+                    .filter(|i| filter.matches(i))
+                    .collect();
+                Ok((items, out.next_token().map(str::to_owned)))
+            },
+        )
+        .await
+    }
+
+    async fn get_instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.describe_instance(id, Operation::GetInstance).await
+    }
+
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance> {
+        self.create(spec).await
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.act(id, Action::Start).await
+    }
+
+    async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.act(id, Action::Stop).await
+    }
+
+    async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.act(id, Action::Reboot).await
+    }
+
+    async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.act(id, Action::Delete).await
+    }
+
+    async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
+        let op = Operation::ListImages;
+        let owners = &self.inner.config.image_owners;
+        let scope = format!("images|{owners:?}");
+        listing(
+            &self.inner.pages.images,
+            &scope,
+            page,
+            MAX_PAGE,
+            op,
+            |token, limit| async move {
+                let out = self
+                    .ec2()
+                    .describe_images()
+                    .set_owners(Some(owners.clone()))
+                    .max_results(ec2_page(limit, MAX_PAGE))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                let items = out.images().iter().filter_map(model::image).collect();
+                Ok((items, out.next_token().map(str::to_owned)))
+            },
+        )
+        .await
+    }
+
+    async fn get_image(&self, id: &ImageId) -> Result<Image> {
+        let op = Operation::GetImage;
+        let out = self
+            .ec2()
+            .describe_images()
+            .image_ids(id.as_str())
+            .send()
+            .await
+            .map_err(self.fail(op, Some(format!("image {id}"))))?;
+        out.images()
+            .iter()
+            .filter(|i| i.image_id() == Some(id.as_str()))
+            .find_map(model::image)
+            .ok_or_else(|| Error::not_found("image", id).with_operation(op))
+    }
+
+    async fn list_flavors(&self, page: &PageRequest) -> Result<Page<Flavor>> {
+        let op = Operation::ListFlavors;
+        listing(
+            &self.inner.pages.flavors,
+            "flavors",
+            page,
+            MAX_PAGE,
+            op,
+            |token, limit| async move {
+                let out = self
+                    .ec2()
+                    .describe_instance_types()
+                    .max_results(ec2_page(limit, MAX_INSTANCE_TYPES_PAGE))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                let items = out
+                    .instance_types()
+                    .iter()
+                    .filter_map(model::flavor)
+                    .collect();
+                Ok((items, out.next_token().map(str::to_owned)))
+            },
+        )
+        .await
+    }
+
+    async fn list_networks(&self, page: &PageRequest) -> Result<Page<Network>> {
+        let op = Operation::ListNetworks;
+        let vpc = self.inner.config.vpc_id.as_deref();
+        let scope = format!("networks|{vpc:?}");
+        listing(
+            &self.inner.pages.networks,
+            &scope,
+            page,
+            MAX_PAGE,
+            op,
+            |token, limit| async move {
+                let out = self
+                    .ec2()
+                    .describe_subnets()
+                    .set_filters(vpc.map(|v| vec![model::filter("vpc-id", [v])]))
+                    .max_results(ec2_page(limit, MAX_PAGE))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                let items = out.subnets().iter().filter_map(model::network).collect();
+                Ok((items, out.next_token().map(str::to_owned)))
+            },
+        )
+        .await
+    }
+
+    async fn get_network(&self, id: &NetworkId) -> Result<Network> {
+        let op = Operation::GetNetwork;
+        let out = self
+            .ec2()
+            .describe_subnets()
+            .subnet_ids(id.as_str())
+            .send()
+            .await
+            .map_err(self.fail(op, Some(format!("network {id}"))))?;
+        out.subnets()
+            .iter()
+            .filter(|s| s.subnet_id() == Some(id.as_str()))
+            .find_map(model::network)
+            .ok_or_else(|| Error::not_found("network", id).with_operation(op))
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<Network> {
+        let op = Operation::CreateNetwork;
+        model::check_cidr(&spec.cidr)?;
+        if let Some(k) = spec.tags.keys().find(|k| {
+            k.starts_with(model::INTERNAL_PREFIX) || k.starts_with("aws:") || *k == model::NAME_TAG
+        }) {
+            return Err(Error::invalid_argument(
+                "tags",
+                format!("tag key `{k}` is reserved (`Name` is the name; `cms:`, `aws:`)"),
+            )
+            .with_operation(op));
+        }
+        let vpc = self.vpc().await?;
+        let mut tags: Vec<ec2::Tag> = spec.tags.iter().map(|(k, v)| model::tag(k, v)).collect();
+        if !spec.name.is_empty() {
+            tags.push(model::tag(model::NAME_TAG, &spec.name));
+        }
+        let tag_specs = (!tags.is_empty()).then(|| {
+            vec![ec2::TagSpecification::builder()
+                .resource_type(ec2::ResourceType::Subnet)
+                .set_tags(Some(tags))
+                .build()]
+        });
+        let out = self
+            .ec2()
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(&spec.cidr)
+            .set_availability_zone(spec.location_id.as_ref().map(|l| l.as_str().to_owned()))
+            .set_tag_specifications(tag_specs)
+            .send()
+            .await
+            .map_err(self.fail(op, None))?;
+        out.subnet().and_then(model::network).ok_or_else(|| {
+            Error::new(ErrorKind::Backend, "CreateSubnet answered no subnet").with_operation(op)
+        })
+    }
+
+    async fn delete_network(&self, id: &NetworkId) -> Result<()> {
+        let op = Operation::DeleteNetwork;
+        let resource = format!("network {id}");
+        // EC2 refuses with DependencyViolation while instances use the subnet, but
+        // EC2-compatible servers (moto) do not: look first.
+        let users = self
+            .ec2()
+            .describe_instances()
+            .filters(model::filter("subnet-id", [id.as_str()]))
+            .filters(model::filter("instance-state-name", LIVE_STATES))
+            .max_results(MIN_EC2_PAGE as i32)
+            .send()
+            .await
+            .map_err(self.fail(op, Some(resource.clone())))?;
+        let in_use: Vec<&str> = users
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id())
+            .collect();
+        if !in_use.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "network `{id}` is in use by instance{} {}; delete them first",
+                    if in_use.len() == 1 { "" } else { "s" },
+                    in_use.join(", ")
+                ),
+            )
+            .with_operation(op)
+            .with_resource(resource));
+        }
+        self.ec2()
+            .delete_subnet()
+            .subnet_id(id.as_str())
+            .send()
+            .await
+            .map_err(self.fail(op, Some(resource)))?;
+        Ok(())
+    }
+
+    async fn list_locations(&self) -> Result<Vec<Location>> {
+        let op = Operation::ListLocations;
+        let out = self
+            .ec2()
+            .describe_availability_zones()
+            .send()
+            .await
+            .map_err(self.fail(op, None))?;
+        Ok(out
+            .availability_zones()
+            .iter()
+            .filter_map(model::location)
+            .collect())
+    }
+
+    async fn list_key_pairs(&self) -> Result<Vec<KeyPair>> {
+        let op = Operation::ListKeyPairs;
+        let out = self
+            .ec2()
+            .describe_key_pairs()
+            .include_public_key(true)
+            .send()
+            .await
+            .map_err(self.fail(op, None))?;
+        Ok(out.key_pairs().iter().filter_map(model::key_pair).collect())
+    }
+
+    async fn create_key_pair(&self, spec: &KeyPairSpec) -> Result<KeyPair> {
+        let resource = Some(format!("key pair {}", spec.name));
+        let op = match spec.public_key {
+            Some(_) => Operation::ImportKeyPair,
+            None => Operation::CreateKeyPair,
+        };
+        if spec.name.trim().is_empty() {
+            return Err(Error::invalid_argument("name", "must not be empty").with_operation(op));
+        }
+        match &spec.public_key {
+            Some(public_key) => {
+                let public_key = public_key.trim();
+                let out = self
+                    .ec2()
+                    .import_key_pair()
+                    .key_name(&spec.name)
+                    .public_key_material(Blob::new(public_key.as_bytes()))
+                    .send()
+                    .await
+                    .map_err(self.fail(op, resource))?;
+                Ok(KeyPair {
+                    name: out.key_name().unwrap_or(&spec.name).to_owned(),
+                    fingerprint: out.key_fingerprint().unwrap_or_default().to_owned(),
+                    public_key: Some(public_key.to_owned()),
+                    private_key: None,
+                })
+            }
+            None => {
+                let out = self
+                    .ec2()
+                    .create_key_pair()
+                    .key_name(&spec.name)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, resource))?;
+                Ok(KeyPair {
+                    name: out.key_name().unwrap_or(&spec.name).to_owned(),
+                    fingerprint: out.key_fingerprint().unwrap_or_default().to_owned(),
+                    public_key: None,
+                    private_key: out.key_material().map(str::to_owned),
+                })
+            }
+        }
+    }
+
+    async fn delete_key_pair(&self, name: &str) -> Result<()> {
+        let op = Operation::DeleteKeyPair;
+        let resource = format!("key pair {name}");
+        // EC2's DeleteKeyPair of an unknown name succeeds; the model wants NotFound.
+        let out = self
+            .ec2()
+            .describe_key_pairs()
+            .key_names(name)
+            .send()
+            .await
+            .map_err(self.fail(op, Some(resource.clone())))?;
+        if !out.key_pairs().iter().any(|k| k.key_name() == Some(name)) {
+            return Err(Error::not_found("key pair", name).with_operation(op));
+        }
+        self.ec2()
+            .delete_key_pair()
+            .key_name(name)
+            .send()
+            .await
+            .map_err(self.fail(op, Some(resource)))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_map_by_code_then_name() {
+        use InstanceState::*;
+        let cases = [
+            (0, "pending", Pending),
+            (16, "running", Running),
+            (32, "shutting-down", Terminating),
+            (48, "terminated", Terminated),
+            (64, "stopping", Stopping),
+            (80, "stopped", Stopped),
+            (99, "weird", Unknown),
+        ];
+        for (code, name, want) in cases {
+            assert_eq!(map_state(Some(code), name), want, "{code}");
+            // The high byte is AWS's own.
+            assert_eq!(map_state(Some(code + 256), name), want, "{code}+256");
+            assert_eq!(map_state(None, name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_model() {
+        use InstanceState::*;
+        assert_eq!(
+            decide(Action::Start, Running),
+            Decision::Refuse("; it is already running")
+        );
+        assert_eq!(decide(Action::Start, Pending), Decision::AsIs);
+        assert_eq!(decide(Action::Start, Stopped), Decision::Send);
+        assert_eq!(
+            decide(Action::Stop, Stopped),
+            Decision::Refuse("; it is already stopped")
+        );
+        assert_eq!(decide(Action::Stop, Stopping), Decision::AsIs);
+        assert_eq!(
+            decide(Action::Reboot, Stopped),
+            Decision::Refuse("; start it instead")
+        );
+        assert_eq!(decide(Action::Reboot, Running), Decision::Send);
+        assert_eq!(decide(Action::Delete, Terminated), Decision::AsIs);
+        assert_eq!(decide(Action::Delete, Stopped), Decision::Send);
+        assert!(matches!(
+            decide(Action::Start, Terminated),
+            Decision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn classification_table() {
+        use ErrorKind::*;
+        let svc = |code, status| classify(Failure::Service { code, status });
+        let cases = [
+            ("InvalidInstanceID.NotFound", 400, NotFound),
+            ("InvalidAMIID.NotFound", 400, NotFound),
+            ("InvalidAMIID.Unavailable", 400, NotFound),
+            ("InvalidAMIID.Malformed", 400, InvalidArgument),
+            ("InvalidKeyPair.NotFound", 400, NotFound),
+            ("InvalidSubnetID.NotFound", 400, NotFound),
+            ("InvalidKeyPair.Duplicate", 400, AlreadyExists),
+            ("InvalidKeyPair.Format", 400, InvalidArgument),
+            ("IncorrectInstanceState", 400, InvalidState),
+            ("DependencyViolation", 400, InvalidState),
+            ("AuthFailure", 401, Unauthenticated),
+            ("UnauthorizedOperation", 403, PermissionDenied),
+            ("InstanceLimitExceeded", 400, QuotaExceeded),
+            ("VcpuLimitExceeded", 400, QuotaExceeded),
+            ("RequestLimitExceeded", 503, RateLimited),
+            ("Throttling", 400, RateLimited),
+            ("InvalidParameterValue", 400, InvalidArgument),
+            ("MissingParameter", 400, InvalidArgument),
+            ("InvalidParameterCombination", 400, InvalidArgument),
+            ("InvalidSubnet.Range", 400, InvalidArgument),
+            ("UnsupportedOperation", 400, Unsupported),
+            ("InternalError", 500, Unavailable),
+            ("SomethingNew", 503, Unavailable),
+            ("SomethingNew", 400, Backend),
+        ];
+        for (code, status, kind) in cases {
+            assert_eq!(svc(code, status).kind, kind, "{code}");
+        }
+        let rate = svc("RequestLimitExceeded", 503);
+        assert!(rate.temporary && rate.not_executed);
+        let internal = svc("InternalError", 500);
+        assert!(internal.temporary && !internal.not_executed);
+        assert!(!svc("InvalidInstanceID.NotFound", 400).temporary);
+        let mismatch = svc("IdempotentParameterMismatch", 400);
+        assert_eq!(mismatch.kind, InvalidArgument);
+        assert_eq!(mismatch.reason, Some("idempotent_parameter_mismatch"));
+        let refused = classify(Failure::Connection { refused: true });
+        assert_eq!(
+            (refused.kind, refused.temporary, refused.not_executed),
+            (Unavailable, true, true)
+        );
+        let broken = classify(Failure::Connection { refused: false });
+        assert!(broken.temporary && !broken.not_executed);
+        let timeout = classify(Failure::Timeout);
+        assert_eq!(
+            (timeout.kind, timeout.temporary, timeout.not_executed),
+            (Unavailable, true, false)
+        );
+        assert_eq!(classify(Failure::Credentials).kind, Unauthenticated);
+    }
+}

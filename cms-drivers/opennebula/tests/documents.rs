@@ -1,0 +1,335 @@
+//! The driver reads documents written by hand, as oned writes them: every STATE and
+//! LCM_STATE pair, several NICs and DISKs, CDATA everywhere, and each pool document.
+
+use cms_core::{InstanceState, LocationId, NetworkId};
+use cms_driver_opennebula::model::{
+    ClusterPool, HostPool, ImagePool, User, VirtualNetwork, Vm, VmPool, VmTemplatePool, VnetPool,
+};
+use cms_driver_opennebula::{OpenNebulaConfig, OpenNebulaDriver};
+
+fn driver() -> OpenNebulaDriver {
+    let config = OpenNebulaConfig::new("http://127.0.0.1:9/RPC2", "cms", "UNUSED");
+    OpenNebulaDriver::with_session(config, "cms", "not-used").unwrap()
+}
+
+/// A full `VM` document (one.vm.info) in the given state, with two NICs, three disks,
+/// two history records and CDATA values.
+fn vm_doc(state: i64, lcm: i64, last_action: i64) -> String {
+    format!(
+        r#"<VM>
+  <ID>42</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME>
+  <NAME><![CDATA[web & db]]></NAME>
+  <PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>
+  <LAST_POLL>1700000100</LAST_POLL>
+  <STATE>{state}</STATE><LCM_STATE>{lcm}</LCM_STATE><PREV_STATE>3</PREV_STATE><PREV_LCM_STATE>3</PREV_LCM_STATE>
+  <RESCHED>0</RESCHED><STIME>1700000000</STIME><ETIME>0</ETIME><DEPLOY_ID>one-42</DEPLOY_ID>
+  <MONITORING><CPU><![CDATA[1.5]]></CPU></MONITORING>
+  <SCHED_ACTIONS/>
+  <TEMPLATE>
+    <CONTEXT><NETWORK><![CDATA[YES]]></NETWORK><SSH_PUBLIC_KEY><![CDATA[ssh-ed25519 AAAA x]]></SSH_PUBLIC_KEY></CONTEXT>
+    <CPU><![CDATA[0.5]]></CPU>
+    <DISK><DISK_ID><![CDATA[0]]></DISK_ID><IMAGE><![CDATA[ubuntu]]></IMAGE><IMAGE_ID><![CDATA[12]]></IMAGE_ID></DISK>
+    <DISK><DISK_ID><![CDATA[1]]></DISK_ID><IMAGE_ID><![CDATA[13]]></IMAGE_ID></DISK>
+    <DISK><DISK_ID><![CDATA[2]]></DISK_ID><TYPE><![CDATA[fs]]></TYPE><SIZE><![CDATA[1024]]></SIZE></DISK>
+    <MEMORY><![CDATA[1024]]></MEMORY>
+    <NIC><AR_ID><![CDATA[0]]></AR_ID><IP><![CDATA[10.0.0.5]]></IP><NETWORK><![CDATA[public]]></NETWORK><NETWORK_ID><![CDATA[0]]></NETWORK_ID><NIC_ID><![CDATA[0]]></NIC_ID><EXTERNAL_IP><![CDATA[203.0.113.7]]></EXTERNAL_IP></NIC>
+    <NIC><IP><![CDATA[192.168.100.10]]></IP><NETWORK_ID><![CDATA[1]]></NETWORK_ID><NIC_ID><![CDATA[1]]></NIC_ID></NIC>
+    <TEMPLATE_ID><![CDATA[7]]></TEMPLATE_ID>
+    <TM_MAD_SYSTEM><![CDATA[shared]]></TM_MAD_SYSTEM>
+    <VCPU><![CDATA[2]]></VCPU>
+    <VMID><![CDATA[42]]></VMID>
+  </TEMPLATE>
+  <USER_TEMPLATE>
+    <CMS_CLIENT_TOKEN><![CDATA[tok-9]]></CMS_CLIENT_TOKEN>
+    <CMS_FLAVOR><![CDATA[small]]></CMS_FLAVOR>
+    <CMS_IMAGE><![CDATA[template:7]]></CMS_IMAGE>
+    <CMS_KEY_NAME><![CDATA[laptop]]></CMS_KEY_NAME>
+    <CMS_TAGS><![CDATA[{{"env":"prod","odd key":"a<b>&c ]]]]><![CDATA[> d"}}]]></CMS_TAGS>
+    <LOGO><![CDATA[images/logos/ubuntu.png]]></LOGO>
+    <SCHED_ACTION><ID>0</ID><ACTION><![CDATA[poweroff]]></ACTION></SCHED_ACTION>
+  </USER_TEMPLATE>
+  <HISTORY_RECORDS>
+    <HISTORY><OID>42</OID><SEQ>1</SEQ><HOSTNAME>node02</HOSTNAME><HID>1</HID><CID>100</CID><STIME>1700000050</STIME><ETIME>0</ETIME><VM_MAD><![CDATA[kvm]]></VM_MAD><TM_MAD><![CDATA[shared]]></TM_MAD><DS_ID>0</DS_ID><PLAN_ID>-1</PLAN_ID><ACTION_ID>-1</ACTION_ID><PSTIME>0</PSTIME><PETIME>0</PETIME><RSTIME>0</RSTIME><RETIME>0</RETIME><ESTIME>0</ESTIME><EETIME>0</EETIME><ACTION>{last_action}</ACTION><UID>2</UID><GID>1</GID><REQUEST_ID>-1</REQUEST_ID></HISTORY>
+    <HISTORY><OID>42</OID><SEQ>0</SEQ><HOSTNAME>node01</HOSTNAME><HID>0</HID><CID>0</CID><STIME>1700000000</STIME><ETIME>1700000050</ETIME><VM_MAD><![CDATA[kvm]]></VM_MAD><TM_MAD><![CDATA[shared]]></TM_MAD><DS_ID>0</DS_ID><PLAN_ID>-1</PLAN_ID><ACTION_ID>-1</ACTION_ID><PSTIME>0</PSTIME><PETIME>0</PETIME><RSTIME>0</RSTIME><RETIME>0</RETIME><ESTIME>0</ESTIME><EETIME>0</EETIME><ACTION>1</ACTION><UID>2</UID><GID>1</GID><REQUEST_ID>-1</REQUEST_ID></HISTORY>
+  </HISTORY_RECORDS>
+  <BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS>
+</VM>"#
+    )
+}
+
+/// OpenNebula's names, written out again (VirtualMachine.h), for the expected raw
+/// states.
+const STATES: [&str; 12] = [
+    "INIT",
+    "PENDING",
+    "HOLD",
+    "ACTIVE",
+    "STOPPED",
+    "SUSPENDED",
+    "DONE",
+    "FAILED",
+    "POWEROFF",
+    "UNDEPLOYED",
+    "CLONING",
+    "CLONING_FAILURE",
+];
+
+/// The architecture table, restated by LCM_STATE name: the cms state of an ACTIVE VM.
+fn expected_active(lcm_name: &str) -> InstanceState {
+    use InstanceState::*;
+    let n = lcm_name;
+    if n == "UNKNOWN" {
+        Unknown
+    } else if n.ends_with("_FAILURE") || n == "FAILURE" {
+        Error
+    } else if n == "RUNNING"
+        || n == "MIGRATE"
+        || n == "BACKUP"
+        || n == "HOTPLUG_RESIZE"
+        || n == "DISK_RESIZE"
+        || (n.starts_with("HOTPLUG")
+            && !n.contains("POWEROFF")
+            && !n.contains("SUSPENDED")
+            && !n.contains("UNDEPLOYED")
+            && !n.contains("STOPPED"))
+        || (n.starts_with("DISK_SNAPSHOT") && !n.contains("POWEROFF") && !n.contains("SUSPENDED"))
+    {
+        Running
+    } else if n.starts_with("BOOT")
+        || (n.starts_with("PROLOG") && !n.contains("POWEROFF") && !n.contains("SUSPEND"))
+    {
+        // Booting or copying towards a boot, whatever it comes from.
+        Pending
+    } else if n.starts_with("SHUTDOWN_")
+        || n == "EPILOG_STOP"
+        || n == "EPILOG_UNDEPLOY"
+        || n.starts_with("SAVE_STOP")
+        || n == "SAVE_SUSPEND"
+    {
+        Stopping
+    } else if n.contains("POWEROFF")
+        || n.contains("UNDEPLOYED")
+        || n.ends_with("_STOPPED")
+        || n == "RESTORE"
+    {
+        Stopped
+    } else if n.contains("SUSPEND") {
+        Suspended
+    } else if n == "SHUTDOWN" || n == "EPILOG" || n == "CANCEL" || n == "CLEANUP_DELETE" {
+        Terminating
+    } else if n == "LCM_INIT"
+        || n.starts_with("PROLOG")
+        || n.starts_with("BOOT")
+        || n == "SAVE_MIGRATE"
+        || n == "CLEANUP_RESUBMIT"
+    {
+        Pending
+    } else {
+        panic!("no expectation for LCM state {n}")
+    }
+}
+
+fn expected_inactive(state_name: &str) -> InstanceState {
+    use InstanceState::*;
+    match state_name {
+        "INIT" | "PENDING" | "HOLD" | "CLONING" => Pending,
+        "STOPPED" | "POWEROFF" | "UNDEPLOYED" => Stopped,
+        "SUSPENDED" => Suspended,
+        "DONE" => Terminated,
+        "FAILED" | "CLONING_FAILURE" => Error,
+        other => panic!("no expectation for STATE {other}"),
+    }
+}
+
+#[test]
+fn every_state_and_lcm_state_pair_maps_as_the_table_says() {
+    let d = driver();
+    let lcm_names = cms_driver_opennebula::driver::LCM_STATES;
+    assert_eq!(
+        lcm_names.len(),
+        72,
+        "LCM_STATE codes 0..=71 of OpenNebula 7"
+    );
+    let mut checked = 0;
+    for (state, state_name) in STATES.iter().enumerate() {
+        let state = state as i64;
+        let lcms: Vec<i64> = if state == 3 {
+            (0..72).collect()
+        } else {
+            vec![0]
+        };
+        for lcm in lcms {
+            let vm = Vm::from_xml(&vm_doc(state, lcm, 0)).unwrap();
+            let i = d.instance_of(&vm);
+            let (want_raw, want) = if state == 3 {
+                let n = lcm_names[lcm as usize];
+                (format!("ACTIVE/{n}"), expected_active(n))
+            } else {
+                (state_name.to_string(), expected_inactive(state_name))
+            };
+            assert_eq!(i.raw_state, want_raw);
+            assert_eq!(i.state, want, "{want_raw}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 11 + 72);
+    // BOOT after a reboot is rebooting; codes newer than the driver are unknown.
+    let rebooting = d.instance_of(&Vm::from_xml(&vm_doc(3, 2, 15)).unwrap());
+    assert_eq!(rebooting.state, InstanceState::Rebooting);
+    let newer = d.instance_of(&Vm::from_xml(&vm_doc(3, 80, 0)).unwrap());
+    assert_eq!(
+        (newer.state, newer.raw_state.as_str()),
+        (InstanceState::Unknown, "ACTIVE/LCM_80")
+    );
+    let newer = d.instance_of(&Vm::from_xml(&vm_doc(12, 0, 0)).unwrap());
+    assert_eq!(
+        (newer.state, newer.raw_state.as_str()),
+        (InstanceState::Unknown, "STATE_12")
+    );
+}
+
+#[test]
+fn a_vm_document_reads_fully() {
+    let vm = Vm::from_xml(&vm_doc(3, 3, 0)).unwrap();
+    assert_eq!(vm.name, "web & db");
+    assert_eq!(vm.disks().count(), 3);
+    assert_eq!(vm.nics().count(), 2);
+    assert_eq!(vm.prev_lcm_state, Some(3));
+    assert_eq!(
+        vm.last_history().map(|h| h.hostname.as_str()),
+        Some("node02")
+    );
+    let i = driver().instance_of(&vm);
+    assert_eq!(i.id.as_str(), "42");
+    assert_eq!(i.image_id.as_ref().map(|x| x.as_str()), Some("template:7"));
+    assert_eq!(i.flavor_id.as_ref().map(|x| x.as_str()), Some("small"));
+    assert_eq!(i.network_ids, [NetworkId::new("0"), NetworkId::new("1")]);
+    assert_eq!(i.private_ips, ["10.0.0.5", "192.168.100.10"]);
+    assert_eq!(i.public_ips, ["203.0.113.7"]);
+    assert_eq!(
+        i.location_id,
+        Some(LocationId::new("100")),
+        "the latest history record"
+    );
+    assert_eq!(i.key_name.as_deref(), Some("laptop"));
+    assert_eq!(i.client_token.as_deref(), Some("tok-9"));
+    assert_eq!(i.tags["env"], "prod");
+    assert_eq!(
+        i.tags["odd key"], "a<b>&c ]]> d",
+        "CDATA split around `]]>`"
+    );
+    assert_eq!(i.created_at.map(|t| t.timestamp()), Some(1_700_000_000));
+
+    // Not made by cms: the image comes from the first disk, no flavor.
+    let plain = vm_doc(3, 3, 0).replace("<CMS_IMAGE><![CDATA[template:7]]></CMS_IMAGE>", "")
+        .replace("<CMS_FLAVOR><![CDATA[small]]></CMS_FLAVOR>", "")
+        .replace(r#"<CMS_TAGS><![CDATA[{"env":"prod","odd key":"a<b>&c ]]]]><![CDATA[> d"}]]></CMS_TAGS>"#, "<CMS_TAGS><![CDATA[not json]]></CMS_TAGS>");
+    let i = driver().instance_of(&Vm::from_xml(&plain).unwrap());
+    assert_eq!(i.image_id.as_ref().map(|x| x.as_str()), Some("image:12"));
+    assert_eq!(i.flavor_id, None);
+    assert!(i.tags.is_empty(), "malformed tags are ignored");
+}
+
+#[test]
+fn a_vm_pool_in_short_form_reads() {
+    let doc = r#"<VM_POOL>
+<VM><ID>3</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>a</NAME><LAST_POLL>0</LAST_POLL><STATE>8</STATE><LCM_STATE>0</LCM_STATE><RESCHED>0</RESCHED><STIME>1</STIME><ETIME>0</ETIME><DEPLOY_ID/><TEMPLATE><CPU><![CDATA[1]]></CPU><MEMORY><![CDATA[512]]></MEMORY><DISK><IMAGE_ID><![CDATA[4]]></IMAGE_ID></DISK><NIC><IP><![CDATA[10.1.1.1]]></IP><NETWORK_ID><![CDATA[5]]></NETWORK_ID></NIC><NIC><IP><![CDATA[10.1.2.1]]></IP><NETWORK_ID><![CDATA[6]]></NETWORK_ID></NIC></TEMPLATE><USER_TEMPLATE/><HISTORY_RECORDS><HISTORY><OID>3</OID><SEQ>0</SEQ><HOSTNAME>h</HOSTNAME><HID>0</HID><CID>0</CID><DS_ID>0</DS_ID><VM_MAD>kvm</VM_MAD><TM_MAD>ssh</TM_MAD><ACTION>19</ACTION></HISTORY></HISTORY_RECORDS></VM>
+<VM><ID>9</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>b</NAME><LAST_POLL>0</LAST_POLL><STATE>1</STATE><LCM_STATE>0</LCM_STATE><RESCHED>0</RESCHED><STIME>2</STIME><ETIME>0</ETIME><DEPLOY_ID/><TEMPLATE/><USER_TEMPLATE/><HISTORY_RECORDS/></VM>
+</VM_POOL>"#;
+    let pool = VmPool::from_xml(doc).unwrap();
+    let d = driver();
+    let i: Vec<_> = pool.vms.iter().map(|v| d.instance_of(v)).collect();
+    assert_eq!(i.len(), 2);
+    assert_eq!(
+        (i[0].state, i[0].raw_state.as_str()),
+        (InstanceState::Stopped, "POWEROFF")
+    );
+    assert_eq!(i[0].network_ids.len(), 2);
+    assert_eq!(i[0].image_id.as_ref().map(|x| x.as_str()), Some("image:4"));
+    assert_eq!(
+        (i[1].state, i[1].location_id.clone()),
+        (InstanceState::Pending, None)
+    );
+    assert!(VmPool::from_xml("<VM_POOL/>").unwrap().vms.is_empty());
+}
+
+#[test]
+fn catalogue_documents_read() {
+    let images = ImagePool::from_xml(
+        r#"<IMAGE_POOL><IMAGE><ID>0</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME><NAME>ubuntu</NAME><TYPE>0</TYPE><DISK_TYPE>0</DISK_TYPE><PERSISTENT>1</PERSISTENT><SIZE>2252</SIZE><STATE>2</STATE><DATASTORE>default</DATASTORE><TEMPLATE><DESCRIPTION><![CDATA[Ubuntu <24.04>]]></DESCRIPTION></TEMPLATE></IMAGE><IMAGE><ID>5</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME><NAME>data</NAME><TYPE>2</TYPE><STATE>1</STATE><TEMPLATE/></IMAGE></IMAGE_POOL>"#,
+    )
+    .unwrap();
+    assert_eq!(images.images.len(), 2);
+    assert!(images.images[0].persistent);
+    assert_eq!(
+        images.images[0].template.get("DESCRIPTION"),
+        Some("Ubuntu <24.04>")
+    );
+    assert_eq!(images.images[1].image_type, 2);
+
+    let templates = VmTemplatePool::from_xml(
+        r#"<VMTEMPLATE_POOL><VMTEMPLATE><ID>7</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME><NAME>small</NAME><REGTIME>5</REGTIME><TEMPLATE><CPU><![CDATA[0.5]]></CPU><MEMORY><![CDATA[512]]></MEMORY><OS><ARCH><![CDATA[x86_64]]></ARCH></OS></TEMPLATE></VMTEMPLATE></VMTEMPLATE_POOL>"#,
+    )
+    .unwrap();
+    assert_eq!(
+        templates.templates[0]
+            .template
+            .vector("OS")
+            .and_then(|o| o.get("ARCH")),
+        Some("x86_64")
+    );
+
+    let vnets = VnetPool::from_xml(
+        r#"<VNET_POOL><VNET><ID>3</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>lan</NAME><CLUSTERS><ID>0</ID><ID>100</ID></CLUSTERS><BRIDGE>br0</BRIDGE><STATE>1</STATE><USED_LEASES>2</USED_LEASES><TEMPLATE><NETWORK_ADDRESS><![CDATA[172.16.0.0]]></NETWORK_ADDRESS><NETWORK_MASK><![CDATA[16]]></NETWORK_MASK></TEMPLATE><AR_POOL><AR><AR_ID><![CDATA[0]]></AR_ID><IP><![CDATA[172.16.0.10]]></IP><MAC>02:00</MAC><NEXT_INDEX>2</NEXT_INDEX><SIZE>50</SIZE><TYPE><![CDATA[IP4]]></TYPE></AR><AR><AR_ID>1</AR_ID><MAC>02:01</MAC><NEXT_INDEX>0</NEXT_INDEX><SIZE>10</SIZE><TYPE>ETHER</TYPE></AR></AR_POOL></VNET></VNET_POOL>"#,
+    )
+    .unwrap();
+    let v: &VirtualNetwork = &vnets.vnets[0];
+    assert_eq!(v.clusters, [0, 100]);
+    assert_eq!(v.address_ranges.len(), 2);
+    assert_eq!(v.address_ranges[1].ip, None);
+
+    let hosts = HostPool::from_xml(
+        r#"<HOST_POOL><HOST><ID>0</ID><NAME>node01</NAME><STATE>2</STATE><PREV_STATE>2</PREV_STATE><IM_MAD>kvm</IM_MAD><VM_MAD>kvm</VM_MAD><CLUSTER_ID>0</CLUSTER_ID><CLUSTER>default</CLUSTER></HOST><HOST><ID>1</ID><NAME>node02</NAME><STATE>8</STATE><CLUSTER_ID>0</CLUSTER_ID><CLUSTER>default</CLUSTER></HOST></HOST_POOL>"#,
+    )
+    .unwrap();
+    assert!(hosts.hosts[0].accepts_vms());
+    assert!(!hosts.hosts[1].accepts_vms(), "OFFLINE");
+
+    let clusters = ClusterPool::from_xml(
+        r#"<CLUSTER_POOL><CLUSTER><ID>0</ID><NAME>default</NAME><HOSTS><ID>0</ID><ID>1</ID></HOSTS><DATASTORES/><VNETS><ID>3</ID></VNETS><TEMPLATE/></CLUSTER></CLUSTER_POOL>"#,
+    )
+    .unwrap();
+    assert_eq!(clusters.clusters[0].hosts, [0, 1]);
+
+    let user = User::from_xml(
+        "<USER><ID>2</ID><GID>1</GID><GROUPS><ID>1</ID></GROUPS><GNAME>users</GNAME><NAME>cms</NAME><PASSWORD>abc</PASSWORD><AUTH_DRIVER>core</AUTH_DRIVER><ENABLED>1</ENABLED><TEMPLATE><SSH_PUBLIC_KEY><![CDATA[ssh-ed25519 AAAA one\nssh-rsa BBBB two]]></SSH_PUBLIC_KEY></TEMPLATE></USER>",
+    )
+    .unwrap();
+    assert_eq!(
+        user.template
+            .get("SSH_PUBLIC_KEY")
+            .map(|k| k.lines().count()),
+        Some(2)
+    );
+}
+
+#[test]
+fn malformed_documents_are_errors_not_panics() {
+    for bad in [
+        "",
+        "<VM>",
+        "<VM><ID>1</ID></VM>",
+        "<VM><ID>x</ID><UID>1</UID></VM>",
+        "<VM_POOL><VM><ID>1</ID></VM></VM_POOL>",
+        "<IMAGE_POOL><VM/></IMAGE_POOL>",
+    ] {
+        assert!(
+            Vm::from_xml(bad).is_err() || VmPool::from_xml(bad).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(VmPool::from_xml("<VM_POOL><VM><ID>1</ID></VM></VM_POOL>").is_err());
+    assert!(ImagePool::from_xml("<IMAGE_POOL><IMAGE><ID>1</ID></IMAGE></IMAGE_POOL>").is_err());
+    assert!(HostPool::from_xml("<HOST_POOL><HOST/></HOST_POOL>").is_err());
+    assert!(User::from_xml("<USER/>").is_err());
+}
