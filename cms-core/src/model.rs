@@ -514,3 +514,172 @@ impl<T> Page<T> {
         Page { items, next: None }
     }
 }
+
+/// A state action on an instance: what [`Driver::start_instance`](crate::Driver::start_instance)
+/// and its siblings do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InstanceAction {
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+}
+
+/// What a driver does with an action, given the instance's state (see
+/// [`InstanceAction::decide`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionDecision {
+    /// Send the action to the backend.
+    Proceed,
+    /// The action is under way or done: answer the instance as it is.
+    AsIs,
+    /// The transition is impossible: `InvalidState`, with this hint appended to the
+    /// message (`"; it is already running"`).
+    Refuse(&'static str),
+}
+
+impl InstanceAction {
+    /// The trait operation.
+    pub fn operation(self) -> crate::Operation {
+        match self {
+            InstanceAction::Start => crate::Operation::StartInstance,
+            InstanceAction::Stop => crate::Operation::StopInstance,
+            InstanceAction::Reboot => crate::Operation::RebootInstance,
+            InstanceAction::Delete => crate::Operation::DeleteInstance,
+        }
+    }
+
+    /// The verb (`start`).
+    pub fn verb(self) -> &'static str {
+        match self {
+            InstanceAction::Start => "start",
+            InstanceAction::Stop => "stop",
+            InstanceAction::Reboot => "reboot",
+            InstanceAction::Delete => "delete",
+        }
+    }
+
+    /// The model's rules for actions, the same for every driver: repeating an action
+    /// under way answers the instance as it is; an impossible transition is refused.
+    ///
+    /// | action | pending | running | rebooting | stopping | stopped | terminating | terminated |
+    /// |---|---|---|---|---|---|---|---|
+    /// | start | as is | refuse | refuse | refuse | **proceed** | refuse | refuse |
+    /// | stop | refuse | **proceed** | refuse | as is | refuse | refuse | refuse |
+    /// | reboot | refuse | **proceed** | as is | refuse | refuse | refuse | refuse |
+    /// | delete | **proceed** | **proceed** | **proceed** | **proceed** | **proceed** | as is | as is |
+    ///
+    /// In `suspended`, `error` and `unknown` the backend judges (proceed). A driver that
+    /// knows more than the state (which action a transition came from, a backend's
+    /// finer states) may refine this, never contradict it.
+    pub fn decide(self, state: InstanceState) -> ActionDecision {
+        use ActionDecision::*;
+        use InstanceAction::*;
+        use InstanceState::*;
+        match (self, state) {
+            (_, Unknown | Error | Suspended) => Proceed,
+            (Delete, Terminating | Terminated) => AsIs,
+            (Delete, _) => Proceed,
+            (Start, Stopped) | (Stop | Reboot, Running) => Proceed,
+            (Start, Pending) | (Stop, Stopping) | (Reboot, Rebooting) => AsIs,
+            (Start, Running | Rebooting) => Refuse("; it is already running"),
+            (Start, Stopping) => Refuse("; wait until it is stopped"),
+            (Stop, Stopped) => Refuse("; it is already stopped"),
+            (Stop | Reboot, Pending) | (Stop, Rebooting) => Refuse("; wait until it is running"),
+            (Reboot, Stopped | Stopping) => Refuse("; start it instead"),
+            (_, Terminating | Terminated) => Refuse("; it is gone"),
+        }
+    }
+
+    /// The `InvalidState` error of a refused action:
+    /// "cannot start instance `i-1`: it is running; it is already running".
+    pub fn refusal(self, id: &InstanceId, state: InstanceState, hint: &str) -> crate::Error {
+        crate::Error::new(
+            crate::ErrorKind::InvalidState,
+            format!(
+                "cannot {} instance `{id}`: it is {state}{hint}",
+                self.verb()
+            ),
+        )
+        .with_operation(self.operation())
+        .with_resource(format!("instance {id}"))
+        .with_context("state", state.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_decisions_follow_the_table() {
+        use InstanceState::*;
+        assert_eq!(
+            InstanceAction::Start.decide(Running),
+            ActionDecision::Refuse("; it is already running")
+        );
+        assert_eq!(InstanceAction::Start.decide(Pending), ActionDecision::AsIs);
+        assert_eq!(
+            InstanceAction::Start.decide(Stopped),
+            ActionDecision::Proceed
+        );
+        assert_eq!(
+            InstanceAction::Stop.decide(Stopped),
+            ActionDecision::Refuse("; it is already stopped")
+        );
+        assert_eq!(InstanceAction::Stop.decide(Stopping), ActionDecision::AsIs);
+        assert_eq!(
+            InstanceAction::Reboot.decide(Stopped),
+            ActionDecision::Refuse("; start it instead")
+        );
+        assert_eq!(
+            InstanceAction::Reboot.decide(Running),
+            ActionDecision::Proceed
+        );
+        assert_eq!(
+            InstanceAction::Delete.decide(Terminated),
+            ActionDecision::AsIs
+        );
+        assert_eq!(
+            InstanceAction::Delete.decide(Stopped),
+            ActionDecision::Proceed
+        );
+        assert!(matches!(
+            InstanceAction::Start.decide(Terminated),
+            ActionDecision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn every_action_in_every_state_is_decided_and_refusals_explain() {
+        for action in [
+            InstanceAction::Start,
+            InstanceAction::Stop,
+            InstanceAction::Reboot,
+            InstanceAction::Delete,
+        ] {
+            for state in InstanceState::ALL {
+                if let ActionDecision::Refuse(hint) = action.decide(state) {
+                    let e = action.refusal(&InstanceId::new("i-1"), state, hint);
+                    assert_eq!(e.kind(), crate::ErrorKind::InvalidState);
+                    assert!(e.message().starts_with(&format!(
+                        "cannot {} instance `i-1`: it is {state}",
+                        action.verb()
+                    )));
+                    assert!(
+                        !hint.is_empty(),
+                        "{action:?} in {state} refused without a hint"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            InstanceAction::Reboot.decide(InstanceState::Rebooting),
+            ActionDecision::AsIs
+        );
+        assert_eq!(
+            InstanceAction::Stop.decide(InstanceState::Unknown),
+            ActionDecision::Proceed
+        );
+    }
+}

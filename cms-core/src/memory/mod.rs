@@ -74,7 +74,7 @@ mod state;
 mod tests;
 
 use cidr::Cidr;
-use state::{Action, State};
+use state::State;
 
 /// An in-process cloud (see the [module documentation](self)).
 ///
@@ -178,7 +178,7 @@ impl MemoryCloud {
         limit as usize
     }
 
-    fn act(&self, id: &InstanceId, action: Action) -> Result<Instance> {
+    fn act(&self, id: &InstanceId, action: InstanceAction) -> Result<Instance> {
         let now = Instant::now();
         self.write(now).act(id, action, now)
     }
@@ -305,19 +305,19 @@ impl Driver for MemoryCloud {
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Start)
+        self.act(id, InstanceAction::Start)
     }
 
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Stop)
+        self.act(id, InstanceAction::Stop)
     }
 
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Reboot)
+        self.act(id, InstanceAction::Reboot)
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Delete)
+        self.act(id, InstanceAction::Delete)
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

@@ -47,8 +47,6 @@ pub(super) fn parse_instance_id(id: &str) -> Option<u64> {
 /// A state change that completes by itself: `from` until `at`, then `to`.
 #[derive(Clone, Copy, Debug)]
 struct Phase {
-    /// The action that began it; `None` for the boot after a create.
-    by: Option<Action>,
     from: InstanceState,
     to: InstanceState,
     /// `None` when the delay is too long to represent: never completes.
@@ -56,15 +54,8 @@ struct Phase {
 }
 
 impl Phase {
-    fn begin(
-        by: Option<Action>,
-        from: InstanceState,
-        to: InstanceState,
-        now: Instant,
-        delay: Duration,
-    ) -> Phase {
+    fn begin(from: InstanceState, to: InstanceState, now: Instant, delay: Duration) -> Phase {
         Phase {
-            by,
             from,
             to,
             at: now.checked_add(delay),
@@ -155,35 +146,6 @@ pub(super) struct NetRecord {
     pool: AddressPool,
     /// Stored instances attached to it (terminated ones included until purged).
     members: HashSet<u64>,
-}
-
-/// What an action does to an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Action {
-    Start,
-    Stop,
-    Reboot,
-    Delete,
-}
-
-impl Action {
-    fn operation(self) -> Operation {
-        match self {
-            Action::Start => Operation::StartInstance,
-            Action::Stop => Operation::StopInstance,
-            Action::Reboot => Operation::RebootInstance,
-            Action::Delete => Operation::DeleteInstance,
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Reboot => "reboot",
-            Action::Delete => "delete",
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -526,7 +488,6 @@ impl State {
             created_at,
             client_token: spec.client_token.clone(),
             phase: Phase::begin(
-                None,
                 InstanceState::Pending,
                 InstanceState::Running,
                 now,
@@ -577,7 +538,7 @@ impl State {
     pub(super) fn act(
         &mut self,
         id: &InstanceId,
-        action: Action,
+        action: InstanceAction,
         now: Instant,
     ) -> Result<Instance> {
         use InstanceState::{
@@ -593,48 +554,22 @@ impl State {
             return Err(Error::not_found("instance", id).with_operation(op));
         };
         let current = s.phase.state(now);
-        // Repeating the action an instance is still carrying out answers it as it is
-        // (as EC2 does), so a caller that lost the answer may safely try again.
-        if current.is_transitional() && s.phase.by == Some(action) {
-            return Ok(s.view(now));
-        }
-        let by = Some(action);
-        let phase = match (action, current) {
-            (Action::Start, Stopped) => Phase::begin(by, Pending, Running, now, cfg.start_delay),
-            (Action::Stop, Running) => Phase::begin(by, Stopping, Stopped, now, cfg.stop_delay),
-            (Action::Reboot, Running) => {
-                Phase::begin(by, Rebooting, Running, now, cfg.reboot_delay)
-            }
-            // Deleting again answers the instance as it is, as EC2 does.
-            (Action::Delete, Terminating | Terminated) => return Ok(s.view(now)),
-            (Action::Delete, _) => {
-                Phase::begin(by, Terminating, Terminated, now, cfg.terminate_delay)
-            }
-            _ => {
-                let hint = match (action, current) {
-                    (Action::Start, Pending) => "; it is still booting after its creation",
-                    (Action::Start, Running | Rebooting) => "; it is already running",
-                    (Action::Start, Stopping) => "; wait until it is stopped",
-                    (Action::Stop | Action::Reboot, Pending) => "; wait until it is running",
-                    (Action::Stop, Stopped) => "; it is already stopped",
-                    (Action::Stop, Rebooting) => "; wait until it is running",
-                    (Action::Reboot, Stopped | Stopping) => "; start it instead",
-                    _ => "",
-                };
-                return Err(Error::new(
-                    ErrorKind::InvalidState,
-                    format!(
-                        "cannot {} instance `{id}`: it is {current}{hint}",
-                        action.verb()
-                    ),
-                )
-                .with_operation(op)
-                .with_resource(format!("instance {id}"))
-                .with_context("state", current.as_str()));
-            }
+        let phase = match action.decide(current) {
+            // Repeating an action under way answers the instance as it is (as EC2
+            // does), so a caller that lost the answer may safely try again.
+            ActionDecision::AsIs => return Ok(s.view(now)),
+            ActionDecision::Refuse(hint) => return Err(action.refusal(id, current, hint)),
+            ActionDecision::Proceed => match action {
+                InstanceAction::Start => Phase::begin(Pending, Running, now, cfg.start_delay),
+                InstanceAction::Stop => Phase::begin(Stopping, Stopped, now, cfg.stop_delay),
+                InstanceAction::Reboot => Phase::begin(Rebooting, Running, now, cfg.reboot_delay),
+                InstanceAction::Delete => {
+                    Phase::begin(Terminating, Terminated, now, cfg.terminate_delay)
+                }
+            },
         };
         s.phase = phase;
-        if action == Action::Delete {
+        if action == InstanceAction::Delete {
             s.expires_at = phase
                 .at
                 .and_then(|at| at.checked_add(cfg.terminated_retention));

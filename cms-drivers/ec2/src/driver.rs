@@ -13,9 +13,9 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types as ec2;
 use cms_core::{
-    Capabilities, Driver, Error, ErrorKind, Flavor, Image, ImageId, Instance, InstanceFilter,
-    InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec, Location, Network, NetworkId,
-    NetworkSpec, Operation, Page, PageRequest, Result,
+    ActionDecision, Capabilities, Driver, Error, ErrorKind, Flavor, Image, ImageId, Instance,
+    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
+    Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result,
 };
 
 use crate::config::Ec2Config;
@@ -252,31 +252,24 @@ impl Ec2Driver {
             })
     }
 
-    /// Starts, stops, reboots or terminates, after checking the state (see [`decide`]).
-    async fn act(&self, id: &InstanceId, action: Action) -> Result<Instance> {
+    /// Starts, stops, reboots or terminates, after checking the state against the
+    /// model's rules ([`InstanceAction::decide`]): EC2 itself is more lenient (starting
+    /// a running instance or stopping a stopped one succeeds there, and moto lets
+    /// anything through), so the driver describes the instance first.
+    async fn act(&self, id: &InstanceId, action: InstanceAction) -> Result<Instance> {
         let op = action.operation();
         let mut current = self.describe_instance(id, op).await?;
-        match decide(action, current.state) {
-            Decision::AsIs => return Ok(current),
-            Decision::Refuse(hint) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidState,
-                    format!(
-                        "cannot {} instance `{id}`: it is {} (EC2 state `{}`){hint}",
-                        action.verb(),
-                        current.state,
-                        current.raw_state
-                    ),
-                )
-                .with_operation(op)
-                .with_resource(format!("instance {id}"))
-                .with_context("state", current.state.as_str()))
+        match action.decide(current.state) {
+            ActionDecision::AsIs => return Ok(current),
+            ActionDecision::Refuse(hint) => {
+                let hint = format!(" (EC2 state `{}`){hint}", current.raw_state);
+                return Err(action.refusal(id, current.state, &hint));
             }
-            Decision::Send => {}
+            ActionDecision::Proceed => {}
         }
         let resource = Some(format!("instance {id}"));
         let change = match action {
-            Action::Start => self
+            InstanceAction::Start => self
                 .ec2()
                 .start_instances()
                 .instance_ids(id.as_str())
@@ -286,7 +279,7 @@ impl Ec2Driver {
                 .starting_instances()
                 .first()
                 .cloned(),
-            Action::Stop => self
+            InstanceAction::Stop => self
                 .ec2()
                 .stop_instances()
                 .instance_ids(id.as_str())
@@ -296,7 +289,7 @@ impl Ec2Driver {
                 .stopping_instances()
                 .first()
                 .cloned(),
-            Action::Reboot => {
+            InstanceAction::Reboot => {
                 self.ec2()
                     .reboot_instances()
                     .instance_ids(id.as_str())
@@ -305,7 +298,7 @@ impl Ec2Driver {
                     .map_err(self.fail(op, resource))?;
                 None
             }
-            Action::Delete => self
+            InstanceAction::Delete => self
                 .ec2()
                 .terminate_instances()
                 .instance_ids(id.as_str())
@@ -409,74 +402,6 @@ fn answer_existing(existing: &ec2::Instance, spec: &InstanceSpec, token: &str) -
         .with_context("reason", "idempotent_parameter_mismatch"));
     }
     Ok(instance)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
-    Start,
-    Stop,
-    Reboot,
-    Delete,
-}
-
-impl Action {
-    fn operation(self) -> Operation {
-        match self {
-            Action::Start => Operation::StartInstance,
-            Action::Stop => Operation::StopInstance,
-            Action::Reboot => Operation::RebootInstance,
-            Action::Delete => Operation::DeleteInstance,
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Reboot => "reboot",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decision {
-    /// Send the action to EC2.
-    Send,
-    /// The action is already under way (or done): answer the instance as it is.
-    AsIs,
-    /// The transition is impossible: `InvalidState`, with a hint.
-    Refuse(&'static str),
-}
-
-/// What to do with an action in a state, per the model's rules (see
-/// [`Driver::start_instance`]). EC2 itself is more lenient (starting a running
-/// instance or stopping a stopped one succeeds there, and moto lets anything
-/// through), so the driver describes the instance first and decides:
-///
-/// | action | pending | running | stopping | stopped | shutting-down | terminated |
-/// |---|---|---|---|---|---|---|
-/// | start | as is | refuse | refuse | **send** | refuse | refuse |
-/// | stop | refuse | **send** | as is | refuse | refuse | refuse |
-/// | reboot | refuse | **send** | refuse | refuse | refuse | refuse |
-/// | delete | **send** | **send** | **send** | **send** | as is | as is |
-///
-/// A state the driver does not know (`Unknown`) is left to EC2 to judge.
-fn decide(action: Action, state: InstanceState) -> Decision {
-    use InstanceState::*;
-    match (action, state) {
-        (_, Unknown | Error | Suspended | Rebooting) => Decision::Send,
-        (Action::Delete, Terminating | Terminated) => Decision::AsIs,
-        (Action::Delete, _) => Decision::Send,
-        (Action::Start, Stopped) | (Action::Stop | Action::Reboot, Running) => Decision::Send,
-        (Action::Start, Pending) | (Action::Stop, Stopping) => Decision::AsIs,
-        (Action::Start, Running) => Decision::Refuse("; it is already running"),
-        (Action::Start, Stopping) => Decision::Refuse("; wait until it is stopped"),
-        (Action::Stop, Stopped) => Decision::Refuse("; it is already stopped"),
-        (Action::Stop | Action::Reboot, Pending) => Decision::Refuse("; wait until it is running"),
-        (Action::Reboot, Stopped | Stopping) => Decision::Refuse("; start it instead"),
-        (_, Terminating | Terminated) => Decision::Refuse("; it is gone"),
-    }
 }
 
 /// Maps an EC2 instance state to the cms state, by its code (the low byte; the high
@@ -952,19 +877,19 @@ impl Driver for Ec2Driver {
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Start).await
+        self.act(id, InstanceAction::Start).await
     }
 
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Stop).await
+        self.act(id, InstanceAction::Stop).await
     }
 
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Reboot).await
+        self.act(id, InstanceAction::Reboot).await
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Delete).await
+        self.act(id, InstanceAction::Delete).await
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
@@ -1278,33 +1203,6 @@ mod tests {
             assert_eq!(map_state(Some(code + 256), name), want, "{code}+256");
             assert_eq!(map_state(None, name), want, "{name}");
         }
-    }
-
-    #[test]
-    fn decisions_follow_the_model() {
-        use InstanceState::*;
-        assert_eq!(
-            decide(Action::Start, Running),
-            Decision::Refuse("; it is already running")
-        );
-        assert_eq!(decide(Action::Start, Pending), Decision::AsIs);
-        assert_eq!(decide(Action::Start, Stopped), Decision::Send);
-        assert_eq!(
-            decide(Action::Stop, Stopped),
-            Decision::Refuse("; it is already stopped")
-        );
-        assert_eq!(decide(Action::Stop, Stopping), Decision::AsIs);
-        assert_eq!(
-            decide(Action::Reboot, Stopped),
-            Decision::Refuse("; start it instead")
-        );
-        assert_eq!(decide(Action::Reboot, Running), Decision::Send);
-        assert_eq!(decide(Action::Delete, Terminated), Decision::AsIs);
-        assert_eq!(decide(Action::Delete, Stopped), Decision::Send);
-        assert!(matches!(
-            decide(Action::Start, Terminated),
-            Decision::Refuse(_)
-        ));
     }
 
     #[test]

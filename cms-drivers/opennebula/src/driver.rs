@@ -84,9 +84,9 @@ use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use cms_core::{
     Capabilities, Driver, Error, ErrorKind, Flavor, FlavorId, Image, ImageId, ImageKind, Instance,
-    InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec, Location,
-    LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, PageToken, Result,
-    Tags,
+    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
+    Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, PageToken,
+    Result, Tags,
 };
 
 use crate::client::{OneClient, RpcError, Target};
@@ -298,43 +298,14 @@ pub fn map_state(state: i64, lcm_state: i64, last_action: Option<i64>) -> Instan
     }
 }
 
-/// The state operations of the trait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Action {
-    Start,
-    Stop,
-    Reboot,
-    Delete,
-}
-
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Reboot => "reboot",
-            Action::Delete => "delete",
-        }
-    }
-
-    fn operation(self) -> Operation {
-        match self {
-            Action::Start => Operation::StartInstance,
-            Action::Stop => Operation::StopInstance,
-            Action::Reboot => Operation::RebootInstance,
-            Action::Delete => Operation::DeleteInstance,
-        }
-    }
-
-    /// The state a VM is in once OpenNebula accepted the action, when oned's life-cycle
-    /// manager has not yet moved it (it works asynchronously).
-    fn accepted_state(self) -> Option<InstanceState> {
-        match self {
-            Action::Start => Some(InstanceState::Pending),
-            Action::Stop => Some(InstanceState::Stopping),
-            Action::Reboot => None,
-            Action::Delete => Some(InstanceState::Terminating),
-        }
+/// The state a VM is in once OpenNebula accepted an action, when oned's life-cycle
+/// manager has not yet moved it (it works asynchronously).
+fn accepted_state(action: InstanceAction) -> Option<InstanceState> {
+    match action {
+        InstanceAction::Start => Some(InstanceState::Pending),
+        InstanceAction::Stop => Some(InstanceState::Stopping),
+        InstanceAction::Reboot => None,
+        InstanceAction::Delete => Some(InstanceState::Terminating),
     }
 }
 
@@ -351,7 +322,7 @@ pub(crate) enum Plan {
 
 /// Decides an action from the VM's STATE and LCM_STATE: OpenNebula's own rules
 /// (DispatchManager) and the trait's (repeats answer, impossible transitions refuse).
-pub(crate) fn plan(action: Action, state: i64, lcm: i64, last_action: Option<i64>) -> Plan {
+pub(crate) fn plan(action: InstanceAction, state: i64, lcm: i64, last_action: Option<i64>) -> Plan {
     use InstanceState as S;
     let mapped = map_state(state, lcm, last_action);
     let busy = || Plan::Refuse {
@@ -363,7 +334,7 @@ pub(crate) fn plan(action: Action, state: i64, lcm: i64, last_action: Option<i64
         temporary: false,
     };
     match action {
-        Action::Start => match (state, lcm) {
+        InstanceAction::Start => match (state, lcm) {
             (4 | 5 | 8 | 9, _) | (ACTIVE, 16) => Plan::Call("resume"),
             (2, _) => Plan::Call("release"),
             _ => match mapped {
@@ -375,7 +346,7 @@ pub(crate) fn plan(action: Action, state: i64, lcm: i64, last_action: Option<i64
                 _ => refuse(""),
             },
         },
-        Action::Stop => match (state, lcm) {
+        InstanceAction::Stop => match (state, lcm) {
             (ACTIVE, 3 | 16) => Plan::Call("poweroff"),
             _ => match mapped {
                 S::Stopping => Plan::AsIs,
@@ -386,7 +357,7 @@ pub(crate) fn plan(action: Action, state: i64, lcm: i64, last_action: Option<i64
                 _ => refuse(""),
             },
         },
-        Action::Reboot => match (state, lcm) {
+        InstanceAction::Reboot => match (state, lcm) {
             (ACTIVE, 3) => Plan::Call("reboot"),
             _ => match mapped {
                 S::Rebooting => Plan::AsIs,
@@ -397,7 +368,7 @@ pub(crate) fn plan(action: Action, state: i64, lcm: i64, last_action: Option<i64
                 _ => refuse(""),
             },
         },
-        Action::Delete => match (state, lcm) {
+        InstanceAction::Delete => match (state, lcm) {
             (DONE, _) => Plan::AsIs,
             // A soft shutdown under way: the hard one is what OpenNebula accepts.
             (ACTIVE, 12) => Plan::Call("terminate-hard"),
@@ -1404,26 +1375,17 @@ impl OpenNebulaDriver {
         })
     }
 
-    async fn act(&self, id: &InstanceId, action: Action) -> Result<Instance> {
+    async fn act(&self, id: &InstanceId, action: InstanceAction) -> Result<Instance> {
         let vid = parse_oid(id.as_str()).ok_or_else(|| Error::not_found("instance", id))?;
         let vm = self.vm_info(vid).await?;
         let before = self.instance_of(&vm);
         let last_action = vm.last_history().map(|h| h.action);
         match plan(action, vm.state, vm.lcm_state, last_action) {
             Plan::AsIs => Ok(before),
-            Plan::Refuse { hint, temporary } => Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "cannot {} instance `{id}`: it is {} ({}){hint}",
-                    action.verb(),
-                    before.state,
-                    before.raw_state
-                ),
-            )
-            .temporary(temporary)
-            .with_resource(format!("instance {id}"))
-            .with_context("state", before.state.as_str())
-            .with_context("opennebula_state", before.raw_state.clone())),
+            Plan::Refuse { hint, temporary } => Err(action
+                .refusal(id, before.state, &format!(" ({}){hint}", before.raw_state))
+                .temporary(temporary)
+                .with_context("opennebula_state", before.raw_state.clone())),
             Plan::Call(one_action) => {
                 self.call(
                     "one.vm.action",
@@ -1433,7 +1395,7 @@ impl OpenNebulaDriver {
                 .await?;
                 let mut after = self.instance_of(&self.vm_info(vid).await?);
                 if after.state == before.state {
-                    if let Some(s) = action.accepted_state() {
+                    if let Some(s) = accepted_state(action) {
                         after.state = s;
                     }
                 }
@@ -1977,27 +1939,27 @@ impl Driver for OpenNebulaDriver {
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Start)
+        self.act(id, InstanceAction::Start)
             .await
-            .map_err(with_op(Action::Start.operation()))
+            .map_err(with_op(InstanceAction::Start.operation()))
     }
 
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Stop)
+        self.act(id, InstanceAction::Stop)
             .await
-            .map_err(with_op(Action::Stop.operation()))
+            .map_err(with_op(InstanceAction::Stop.operation()))
     }
 
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Reboot)
+        self.act(id, InstanceAction::Reboot)
             .await
-            .map_err(with_op(Action::Reboot.operation()))
+            .map_err(with_op(InstanceAction::Reboot.operation()))
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.act(id, Action::Delete)
+        self.act(id, InstanceAction::Delete)
             .await
-            .map_err(with_op(Action::Delete.operation()))
+            .map_err(with_op(InstanceAction::Delete.operation()))
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
@@ -2334,7 +2296,7 @@ mod tests {
 
     #[test]
     fn plans_follow_the_trait() {
-        use Action::*;
+        use InstanceAction::*;
         assert_eq!(plan(Stop, 3, 3, None), Plan::Call("poweroff"));
         assert_eq!(plan(Stop, 3, 18, None), Plan::AsIs);
         assert!(matches!(
