@@ -534,7 +534,7 @@ pub enum ActionDecision {
     /// The action is under way or done: answer the instance as it is.
     AsIs,
     /// The transition is impossible: `InvalidState`, with this hint appended to the
-    /// message (`"; it is already running"`).
+    /// message (`"; start it instead"`).
     Refuse(&'static str),
 }
 
@@ -582,9 +582,9 @@ impl InstanceAction {
             (Delete, _) => Proceed,
             (Start, Stopped) | (Stop | Reboot, Running) => Proceed,
             (Start, Pending) | (Stop, Stopping) | (Reboot, Rebooting) => AsIs,
-            (Start, Running | Rebooting) => Refuse("; it is already running"),
+            (Start, Running | Rebooting) => Refuse("; there is nothing to start"),
             (Start, Stopping) => Refuse("; wait until it is stopped"),
-            (Stop, Stopped) => Refuse("; it is already stopped"),
+            (Stop, Stopped) => Refuse("; there is nothing to stop"),
             (Stop | Reboot, Pending) | (Stop, Rebooting) => Refuse("; wait until it is running"),
             (Reboot, Stopped | Stopping) => Refuse("; start it instead"),
             (_, Terminating | Terminated) => Refuse("; it is gone"),
@@ -592,7 +592,7 @@ impl InstanceAction {
     }
 
     /// The `InvalidState` error of a refused action:
-    /// "cannot start instance `i-1`: it is running; it is already running".
+    /// "cannot reboot instance `i-1`: it is stopped; start it instead".
     pub fn refusal(self, id: &InstanceId, state: InstanceState, hint: &str) -> crate::Error {
         crate::Error::new(
             crate::ErrorKind::InvalidState,
@@ -616,7 +616,7 @@ mod tests {
         use InstanceState::*;
         assert_eq!(
             InstanceAction::Start.decide(Running),
-            ActionDecision::Refuse("; it is already running")
+            ActionDecision::Refuse("; there is nothing to start")
         );
         assert_eq!(InstanceAction::Start.decide(Pending), ActionDecision::AsIs);
         assert_eq!(
@@ -625,7 +625,7 @@ mod tests {
         );
         assert_eq!(
             InstanceAction::Stop.decide(Stopped),
-            ActionDecision::Refuse("; it is already stopped")
+            ActionDecision::Refuse("; there is nothing to stop")
         );
         assert_eq!(InstanceAction::Stop.decide(Stopping), ActionDecision::AsIs);
         assert_eq!(

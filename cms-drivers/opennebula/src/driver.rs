@@ -340,7 +340,7 @@ pub(crate) fn plan(action: InstanceAction, state: i64, lcm: i64, last_action: Op
             _ => match mapped {
                 S::Pending => Plan::AsIs,
                 S::Stopped | S::Suspended => busy(),
-                S::Running | S::Rebooting => refuse("; it is already running"),
+                S::Running | S::Rebooting => refuse("; there is nothing to start"),
                 S::Stopping => refuse("; wait until it is stopped"),
                 S::Terminating | S::Terminated => refuse("; it is terminated"),
                 _ => refuse(""),
@@ -352,7 +352,7 @@ pub(crate) fn plan(action: InstanceAction, state: i64, lcm: i64, last_action: Op
                 S::Stopping => Plan::AsIs,
                 S::Running => busy(),
                 S::Pending | S::Rebooting => refuse("; wait until it is running"),
-                S::Stopped | S::Suspended => refuse("; it is already stopped"),
+                S::Stopped | S::Suspended => refuse("; there is nothing to stop"),
                 S::Terminating | S::Terminated => refuse("; it is terminated"),
                 _ => refuse(""),
             },
