@@ -1745,11 +1745,17 @@ fn image_state_name(state: i64) -> String {
         "LOCKED_USED",
         "LOCKED_USED_PERS",
     ];
-    usize::try_from(state)
+    code_name(&NAMES, state, "STATE")
+}
+
+/// The name of OpenNebula code `code` in `names`, or `PREFIX_code` for a code newer
+/// than the table.
+fn code_name(names: &[&str], code: i64, prefix: &str) -> String {
+    usize::try_from(code)
         .ok()
-        .and_then(|s| NAMES.get(s))
+        .and_then(|i| names.get(i))
         .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("STATE_{state}"))
+        .unwrap_or_else(|| format!("{prefix}_{code}"))
 }
 
 /// The IMAGE TYPE names.
@@ -1764,11 +1770,7 @@ fn image_type_name(t: i64) -> String {
         "BACKUP",
         "FILESYSTEM",
     ];
-    usize::try_from(t)
-        .ok()
-        .and_then(|s| NAMES.get(s))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("TYPE_{t}"))
+    code_name(&NAMES, t, "TYPE")
 }
 
 /// The VNET STATE names.
@@ -1782,11 +1784,7 @@ fn vnet_state_name(state: i64) -> String {
         "ERROR",
         "UPDATE_FAILURE",
     ];
-    usize::try_from(state)
-        .ok()
-        .and_then(|s| NAMES.get(s))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("STATE_{state}"))
+    code_name(&NAMES, state, "STATE")
 }
 
 /// The IPv4 range of a network: `NETWORK_ADDRESS` and `NETWORK_MASK` when set (the
