@@ -29,6 +29,7 @@ impl TinyCloud {
             reboot: true,
             delete: true,
             tags: true,
+            update_tags: true,
             max_page_size: 50,
             ..Default::default()
         };
@@ -172,6 +173,21 @@ impl Driver for TinyCloud {
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
         self.act(id, "delete", |_| Some(InstanceState::Terminated))
+    }
+
+    async fn update_instance_tags(
+        &self,
+        id: &InstanceId,
+        changes: &TagChanges,
+    ) -> Result<Instance> {
+        let mut all = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let i = all
+            .iter_mut()
+            .find(|i| &i.id == id)
+            .ok_or_else(|| Error::not_found("instance", id))?;
+        // `apply` checks the change by the model's rules and answers the tags after it.
+        i.tags = changes.apply(&i.tags)?;
+        Ok(i.clone())
     }
 
     async fn list_images(&self, _page: &PageRequest) -> Result<Page<Image>> {

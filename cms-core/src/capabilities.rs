@@ -19,6 +19,10 @@ pub struct InstanceCapabilities {
     pub client_token: bool,
     /// Tags can be set at creation and are returned.
     pub tags: bool,
+    /// Tags of an existing instance can be set and removed
+    /// ([`Driver::update_instance_tags`](crate::Driver::update_instance_tags)).
+    #[serde(default)]
+    pub update_tags: bool,
     /// User data is passed to the instance.
     pub user_data: bool,
     /// The largest page the driver returns (0: no pagination, everything at once).
@@ -111,6 +115,7 @@ impl Capabilities {
                 delete: true,
                 client_token: true,
                 tags: true,
+                update_tags: true,
                 user_data: true,
                 max_page_size: 1000,
             },
@@ -146,6 +151,7 @@ impl Capabilities {
             StopInstance => self.instances.stop,
             RebootInstance => self.instances.reboot,
             DeleteInstance => self.instances.delete,
+            UpdateInstanceTags => self.instances.update_tags,
             ListImages => self.images.list,
             GetImage => self.images.get,
             ListFlavors => self.flavors.list,

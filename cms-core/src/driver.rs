@@ -60,6 +60,16 @@ pub trait Driver: Send + Sync + Debug + 'static {
     /// Deletes (terminates) an instance and returns it, usually `Terminating`.
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance>;
 
+    /// Changes the tags of an instance and returns it as it is after the change.
+    ///
+    /// `changes.set` adds tags or overwrites their values, `changes.remove` deletes keys
+    /// (keys the instance does not carry are no error). A key both set and removed, or
+    /// one that breaks the model's tag rules ([`TagChanges::check`]) or that the driver
+    /// reserves for itself, is `InvalidArgument` naming the key, and nothing changes.
+    /// `NotFound` when the instance is unknown. Repeating a change is harmless.
+    async fn update_instance_tags(&self, id: &InstanceId, changes: &TagChanges)
+        -> Result<Instance>;
+
     /// One page of images.
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>>;
 

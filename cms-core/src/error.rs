@@ -104,6 +104,7 @@ pub enum Operation {
     StopInstance,
     RebootInstance,
     DeleteInstance,
+    UpdateInstanceTags,
     ListImages,
     GetImage,
     ListFlavors,
@@ -120,7 +121,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 20] = [
         Operation::ListInstances,
         Operation::GetInstance,
         Operation::CreateInstance,
@@ -128,6 +129,7 @@ impl Operation {
         Operation::StopInstance,
         Operation::RebootInstance,
         Operation::DeleteInstance,
+        Operation::UpdateInstanceTags,
         Operation::ListImages,
         Operation::GetImage,
         Operation::ListFlavors,
@@ -152,6 +154,7 @@ impl Operation {
             Operation::StopInstance => "stop_instance",
             Operation::RebootInstance => "reboot_instance",
             Operation::DeleteInstance => "delete_instance",
+            Operation::UpdateInstanceTags => "update_instance_tags",
             Operation::ListImages => "list_images",
             Operation::GetImage => "get_image",
             Operation::ListFlavors => "list_flavors",
@@ -173,6 +176,8 @@ impl Operation {
     /// a client token is made idempotent by the caller (see the retry layer). Nor are
     /// deletes of networks and key pairs: repeating one whose answer was lost answers
     /// `NotFound`. Deleting an instance is: a terminated instance answers as it is.
+    /// So is updating tags: setting a tag again, or removing one already gone,
+    /// changes nothing.
     pub fn is_idempotent(self) -> bool {
         !matches!(
             self,

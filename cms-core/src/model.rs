@@ -85,7 +85,173 @@ id_type!(
 );
 
 /// Tags: free key/value pairs attached to a resource.
+///
+/// Every driver applies the model's rules to tags ([`check_tags`]); a driver may
+/// reserve some keys for itself (the EC2 driver's `cms:` tags), which users can then
+/// neither set nor remove nor see.
 pub type Tags = BTreeMap<String, String>;
+
+/// The most tags a resource carries (EC2's limit, applied by every driver).
+pub const MAX_TAGS: usize = 50;
+/// The longest tag key, in characters (EC2's limit).
+pub const MAX_TAG_KEY: usize = 128;
+/// The longest tag value, in characters (EC2's limit).
+pub const MAX_TAG_VALUE: usize = 256;
+
+/// Checks tags by the model's rules: at most [`MAX_TAGS`] of them, keys of 1 to
+/// [`MAX_TAG_KEY`] characters, values of at most [`MAX_TAG_VALUE`] characters.
+/// Otherwise `InvalidArgument` (argument `tags`, context `tag` = the key) naming the key.
+///
+/// ```
+/// use cms_core::{check_tags, ErrorKind, Tags};
+/// let mut tags = Tags::new();
+/// tags.insert("env".into(), "prod".into());
+/// assert!(check_tags(&tags).is_ok());
+/// tags.insert("long".into(), "x".repeat(300));
+/// let e = check_tags(&tags).unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+/// assert_eq!(e.context_value("tag"), Some("long"));
+/// ```
+pub fn check_tags(tags: &Tags) -> crate::Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(crate::Error::invalid_argument(
+            "tags",
+            format!("{} tags given, at most {MAX_TAGS} allowed", tags.len()),
+        ));
+    }
+    for (k, v) in tags {
+        check_tag_key(k)?;
+        if v.chars().count() > MAX_TAG_VALUE {
+            return Err(bad_tag(
+                k,
+                format!("the value of tag `{k}` is longer than {MAX_TAG_VALUE} characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_tag_key(k: &str) -> crate::Result<()> {
+    if k.is_empty() {
+        return Err(bad_tag(k, "a tag key is empty".into()));
+    }
+    if k.chars().count() > MAX_TAG_KEY {
+        return Err(bad_tag(
+            k,
+            format!(
+                "tag key `{}…` is longer than {MAX_TAG_KEY} characters",
+                k.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_tag(key: &str, why: String) -> crate::Error {
+    crate::Error::invalid_argument("tags", why).with_context("tag", key)
+}
+
+/// A change to the tags of an existing instance: the argument of
+/// [`Driver::update_instance_tags`](crate::Driver::update_instance_tags).
+///
+/// `set` adds tags or overwrites the value of keys the instance carries; `remove`
+/// deletes keys (a key the instance does not carry is no error). A key both set and
+/// removed, or a key or value that breaks the rules of [`check_tags`], is
+/// `InvalidArgument` naming the key, and nothing changes.
+///
+/// ```
+/// use cms_core::{Tags, TagChanges};
+/// let mut tags = Tags::new();
+/// tags.insert("env".into(), "test".into());
+/// tags.insert("owner".into(), "ann".into());
+/// let changes = TagChanges::new().set_tag("env", "prod").remove_tag("owner");
+/// let after = changes.apply(&tags).unwrap();
+/// assert_eq!(after, Tags::from([("env".into(), "prod".into())]));
+/// assert!(TagChanges::new().set_tag("a", "1").remove_tag("a").check().is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TagChanges {
+    /// Tags to add, or whose value to overwrite.
+    #[serde(default)]
+    pub set: Tags,
+    /// Keys to delete.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl TagChanges {
+    /// No change.
+    pub fn new() -> Self {
+        TagChanges::default()
+    }
+
+    /// Adds a tag to set.
+    pub fn set_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a key to remove.
+    pub fn remove_tag(mut self, key: impl Into<String>) -> Self {
+        self.remove.push(key.into());
+        self
+    }
+
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// Every key the change names, set or removed.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.set
+            .keys()
+            .map(String::as_str)
+            .chain(self.remove.iter().map(String::as_str))
+    }
+
+    /// Checks the change by the model's rules (see the [type](TagChanges)): errors are
+    /// `InvalidArgument` for [`Operation::UpdateInstanceTags`](crate::Operation::UpdateInstanceTags),
+    /// with context `tag` naming the key.
+    pub fn check(&self) -> crate::Result<()> {
+        let op = crate::Operation::UpdateInstanceTags;
+        if let Some(k) = self.remove.iter().find(|k| self.set.contains_key(*k)) {
+            return Err(bad_tag(
+                k,
+                format!("tag `{k}` is both set and removed; do one or the other"),
+            )
+            .with_operation(op));
+        }
+        check_tags(&self.set).map_err(|e| e.with_operation(op))?;
+        for k in &self.remove {
+            check_tag_key(k).map_err(|e| e.with_operation(op))?;
+        }
+        Ok(())
+    }
+
+    /// The tags after the change: [`check`](Self::check)s it, applies it to `tags`, and
+    /// checks that the result holds at most [`MAX_TAGS`] tags.
+    pub fn apply(&self, tags: &Tags) -> crate::Result<Tags> {
+        self.check()?;
+        let mut after = tags.clone();
+        for k in &self.remove {
+            after.remove(k);
+        }
+        after.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if after.len() > MAX_TAGS {
+            return Err(crate::Error::invalid_argument(
+                "tags",
+                format!(
+                    "the change would leave {} tags, at most {MAX_TAGS} allowed",
+                    after.len()
+                ),
+            )
+            .with_operation(crate::Operation::UpdateInstanceTags));
+        }
+        Ok(after)
+    }
+}
 
 /// The life-cycle state of an instance, the same for every backend.
 ///
@@ -648,6 +814,55 @@ mod tests {
             InstanceAction::Start.decide(Terminated),
             ActionDecision::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn tag_changes_are_checked_and_applied() {
+        let tags: Tags = [("a", "1"), ("b", "2")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let c = TagChanges::new()
+            .set_tag("b", "3")
+            .set_tag("c", "4")
+            .remove_tag("a")
+            .remove_tag("absent");
+        let want: Tags = [("b", "3"), ("c", "4")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(c.apply(&tags).unwrap(), want);
+        assert!(!c.is_empty() && TagChanges::new().is_empty());
+
+        let refused = [
+            (TagChanges::new().set_tag("x", "1").remove_tag("x"), "x"),
+            (TagChanges::new().set_tag("", "1"), ""),
+            (
+                TagChanges::new().remove_tag("k".repeat(129)),
+                &*"k".repeat(129),
+            ),
+            (TagChanges::new().set_tag("v", "v".repeat(257)), "v"),
+        ];
+        for (c, key) in refused {
+            let e = c.check().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+            assert_eq!(e.operation(), Some(crate::Operation::UpdateInstanceTags));
+            assert_eq!(e.context_value("argument"), Some("tags"));
+            assert_eq!(e.context_value("tag"), Some(key), "{e}");
+            assert!(e
+                .message()
+                .contains(&key.chars().take(32).collect::<String>()));
+        }
+        // Limits count characters, not bytes.
+        TagChanges::new()
+            .set_tag("é".repeat(128), "é".repeat(256))
+            .check()
+            .unwrap();
+        let full: Tags = (0..50).map(|k| (format!("k{k}"), String::new())).collect();
+        assert!(TagChanges::new().set_tag("k0", "x").apply(&full).is_ok());
+        let e = TagChanges::new()
+            .set_tag("one-more", "x")
+            .apply(&full)
+            .unwrap_err();
+        assert!(e.message().contains("51 tags"), "{e}");
     }
 
     #[test]

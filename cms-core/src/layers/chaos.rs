@@ -16,7 +16,7 @@ pub struct ChaosConfig {
     /// Seed of the random choices, so a run can be repeated.
     pub seed: u64,
     /// Probability of a temporary fault (`Unavailable`). For idempotent calls (reads,
-    /// actions, creates with a client token) half of them strike before the call
+    /// actions, tag updates, creates with a client token) half of them strike before the call
     /// reaches the driver (the request was refused: marked
     /// [not executed](crate::Error::is_not_executed)), half after it ran (the answer
     /// was lost: the operation happened, the caller does not know). For other calls

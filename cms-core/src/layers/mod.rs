@@ -39,8 +39,8 @@ pub use timeout::TimeoutLayer;
 pub struct Call {
     /// What is being done.
     pub op: Operation,
-    /// Whether running it twice is harmless: true for reads and actions, and for a
-    /// create that carries a client token.
+    /// Whether running it twice is harmless: true for reads, actions and tag updates,
+    /// and for a create that carries a client token.
     pub idempotent: bool,
 }
 
@@ -153,6 +153,17 @@ impl<I: Interceptor> Driver for Layered<I> {
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
         self.run(Operation::DeleteInstance, |d| d.delete_instance(id))
             .await
+    }
+
+    async fn update_instance_tags(
+        &self,
+        id: &InstanceId,
+        changes: &TagChanges,
+    ) -> Result<Instance> {
+        self.run(Operation::UpdateInstanceTags, |d| {
+            d.update_instance_tags(id, changes)
+        })
+        .await
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

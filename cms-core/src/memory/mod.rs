@@ -23,6 +23,8 @@
 //! - A filtered listing looks at no more than 10,000 instances per page: like EC2,
 //!   it may answer a short (even empty) page with a `next` token; page on until
 //!   `next` is `None`.
+//! - Tags follow the model's rules ([`check_tags`](crate::check_tags)) and can be
+//!   changed on any instance still visible, terminated ones included.
 //! - A create with a client token is idempotent; the same token with other
 //!   parameters answers `InvalidArgument`.
 //! - Each instance gets a private address from each of its networks; a network whose
@@ -186,10 +188,6 @@ impl MemoryCloud {
 
 /// The longest name of an instance, network or key pair, in characters.
 const MAX_NAME: usize = 255;
-/// The most tags a resource carries, and their longest keys and values (EC2's limits).
-const MAX_TAGS: usize = 50;
-const MAX_TAG_KEY: usize = 128;
-const MAX_TAG_VALUE: usize = 256;
 /// The largest user data, in bytes (EC2's limit).
 const MAX_USER_DATA: usize = 16 * 1024;
 /// The longest client token, in characters.
@@ -217,30 +215,7 @@ fn check_name(argument: &str, name: &str, required: bool, op: Operation) -> Resu
 }
 
 fn check_tags(tags: &Tags, op: Operation) -> Result<()> {
-    let bad = |why: String| Err(Error::invalid_argument("tags", why).with_operation(op));
-    if tags.len() > MAX_TAGS {
-        return bad(format!(
-            "{} tags given, at most {MAX_TAGS} allowed",
-            tags.len()
-        ));
-    }
-    for (k, v) in tags {
-        if k.is_empty() {
-            return bad("a tag key is empty".into());
-        }
-        if k.chars().count() > MAX_TAG_KEY {
-            return bad(format!(
-                "tag key `{}…` is longer than {MAX_TAG_KEY} characters",
-                k.chars().take(32).collect::<String>()
-            ));
-        }
-        if v.chars().count() > MAX_TAG_VALUE {
-            return bad(format!(
-                "the value of tag `{k}` is longer than {MAX_TAG_VALUE} characters"
-            ));
-        }
-    }
-    Ok(())
+    crate::check_tags(tags).map_err(|e| e.with_operation(op))
 }
 
 fn check_instance_spec(spec: &InstanceSpec) -> Result<()> {
@@ -318,6 +293,16 @@ impl Driver for MemoryCloud {
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
         self.act(id, InstanceAction::Delete)
+    }
+
+    async fn update_instance_tags(
+        &self,
+        id: &InstanceId,
+        changes: &TagChanges,
+    ) -> Result<Instance> {
+        changes.check()?;
+        let now = Instant::now();
+        self.write(now).update_tags(id, changes, now)
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

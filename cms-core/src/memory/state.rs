@@ -580,6 +580,25 @@ impl State {
         Ok(s.view(now))
     }
 
+    /// Sets and removes tags of a visible instance (the change already checked).
+    pub(super) fn update_tags(
+        &mut self,
+        id: &InstanceId,
+        changes: &TagChanges,
+        now: Instant,
+    ) -> Result<Instance> {
+        let op = Operation::UpdateInstanceTags;
+        self.purge(now);
+        let s = parse_instance_id(id.as_str())
+            .and_then(|k| self.instances.get_mut(&k))
+            .filter(|s| s.visible(now))
+            .ok_or_else(|| Error::not_found("instance", id).with_operation(op))?;
+        let current: Tags = s.tags.iter().cloned().collect();
+        // A map iterates in key order: the vector stays sorted for `may_match`.
+        s.tags = changes.apply(&current)?.into_iter().collect();
+        Ok(s.view(now))
+    }
+
     // ---- networks ----
 
     pub(super) fn list_networks(&self, page: &PageRequest, limit: usize) -> Result<Page<Network>> {

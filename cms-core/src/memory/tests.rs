@@ -668,6 +668,53 @@ async fn filters_apply_to_the_current_state() {
 }
 
 #[tokio::test]
+async fn tag_updates_keep_filters_right_and_the_limits() {
+    let cloud = MemoryCloud::with_config(config());
+    let vm = cloud
+        .create_instance(&spec("t").tag("m", "1").tag("z", "1"))
+        .await
+        .unwrap();
+    // Keys that sort before, between and after the ones there: filters (which search
+    // the stored tags by key) still find each.
+    let changes = TagChanges::new()
+        .set_tag("a", "2")
+        .set_tag("q", "2")
+        .set_tag("zz", "2")
+        .remove_tag("z");
+    let after = cloud.update_instance_tags(&vm.id, &changes).await.unwrap();
+    for (k, want) in [
+        ("a", true),
+        ("m", true),
+        ("q", true),
+        ("zz", true),
+        ("z", false),
+    ] {
+        let mut f = InstanceFilter::default();
+        f.tags.insert(k.into(), None);
+        let found = list_all_ids(&cloud, &f, 10).await == vec![vm.id.clone()];
+        assert_eq!(found, want, "filter on tag key {k}");
+    }
+    // At most 50 tags after the change; nothing changes when it is refused.
+    let many = (0..49).fold(TagChanges::new(), |c, k| c.set_tag(format!("k{k:02}"), "v"));
+    let e = cloud.update_instance_tags(&vm.id, &many).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().starts_with("update instance tags: "), "{e}");
+    assert_eq!(cloud.get_instance(&vm.id).await.unwrap().tags, after.tags);
+    // A terminated instance, while visible, still takes tags; then it is gone.
+    cloud.delete_instance(&vm.id).await.unwrap();
+    sleep(DELAY + MS * 10).await;
+    let t = TagChanges::new().set_tag("why", "audit");
+    let gone = cloud.update_instance_tags(&vm.id, &t).await.unwrap();
+    assert_eq!(gone.state, InstanceState::Terminated);
+    assert_eq!(gone.tags.get("why").map(String::as_str), Some("audit"));
+    sleep(DELAY * 4).await;
+    assert_eq!(
+        kind(cloud.update_instance_tags(&vm.id, &t).await),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
 async fn a_filtered_page_looks_at_a_bounded_number_of_instances() {
     let cloud = MemoryCloud::with_config(instant_config());
     let n = state::SCAN_BUDGET + 2_000;

@@ -3,8 +3,8 @@
 //! [`run`] exercises a [`Cloud`] through the [`Driver`](crate::Driver) trait and checks
 //! the behaviour the model promises: the life cycle and its states, `NotFound` for
 //! unknown ids, `InvalidState` for impossible transitions, pagination that neither
-//! loses nor repeats instances while others are created, filters, client-token
-//! idempotency, concurrent creates, networks, key pairs, and `Unsupported` for every
+//! loses nor repeats instances while others are created, filters, tag updates,
+//! client-token idempotency, concurrent creates, networks, key pairs, and `Unsupported` for every
 //! operation the driver does not declare. Checks are chosen from the declared
 //! [`Capabilities`](crate::Capabilities); each one cleans up what it created.
 //!
@@ -307,6 +307,7 @@ pub async fn run(cloud: &Cloud, config: &KitConfig) -> Report {
         pagination,
         bad_page_token,
         filters,
+        tag_updates,
         client_token,
         concurrent_creates,
         networks,
@@ -732,6 +733,115 @@ async fn filters(ctx: &Ctx<'_>) -> Check {
     Ok(())
 }
 
+/// Sets, overwrites and removes tags of an instance, reads them back with get and
+/// list, and checks the errors: a key both set and removed, an unknown instance.
+async fn tag_updates(ctx: &Ctx<'_>) -> Check {
+    let caps = ctx.caps().instances;
+    if !caps.update_tags {
+        return skip("needs tag updates");
+    }
+    if !(caps.create && caps.get && caps.list && caps.tags) {
+        return skip("needs instance create, get, list and tags");
+    }
+    let c = ctx.cloud;
+    let spec = ctx
+        .spec("tags")
+        .tag("keep", "same")
+        .tag("over", "old")
+        .tag("drop", "gone soon");
+    let vm = ctx.create(&spec).await?;
+    let changes = TagChanges::new()
+        .set_tag("added", "new")
+        .set_tag("over", "new")
+        .remove_tag("drop")
+        .remove_tag("never-there");
+    let mut want = spec.tags.clone();
+    want.remove("drop");
+    want.insert("added".into(), "new".into());
+    want.insert("over".into(), "new".into());
+
+    let answered = c.update_instance_tags(&vm.id, &changes).await?;
+    ensure!(
+        answered.id == vm.id,
+        "update answered instance `{}`",
+        answered.id
+    );
+    ensure!(
+        answered.tags == want,
+        "update answered tags {:?}, expected {want:?}",
+        answered.tags
+    );
+    let got = c.get_instance(&vm.id).await?;
+    ensure!(
+        got.tags == want,
+        "after the update, get answered tags {:?}, expected {want:?}",
+        got.tags
+    );
+    let mut by_new_tag = run_filter(ctx);
+    by_new_tag.tags.insert("added".into(), Some("new".into()));
+    let listed = c.collect_instances(&by_new_tag).await?;
+    ensure!(
+        listed.len() == 1 && listed[0].id == vm.id,
+        "filter on the added tag listed {:?}",
+        listed.iter().map(|i| &i.id).collect::<Vec<_>>()
+    );
+    ensure!(
+        listed[0].tags == want,
+        "after the update, list answered tags {:?}, expected {want:?}",
+        listed[0].tags
+    );
+    let mut by_removed_tag = run_filter(ctx);
+    by_removed_tag.tags.insert("drop".into(), None);
+    let listed = c.collect_instances(&by_removed_tag).await?;
+    ensure!(
+        listed.iter().all(|i| i.id != vm.id),
+        "the instance is still listed by the removed tag key `drop`"
+    );
+
+    // The same change again changes nothing.
+    let again = c.update_instance_tags(&vm.id, &changes).await?;
+    ensure!(
+        again.tags == want,
+        "a repeated update answered {:?}",
+        again.tags
+    );
+
+    let both = TagChanges::new()
+        .set_tag("keep", "changed")
+        .remove_tag("keep");
+    match c.update_instance_tags(&vm.id, &both).await {
+        Err(e) if e.kind() == ErrorKind::InvalidArgument => ensure!(
+            e.to_string().contains("keep"),
+            "the error for a key both set and removed does not name it: {e}"
+        ),
+        other => {
+            return Err(Fail::Failed(format!(
+                "a key both set and removed: expected invalid_argument, got {other:?}"
+            )))
+        }
+    }
+    let got = c.get_instance(&vm.id).await?;
+    ensure!(
+        got.tags == want,
+        "a refused update changed the tags to {:?}",
+        got.tags
+    );
+    expect_kind(
+        c.update_instance_tags(
+            &ctx.config.unknown_instance_id,
+            &TagChanges::new().set_tag("added", "new"),
+        )
+        .await,
+        ErrorKind::NotFound,
+        "update the tags of an unknown instance",
+    )?;
+    if caps.delete {
+        c.delete_instance(&vm.id).await?;
+        ctx.wait_gone(&vm.id).await?;
+    }
+    Ok(())
+}
+
 async fn client_token(ctx: &Ctx<'_>) -> Check {
     let caps = ctx.caps().instances;
     if !(caps.create && caps.client_token) {
@@ -981,6 +1091,11 @@ async fn unsupported(ctx: &Ctx<'_>) -> Check {
             Operation::StopInstance => kind(c.stop_instance(id).await.map(drop)),
             Operation::RebootInstance => kind(c.reboot_instance(id).await.map(drop)),
             Operation::DeleteInstance => kind(c.delete_instance(id).await.map(drop)),
+            Operation::UpdateInstanceTags => kind(
+                c.update_instance_tags(id, &TagChanges::new().set_tag("kit", "unsupported"))
+                    .await
+                    .map(drop),
+            ),
             Operation::ListImages => kind(c.list_images(&page).await.map(drop)),
             Operation::GetImage => kind(c.get_image(&ctx.config.unknown_image_id).await.map(drop)),
             Operation::ListFlavors => kind(c.list_flavors(&page).await.map(drop)),

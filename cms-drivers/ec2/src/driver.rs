@@ -15,7 +15,7 @@ use aws_sdk_ec2::types as ec2;
 use cms_core::{
     ActionDecision, Capabilities, Driver, Error, ErrorKind, Flavor, Image, ImageId, Instance,
     InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
-    Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result,
+    Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result, TagChanges,
 };
 
 use crate::config::Ec2Config;
@@ -318,6 +318,39 @@ impl Ec2Driver {
             current.raw_state = raw;
         }
         Ok(current)
+    }
+
+    /// CreateTags and DeleteTags on an instance, between two DescribeInstances: the
+    /// first answers `NotFound` for an unknown instance (EC2-compatible servers such as
+    /// moto tag any id) and counts the tags, the second answers the instance as it is.
+    async fn update_tags(&self, id: &InstanceId, changes: &TagChanges) -> Result<Instance> {
+        let op = Operation::UpdateInstanceTags;
+        model::check_tag_changes(changes)?;
+        let before = self.describe_instance(id, op).await?;
+        // The model's limit on the user's tags; EC2 also counts `Name` and the driver's
+        // own, and answers TagLimitExceeded (QuotaExceeded) beyond 50 in all.
+        changes.apply(&before.tags)?;
+        let resource = format!("instance {id}");
+        if !changes.set.is_empty() {
+            let tags = changes.set.iter().map(|(k, v)| model::tag(k, v)).collect();
+            self.ec2()
+                .create_tags()
+                .resources(id.as_str())
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(self.fail(op, Some(resource.clone())))?;
+        }
+        if !changes.remove.is_empty() {
+            self.ec2()
+                .delete_tags()
+                .resources(id.as_str())
+                .set_tags(Some(model::tag_keys(&changes.remove)))
+                .send()
+                .await
+                .map_err(self.fail(op, Some(resource)))?;
+        }
+        self.describe_instance(id, op).await
     }
 
     /// The VPC to create networks in: the configured one, else the default VPC.
@@ -890,6 +923,14 @@ impl Driver for Ec2Driver {
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<Instance> {
         self.act(id, InstanceAction::Delete).await
+    }
+
+    async fn update_instance_tags(
+        &self,
+        id: &InstanceId,
+        changes: &TagChanges,
+    ) -> Result<Instance> {
+        self.update_tags(id, changes).await
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

@@ -5,7 +5,7 @@
 //!
 //! | cms | EC2 |
 //! |---|---|
-//! | instance | instance (RunInstances, DescribeInstances, Start/Stop/Reboot/TerminateInstances) |
+//! | instance | instance (RunInstances, DescribeInstances, Start/Stop/Reboot/TerminateInstances; tags: CreateTags, DeleteTags) |
 //! | image | AMI (DescribeImages, owners from [`Ec2Config::image_owners`]) |
 //! | flavor | instance type (DescribeInstanceTypes) |
 //! | network | VPC subnet (Describe/Create/DeleteSubnet) |
@@ -16,6 +16,11 @@
 //! EC2-compatible endpoint:
 //!
 //! - **Names** are the `Name` tag; a name filter is a `tag:Name` filter.
+//! - **Tags** of the user are the instance's tags but `Name` and the driver's own
+//!   `cms:` tags, which are never shown, set or removed through cms (`aws:` keys are
+//!   EC2's and refused too). A tag update is CreateTags and DeleteTags (by key, so a
+//!   tag goes whatever its value) after a DescribeInstances that answers `NotFound`
+//!   for an unknown instance, which some EC2-compatible servers would tag anyway.
 //! - **State rules**: starting a running instance, stopping a stopped one or rebooting
 //!   a stopped one answer `InvalidState` (EC2 lets the first two pass, moto all
 //!   three); the driver looks at the state first (see [`Ec2Driver`]'s `decide` table

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use cms_core::{
     Error, Flavor, FlavorId, Image, ImageId, ImageKind, Instance, InstanceFilter, InstanceId,
     InstanceSpec, InstanceState, KeyPair, Location, LocationId, Network, NetworkId, Operation,
-    PageToken, Result, Tags,
+    PageToken, Result, TagChanges, Tags,
 };
 use sha2::{Digest, Sha256};
 
@@ -364,6 +364,35 @@ pub(crate) fn check_spec(spec: &InstanceSpec) -> Result<()> {
     Ok(())
 }
 
+/// Checks a tag change by the model's rules, and refuses the keys the driver keeps
+/// for itself: `cms:…` (its bookkeeping), `aws:…` (EC2's) and `Name` (the name; the
+/// model has no rename).
+pub(crate) fn check_tag_changes(changes: &TagChanges) -> Result<()> {
+    changes.check()?;
+    if let Some(k) = changes
+        .keys()
+        .find(|k| k.starts_with(INTERNAL_PREFIX) || k.starts_with("aws:") || *k == NAME_TAG)
+    {
+        let why = if k == NAME_TAG {
+            "tag key `Name` is reserved: on EC2 it is the instance's name".to_owned()
+        } else {
+            format!("tag key `{k}` is reserved (keys starting with `cms:` or `aws:`)")
+        };
+        return Err(Error::invalid_argument("tags", why)
+            .with_context("tag", k)
+            .with_operation(Operation::UpdateInstanceTags));
+    }
+    Ok(())
+}
+
+/// The tags of a `DeleteTags` that removes `keys` whatever their values: keys without
+/// a value (an empty value would remove only tags whose value is empty).
+pub(crate) fn tag_keys(keys: &[String]) -> Vec<ec2::Tag> {
+    keys.iter()
+        .map(|k| ec2::Tag::builder().key(k).build())
+        .collect()
+}
+
 /// Checks an IPv4 CIDR (`10.1.0.0/24`) before EC2 sees it, for a clear error.
 pub(crate) fn check_cidr(cidr: &str) -> Result<()> {
     let invalid = || {
@@ -610,6 +639,14 @@ mod tests {
         let clash = ok.clone().tag("Name", "other");
         assert!(check_spec(&clash).is_err());
         check_spec(&ok.clone().tag("Name", "web")).unwrap();
+        check_tag_changes(&TagChanges::new().set_tag("env", "prod").remove_tag("x")).unwrap();
+        for reserved in ["cms:client-token", "aws:cloudformation:stack", "Name"] {
+            let e = check_tag_changes(&TagChanges::new().remove_tag(reserved)).unwrap_err();
+            assert_eq!(e.context_value("tag"), Some(reserved));
+            let e = check_tag_changes(&TagChanges::new().set_tag(reserved, "v")).unwrap_err();
+            assert_eq!(e.kind(), cms_core::ErrorKind::InvalidArgument, "{reserved}");
+        }
+        assert!(tag_keys(&["env".into()])[0].value().is_none());
         for bad in ["10.0.0.300/99", "10.0.0.0", "10.0.0.0/33", "x/24"] {
             assert!(check_cidr(bad).is_err(), "{bad}");
         }

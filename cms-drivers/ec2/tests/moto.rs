@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use cms_core::{
     Driver, ErrorKind, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPairSpec,
-    LocationId, NetworkId, NetworkSpec, PageRequest, PageToken,
+    LocationId, NetworkId, NetworkSpec, PageRequest, PageToken, TagChanges,
 };
 use cms_driver_ec2::moto::{self, MotoServer};
 use cms_driver_ec2::Ec2Driver;
@@ -186,6 +186,92 @@ async fn instances_carry_name_tags_zone_key_and_user_data() {
         .await
         .unwrap_err();
     assert_eq!(err.context_value("argument"), Some("tags"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_updates_are_create_and_delete_tags_beside_the_drivers_own() {
+    let server = MotoServer::start().await;
+    let d = driver(&server).await;
+    let s = spec("tagged")
+        .tag("env", "test")
+        .tag("tier", "web")
+        .client_token("tag-token");
+    let vm = d.create_instance(&s).await.unwrap();
+    let changes = TagChanges::new()
+        .set_tag("env", "prod")
+        .set_tag("team", "a b/c")
+        .remove_tag("tier");
+    let after = d.update_instance_tags(&vm.id, &changes).await.unwrap();
+    let want: BTreeMap<String, String> = [("env", "prod"), ("team", "a b/c")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(after.tags, want);
+    assert_eq!(after.name, "tagged");
+    assert_eq!(after.client_token.as_deref(), Some("tag-token"));
+    // What EC2 holds: the user's tags beside Name and the driver's own, untouched.
+    let held = d
+        .client()
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(vm.id.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = held.tags().iter().filter_map(|t| t.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "Name",
+            "cms:client-token",
+            "cms:request-hash",
+            "env",
+            "team"
+        ]
+    );
+    // So the token still finds the instance.
+    assert_eq!(d.create_instance(&s).await.unwrap().id, vm.id);
+    // DeleteTags names keys only: a tag goes whatever its value.
+    let gone = d
+        .update_instance_tags(&vm.id, &TagChanges::new().remove_tag("team"))
+        .await
+        .unwrap();
+    assert_eq!(gone.tags.keys().collect::<Vec<_>>(), ["env"]);
+    // The driver's keys, EC2's and the name are refused before EC2 sees them.
+    for key in ["cms:client-token", "aws:created-by", "Name"] {
+        let e = d
+            .update_instance_tags(&vm.id, &TagChanges::new().remove_tag(key))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{key}: {e}");
+        assert_eq!(e.context_value("tag"), Some(key));
+    }
+    assert_eq!(
+        d.get_instance(&vm.id)
+            .await
+            .unwrap()
+            .client_token
+            .as_deref(),
+        Some("tag-token")
+    );
+    // moto tags any id; the driver looks first.
+    let e = d
+        .update_instance_tags(
+            &InstanceId::new("i-0cafe0000cafe0000"),
+            &TagChanges::new().set_tag("env", "prod"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.context_value("ec2_code"),
+        Some("InvalidInstanceID.NotFound")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,14 @@
 //! soft one; its disks are going away anyway). A stop repeated during a soft power-off
 //! does not escalate to `poweroff-hard`: that would pull the plug on a guest that is
 //! being kept.
+//!
+//! # Tags
+//!
+//! An update of an instance's tags reads the VM, applies the change to its `CMS_TAGS`
+//! and writes the whole object back with `one.vm.update` in merge mode (1), which
+//! replaces that one attribute and leaves the rest of the user template alone. Updates
+//! of one VM through a driver go one at a time; a change that changes nothing writes
+//! nothing. OpenNebula allows it in every state, DONE included.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -86,7 +94,7 @@ use cms_core::{
     Capabilities, Driver, Error, ErrorKind, Flavor, FlavorId, Image, ImageId, ImageKind, Instance,
     InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
     Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, PageToken,
-    Result, Tags,
+    Result, TagChanges, Tags,
 };
 
 use crate::client::{OneClient, RpcError, Target};
@@ -128,9 +136,6 @@ const TOKEN_CACHE: usize = 10_000;
 const PARALLEL_INFO: usize = 16;
 
 const MAX_NAME: usize = 128;
-const MAX_TAGS: usize = 50;
-const MAX_TAG_KEY: usize = 128;
-const MAX_TAG_VALUE: usize = 256;
 const MAX_USER_DATA: usize = 16 * 1024;
 const MAX_CLIENT_TOKEN: usize = 255;
 
@@ -481,7 +486,8 @@ fn template_xml(children: Vec<Element>) -> String {
     out
 }
 
-/// Serializes the creates that carry the same client token.
+/// Serializes work per key: the creates that carry the same client token, the tag
+/// updates of one VM.
 #[derive(Default)]
 struct TokenLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -530,6 +536,8 @@ struct Inner {
     /// Client token -> VM id, for the VMs this driver made.
     tokens: Mutex<HashMap<String, i64>>,
     token_locks: TokenLocks,
+    /// Tag updates are read-modify-write of a VM's `CMS_TAGS`, serialized per VM id.
+    tag_locks: TokenLocks,
     /// Key pair changes are read-modify-write of the user's template.
     key_lock: tokio::sync::Mutex<()>,
 }
@@ -599,6 +607,7 @@ impl OpenNebulaDriver {
                 capabilities,
                 tokens: Mutex::new(HashMap::new()),
                 token_locks: TokenLocks::default(),
+                tag_locks: TokenLocks::default(),
                 key_lock: tokio::sync::Mutex::new(()),
             }),
         })
@@ -1404,6 +1413,33 @@ impl OpenNebulaDriver {
         }
     }
 
+    /// Rewrites the VM's `CMS_TAGS` with the change applied (`one.vm.update`, merge
+    /// mode, so the rest of the user template stays as it is), then reads the VM back.
+    async fn update_tags(&self, id: &InstanceId, changes: &TagChanges) -> Result<Instance> {
+        changes.check()?;
+        let vid = parse_oid(id.as_str()).ok_or_else(|| Error::not_found("instance", id))?;
+        // OpenNebula has no compare-and-set on templates: updates of one VM through this
+        // driver go one at a time, so none is lost. (Other clients may still race.)
+        let _guard = self.inner.tag_locks.lock(&vid.to_string()).await;
+        let before = self.instance_of(&self.vm_info(vid).await?);
+        let tags = changes.apply(&before.tags)?;
+        if tags == before.tags {
+            return Ok(before);
+        }
+        let json = serde_json::to_string(&tags).unwrap_or_default();
+        self.call(
+            "one.vm.update",
+            &[
+                Value::Int(vid),
+                Value::Str(template_xml(vec![Element::leaf(ATTR_TAGS, json)])),
+                Value::Int(1),
+            ],
+            &Target::vm(vid),
+        )
+        .await?;
+        Ok(self.instance_of(&self.vm_info(vid).await?))
+    }
+
     // ---- images and flavors ----
 
     async fn template_page(
@@ -1678,33 +1714,9 @@ fn check_name(argument: &str, name: &str, required: bool) -> Result<()> {
     }
 }
 
-fn check_tags(tags: &Tags) -> Result<()> {
-    let bad = |why: String| Err(Error::invalid_argument("tags", why));
-    if tags.len() > MAX_TAGS {
-        return bad(format!(
-            "{} tags given, at most {MAX_TAGS} allowed",
-            tags.len()
-        ));
-    }
-    for (k, v) in tags {
-        if k.is_empty() {
-            return bad("a tag key is empty".into());
-        }
-        if k.chars().count() > MAX_TAG_KEY {
-            return bad(format!("a tag key is longer than {MAX_TAG_KEY} characters"));
-        }
-        if v.chars().count() > MAX_TAG_VALUE {
-            return bad(format!(
-                "the value of tag `{k}` is longer than {MAX_TAG_VALUE} characters"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn check_spec(spec: &InstanceSpec) -> Result<()> {
     check_name("name", &spec.name, false)?;
-    check_tags(&spec.tags)?;
+    cms_core::check_tags(&spec.tags)?;
     if let Some(d) = &spec.user_data {
         if d.len() > MAX_USER_DATA {
             return Err(Error::invalid_argument(
@@ -1960,6 +1972,16 @@ impl Driver for OpenNebulaDriver {
             .map_err(with_op(InstanceAction::Delete.operation()))
     }
 
+    async fn update_instance_tags(
+        &self,
+        id: &InstanceId,
+        changes: &TagChanges,
+    ) -> Result<Instance> {
+        self.update_tags(id, changes)
+            .await
+            .map_err(with_op(Operation::UpdateInstanceTags))
+    }
+
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
         self.images_page(page)
             .await
@@ -2043,7 +2065,7 @@ impl Driver for OpenNebulaDriver {
         let op = Operation::CreateNetwork;
         let r = async {
             check_name("name", &spec.name, true)?;
-            check_tags(&spec.tags)?;
+            cms_core::check_tags(&spec.tags)?;
             let (addr, prefix) = parse_cidr(&spec.cidr)?;
             let cluster = match &spec.location_id {
                 None => -1,

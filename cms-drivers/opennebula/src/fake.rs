@@ -16,6 +16,9 @@
 //! | `terminate`, `terminate-hard` | ACTIVE/SHUTDOWN → ACTIVE/EPILOG → DONE; PENDING and HOLD at once to DONE; POWEROFF through EPILOG |
 //! | `suspend`, `stop`, `undeploy`, `hold`, `release` | through SAVE_SUSPEND, SAVE_STOP/EPILOG_STOP, SHUTDOWN_UNDEPLOY/EPILOG_UNDEPLOY |
 //!
+//! `one.vm.update` replaces (0) or merges into (1) a VM's USER_TEMPLATE, in any state,
+//! refusing the attributes oned.conf restricts to oneadmin (`CPU_COST`, `PCI`, …).
+//!
 //! Every document it serves validates against OpenNebula's XSDs (the crate's tests
 //! check that with `xmllint`). Templates are accepted in OpenNebula's XML form only
 //! (the driver sends no other). Faults can be injected per method

@@ -79,6 +79,7 @@ async fn kit_passes_through_injected_faults_with_the_retry_layer() {
     oned.inject(locked("one.vm.allocate", 1));
     oned.inject(Fault::new("one.vmpool.info", 1, FaultKind::Http(503)));
     oned.inject(Fault::new("one.vm.action", 2, FaultKind::Close));
+    oned.inject(Fault::new("one.vm.update", 1, FaultKind::Close));
     // A create whose answer is lost is not repeated, but one refused as locked is.
     oned.inject(locked("one.vn.allocate", 1));
     oned.inject(Fault::new(

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cms_core::{Driver, InstanceSpec, InstanceState, KeyPairSpec, NetworkSpec};
+use cms_core::{Driver, InstanceSpec, InstanceState, KeyPairSpec, NetworkSpec, TagChanges};
 use cms_driver_opennebula::client::OneClient;
 use cms_driver_opennebula::xmlrpc::Value;
 
@@ -185,11 +185,25 @@ async fn every_document_validates_against_the_official_schemas() {
     for id in [&running.id, &rich.id, &stopped.id, &done.id] {
         wait(&driver, id, InstanceState::Running).await;
     }
+    // Tags changed after the create, with characters XML must escape.
+    driver
+        .update_instance_tags(
+            &rich.id,
+            &TagChanges::new()
+                .set_tag("team", "<b&c> ]]> 'q'")
+                .set_tag("added", "x"),
+        )
+        .await
+        .unwrap();
     driver.stop_instance(&stopped.id).await.unwrap();
     driver.reboot_instance(&running.id).await.unwrap();
     wait(&driver, &stopped.id, InstanceState::Stopped).await;
     driver.delete_instance(&done.id).await.unwrap();
     wait(&driver, &done.id, InstanceState::Terminated).await;
+    driver
+        .update_instance_tags(&done.id, &TagChanges::new().set_tag("after", "done"))
+        .await
+        .unwrap();
     let net = driver
         .create_network(&NetworkSpec {
             name: "schema-net".into(),

@@ -11,7 +11,10 @@ use base64::Engine;
 use cms_core::{
     Driver, ErrorKind, Image, ImageId, ImageKind, InstanceFilter, InstanceId, InstanceSpec,
     InstanceState, KeyPairSpec, NetworkId, NetworkSpec, Operation, PageRequest, PageToken,
+    TagChanges,
 };
+use cms_driver_opennebula::client::RpcError;
+use cms_driver_opennebula::driver::{ATTR_CLIENT_TOKEN, ATTR_REQUEST_HASH};
 use cms_driver_opennebula::fake::{FakeConfig, FakeDelays, FakeOned, Fault, FaultKind};
 use cms_driver_opennebula::model::Vm;
 use cms_driver_opennebula::xmlrpc::{encode_response, Value};
@@ -851,6 +854,141 @@ async fn a_create_writes_what_it_was_asked() {
     assert_eq!(
         e.context_value("reason"),
         Some("idempotent_parameter_mismatch")
+    );
+}
+
+#[tokio::test]
+async fn a_tag_update_merges_cms_tags_into_the_user_template() {
+    let (oned, driver) = start(quick_config());
+    let spec = InstanceSpec::new("image:0", "small")
+        .name("tagged")
+        .tag("env", "test")
+        .tag("Team Name", "a")
+        .client_token("tag-token");
+    let vm = driver.create_instance(&spec).await.unwrap();
+    let before = vm_doc(&driver, &vm.id).await;
+    let changes = TagChanges::new()
+        .set_tag("env", "prod")
+        .set_tag("odd", "<a&b> ]]> \"q\"")
+        .remove_tag("Team Name");
+    let after = driver.update_instance_tags(&vm.id, &changes).await.unwrap();
+    let want = changes.apply(&spec.tags).unwrap();
+    assert_eq!(after.tags, want);
+    assert_eq!(oned.calls("one.vm.update"), 1);
+
+    // One attribute rewritten; the rest of the user template as it was.
+    let doc = vm_doc(&driver, &vm.id).await;
+    let tags: cms_core::Tags =
+        serde_json::from_str(doc.user_template.get(ATTR_TAGS).unwrap()).unwrap();
+    assert_eq!(tags, want);
+    for attr in [
+        ATTR_CLIENT_TOKEN,
+        ATTR_REQUEST_HASH,
+        "CMS_IMAGE",
+        "CMS_FLAVOR",
+    ] {
+        assert_eq!(
+            doc.user_template.get(attr),
+            before.user_template.get(attr),
+            "{attr}"
+        );
+    }
+    assert_eq!(doc.template.get("MEMORY"), before.template.get("MEMORY"));
+    // The token still finds the VM.
+    assert_eq!(driver.create_instance(&spec).await.unwrap().id, vm.id);
+
+    // Nothing to change, nothing written; refused changes write nothing either.
+    driver.update_instance_tags(&vm.id, &changes).await.unwrap();
+    let both = TagChanges::new().set_tag("env", "x").remove_tag("env");
+    let e = driver
+        .update_instance_tags(&vm.id, &both)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(e.operation(), Some(Operation::UpdateInstanceTags));
+    assert_eq!(oned.calls("one.vm.update"), 1);
+
+    // Every tag removed: an empty object, which reads back as no tags.
+    let none = TagChanges::new().remove_tag("env").remove_tag("odd");
+    assert!(driver
+        .update_instance_tags(&vm.id, &none)
+        .await
+        .unwrap()
+        .tags
+        .is_empty());
+    let doc = vm_doc(&driver, &vm.id).await;
+    assert_eq!(doc.user_template.get(ATTR_TAGS), Some("{}"));
+
+    // OpenNebula takes updates in any state, DONE included.
+    wait(&driver, &vm.id, InstanceState::Running).await;
+    driver.delete_instance(&vm.id).await.unwrap();
+    wait(&driver, &vm.id, InstanceState::Terminated).await;
+    let t = TagChanges::new().set_tag("why", "audit");
+    let done = driver.update_instance_tags(&vm.id, &t).await.unwrap();
+    assert_eq!(done.tags.get("why").map(String::as_str), Some("audit"));
+
+    // Unknown VMs and another user's.
+    let e = driver.update_instance_tags(&id(42), &t).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert_eq!(
+        e.to_string(),
+        "update instance tags: VM `42` not found (OpenNebula error 0x400)"
+    );
+    let e = driver.update_instance_tags(&id(0), &t).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+}
+
+#[tokio::test]
+async fn the_fake_updates_user_templates_as_oned_does() {
+    let (_oned, driver) = start(quick_config());
+    let vm = driver
+        .create_instance(&InstanceSpec::new("image:0", "small").name("raw"))
+        .await
+        .unwrap();
+    let vid: i64 = vm.id.as_str().parse().unwrap();
+    let update = |text: &str, kind: i64| {
+        let args = [Value::Int(vid), Value::Str(text.into()), Value::Int(kind)];
+        let client = driver.client().clone();
+        async move { client.call("one.vm.update", &args).await }
+    };
+    let code = |r: Result<Value, RpcError>| match r {
+        Err(RpcError::OpenNebula { code, .. }) => code,
+        other => panic!("expected an OpenNebula error, got {other:?}"),
+    };
+    // Merge (1) replaces the attributes it names and keeps the others.
+    let answer = update("<TEMPLATE><A>1</A><B>2</B></TEMPLATE>", 1).await;
+    assert_eq!(answer.unwrap(), Value::Int(vid));
+    update("<TEMPLATE><A>3</A></TEMPLATE>", 1).await.unwrap();
+    let doc = vm_doc(&driver, &vm.id).await;
+    assert_eq!(
+        (doc.user_template.get("A"), doc.user_template.get("B")),
+        (Some("3"), Some("2"))
+    );
+    assert!(doc.user_template.get("CMS_IMAGE").is_some());
+    // Replace (0) keeps only what it is given.
+    update("<TEMPLATE><C>4</C></TEMPLATE>", 0).await.unwrap();
+    let doc = vm_doc(&driver, &vm.id).await;
+    assert_eq!(doc.user_template.get("C"), Some("4"));
+    assert_eq!(doc.user_template.get("A"), None);
+    assert_eq!(doc.user_template.get("CMS_IMAGE"), None);
+    // oned's refusals.
+    assert_eq!(
+        code(update("<TEMPLATE><A>1</A></TEMPLATE>", 2).await),
+        0x1000
+    );
+    assert_eq!(code(update("<TEMPLATE><A>1</TEMPLATE>", 1).await), 0x800);
+    assert_eq!(
+        code(update("<TEMPLATE><CPU_COST>9</CPU_COST></TEMPLATE>", 1).await),
+        0x2000
+    );
+    let args = [
+        Value::Int(4242),
+        Value::Str("<TEMPLATE/>".into()),
+        Value::Int(1),
+    ];
+    assert_eq!(
+        code(driver.client().call("one.vm.update", &args).await),
+        0x400
     );
 }
 

@@ -54,6 +54,18 @@ const VM_TEMPLATE_ORDER: [&str; 12] = [
 /// The pool (short) form of a VM TEMPLATE, in the order of vm_pool.xsd.
 const VM_POOL_TEMPLATE_ORDER: [&str; 6] = ["CPU", "MEMORY", "VCPU", "DISK", "NIC", "GRAPHICS"];
 
+/// The top-level VM attributes oned.conf restricts (`VM_RESTRICTED_ATTR`) to users
+/// outside the oneadmin group, as the fake's user is.
+const VM_RESTRICTED_ATTRS: [&str; 7] = [
+    "DEPLOY_ID",
+    "CPU_COST",
+    "MEMORY_COST",
+    "DISK_COST",
+    "PCI",
+    "EMULATOR",
+    "USER_PRIORITY",
+];
+
 const INVALID_NAME_CHARS: &str = "&|:\\\";/'#{}$<>\t\n\u{b}\u{c}\r";
 
 fn now_secs() -> i64 {
@@ -781,6 +793,12 @@ impl World {
                 self.create_vm(method, name, merged, Some((tid, prefix)), hold)
                     .map(Value::Int)
             }
+            "one.vm.update" => {
+                let id = a.int(0)?;
+                let text = a.str(1)?.to_owned();
+                let update_type = a.opt_int(2, 0)?;
+                self.vm_update(method, id, &text, update_type)
+            }
             "one.vm.action" => {
                 let action = a.str(0)?.to_owned();
                 let id = a.int(1)?;
@@ -1438,6 +1456,60 @@ impl World {
                 ))
             }
         }
+        Ok(Value::Int(id))
+    }
+
+    /// `one.vm.update` as oned does it (VirtualMachineAPI::update): authorization, the
+    /// update type (0 replace, 1 merge), the template (a parse error is ACTION), the
+    /// restricted attributes a user outside oneadmin may not set (INTERNAL), then the
+    /// USER_TEMPLATE replaced or merged (each attribute named replaces every attribute
+    /// of that name). Any state will do, DONE included.
+    fn vm_update(&mut self, method: &str, id: i64, text: &str, update_type: i64) -> Answer {
+        let vm = self.own_vm(method, id)?;
+        if !(0..=1).contains(&update_type) {
+            return Err(fail(method, RPC_API, "Wrong update type"));
+        }
+        let template = parse_template(method, text).map_err(|f| match f {
+            Failure::One { message, id, .. } => Failure::One {
+                code: ACTION,
+                message,
+                id,
+            },
+            other => other,
+        })?;
+        let unchanged = |e: &Element| {
+            vm.user_template
+                .iter()
+                .any(|old| old.name == e.name && old.text == e.text)
+        };
+        let restricted = template
+            .iter()
+            .find(|e| VM_RESTRICTED_ATTRS.contains(&e.name.as_str()))
+            .filter(|e| update_type == 1 || !unchanged(e));
+        if let Some(e) = restricted {
+            let why = if update_type == 1 {
+                format!("User Template includes a restricted attribute {}", e.name)
+            } else {
+                format!("Tried to change restricted attribute: {}", e.name)
+            };
+            return Err(fail(
+                method,
+                INTERNAL,
+                format!("Cannot update template. {why}"),
+            ));
+        }
+        let Some(vm) = self.vms.get_mut(&id) else {
+            return Err(no_exists(method, "virtual machine", id));
+        };
+        if update_type == 0 {
+            vm.user_template = template;
+        } else {
+            for e in &template {
+                vm.user_template.retain(|m| m.name != e.name);
+            }
+            vm.user_template.extend(template);
+        }
+        vm.user_template.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Value::Int(id))
     }
 
