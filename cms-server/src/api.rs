@@ -24,6 +24,7 @@ use crate::query::{
     instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
 };
 use crate::routes::{percent_encode_segment, Params, RouteId};
+use crate::store::{random_id, Kind};
 
 /// The most bytes a request body may have.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -179,6 +180,34 @@ impl Ctx<'_> {
 
     fn id(&self) -> &str {
         self.params.get(1)
+    }
+
+    /// The instance named by the second path parameter, if the caller launched it:
+    /// another tenant's instance is "not found", exactly as one that does not exist.
+    async fn owned_instance(&self, p: &Provider, op: Operation) -> Result<InstanceId, ApiError> {
+        let tenant = self.tenant()?;
+        let id = self.id();
+        let owner = self
+            .app
+            .store
+            .lookup(&p.name, Kind::Instance, &[id])
+            .await
+            .map_err(store_error)?
+            .pop()
+            .flatten()
+            .and_then(|e| e.tenant);
+        if owner.as_deref() == Some(&*tenant.name) {
+            Ok(InstanceId::new(id))
+        } else {
+            Err(cms_core::Error::new(
+                cms_core::ErrorKind::NotFound,
+                format!("instance `{id}` not found"),
+            )
+            .with_operation(op)
+            .with_resource(format!("instance {id}"))
+            .with_provider(p.name.to_string())
+            .into())
+        }
     }
 
     /// The body as JSON of type `T`, checked for media type and shape.
@@ -420,10 +449,14 @@ pub async fn list_all_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     for (p, r) in join_all(calls).await {
         match r {
-            Ok(Ok(list)) => items.extend(list.into_iter().map(|instance| ProviderInstance {
-                provider: p.name.to_string(),
-                instance,
-            })),
+            Ok(Ok(list)) => {
+                items.extend(keep_owned(cx.app, p, tenant, list).await?.into_iter().map(
+                    |instance| ProviderInstance {
+                        provider: p.name.to_string(),
+                        instance,
+                    },
+                ))
+            }
             Ok(Err(e)) => {
                 let kind = e.kind();
                 errors.push(ProviderError {
@@ -467,7 +500,9 @@ fn timeout_error(provider: &str, limit: Duration) -> ProviderError {
 pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let (filter, page) = instance_query(cx.query, true)?;
-    let page = p.cloud.list_instances(&filter, &page).await?;
+    let mut page = p.cloud.list_instances(&filter, &page).await?;
+    // A page holds the caller's instances only (so it may be shorter than the limit).
+    page.items = keep_owned(cx.app, p, cx.tenant()?, page.items).await?;
     // The hot path: written by hand, byte for byte what serde would write.
     let mut buf = Vec::with_capacity(128 + page.items.len() * 512);
     crate::fastjson::write_instance_page(&mut buf, &page.items, page.next.as_ref());
@@ -526,6 +561,20 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         client_token,
     };
     let vm = p.cloud.create_instance(&spec).await?;
+    // Recorded before the answer names it; a repeated idempotent create finds the
+    // first record.
+    cx.app
+        .store
+        .record_owned(
+            &p.name,
+            Kind::Instance,
+            vm.id.as_str(),
+            &cx.tenant()?.name,
+            &random_id("r-"),
+            0,
+        )
+        .await
+        .map_err(store_error)?;
     let location = format!(
         "/v1/providers/{}/instances/{}",
         percent_encode_segment(&p.name),
@@ -546,7 +595,8 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = p.cloud.get_instance(&InstanceId::new(cx.id())).await?;
+    let id = cx.owned_instance(p, Operation::GetInstance).await?;
+    let vm = p.cloud.get_instance(&id).await?;
     Ok(json_response(StatusCode::OK, &vm, 1024))
 }
 
@@ -559,7 +609,8 @@ pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn delete_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = p.cloud.delete_instance(&InstanceId::new(cx.id())).await?;
+    let id = cx.owned_instance(p, Operation::DeleteInstance).await?;
+    let vm = p.cloud.delete_instance(&id).await?;
     Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
 }
 
@@ -572,7 +623,8 @@ pub async fn delete_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn start_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = p.cloud.start_instance(&InstanceId::new(cx.id())).await?;
+    let id = cx.owned_instance(p, Operation::StartInstance).await?;
+    let vm = p.cloud.start_instance(&id).await?;
     Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
 }
 
@@ -585,7 +637,8 @@ pub async fn start_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn stop_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = p.cloud.stop_instance(&InstanceId::new(cx.id())).await?;
+    let id = cx.owned_instance(p, Operation::StopInstance).await?;
+    let vm = p.cloud.stop_instance(&id).await?;
     Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
 }
 
@@ -598,7 +651,8 @@ pub async fn stop_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn reboot_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = p.cloud.reboot_instance(&InstanceId::new(cx.id())).await?;
+    let id = cx.owned_instance(p, Operation::RebootInstance).await?;
+    let vm = p.cloud.reboot_instance(&id).await?;
     Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
 }
 
@@ -785,4 +839,37 @@ pub async fn delete_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     p.cloud.delete_key_pair(cx.id()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "state store failed");
+    ApiError::server(
+        ServerKind::Internal,
+        "the server could not read or write its state; try again",
+    )
+}
+
+/// Keeps the instances `tenant` launched.
+async fn keep_owned(
+    app: &App,
+    p: &Provider,
+    tenant: &Tenant,
+    items: Vec<Instance>,
+) -> Result<Vec<Instance>, ApiError> {
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let owners = app
+        .store
+        .lookup(&p.name, Kind::Instance, &ids)
+        .await
+        .map_err(store_error)?;
+    Ok(items
+        .into_iter()
+        .zip(owners)
+        .filter(|(_, e)| {
+            e.as_ref()
+                .and_then(|e| e.tenant.as_deref())
+                .is_some_and(|t| *t == *tenant.name)
+        })
+        .map(|(i, _)| i)
+        .collect())
 }

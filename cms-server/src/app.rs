@@ -10,10 +10,11 @@ use cms_core::memory::MemoryCloud;
 use cms_core::{Cloud, ErrorKind};
 use rand::Rng;
 
-use crate::auth::{generate_key, Tenant, Tenants};
+use crate::auth::{generate_access_key, generate_key, Tenant, Tenants};
 use crate::config::{Config, ConfigError, DriverConfig, ProviderConfig, Secret, DEV_TENANT};
 use crate::metrics::HttpMetrics;
 use crate::problem::ApiError;
+use crate::store::Store;
 
 /// One configured provider.
 #[derive(Debug)]
@@ -34,19 +35,69 @@ pub struct App {
     pub(crate) metrics: HttpMetrics,
     pub(crate) aggregate_timeout: Duration,
     pub(crate) openapi: Bytes,
+    pub(crate) store: Store,
     request_prefix: u32,
     request_counter: AtomicU64,
 }
 
-/// Where the development tenant's key came from.
+/// What the process environment says at start: the development tenant's keys and
+/// the store's URL, when set.
+#[derive(Clone, Default)]
+pub struct Env {
+    /// `CMS_DEV_API_KEY`.
+    pub dev_api_key: Option<String>,
+    /// `CMS_DEV_ACCESS_KEY_ID`.
+    pub dev_access_key_id: Option<String>,
+    /// `CMS_DEV_SECRET_ACCESS_KEY`.
+    pub dev_secret_access_key: Option<String>,
+    /// `CMS_STATE`: wins over the configuration's `state`.
+    pub state: Option<String>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("state", &self.state.as_deref().map(crate::store::redact))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    /// Reads the variables from the process environment.
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Env {
+            dev_api_key: var("CMS_DEV_API_KEY"),
+            dev_access_key_id: var("CMS_DEV_ACCESS_KEY_ID"),
+            dev_secret_access_key: var("CMS_DEV_SECRET_ACCESS_KEY"),
+            state: var("CMS_STATE"),
+        }
+    }
+}
+
+/// Where one of the development tenant's secrets came from.
+#[derive(Debug)]
+pub enum Origin {
+    /// From the environment.
+    FromEnv,
+    /// Generated at start: the caller prints it, once.
+    Generated(Secret),
+}
+
+/// The development tenant, when there is one.
 #[derive(Debug)]
 pub enum DevKey {
     /// Tenants are configured: there is no development tenant.
     None,
-    /// From `CMS_DEV_API_KEY`.
-    FromEnv,
-    /// Generated at start: the caller prints it, once.
-    Generated(Secret),
+    /// The development tenant `dev` and where its keys came from.
+    Dev {
+        /// Its API key (`CMS_DEV_API_KEY`).
+        api_key: Origin,
+        /// Its access key id (`CMS_DEV_ACCESS_KEY_ID`, not a secret).
+        access_key_id: String,
+        /// Its secret access key (`CMS_DEV_SECRET_ACCESS_KEY`).
+        secret_access_key: Origin,
+    },
 }
 
 /// Builds the provider's layered handle from its configuration.
@@ -89,13 +140,14 @@ fn provider_error(p: &ProviderConfig, e: cms_core::Error) -> ConfigError {
 }
 
 impl App {
-    /// Builds the state from a checked configuration. `dev_key` is the value of
-    /// `CMS_DEV_API_KEY`, used when no tenants are configured.
-    pub async fn new(
-        config: &Config,
-        dev_key: Option<String>,
-    ) -> Result<(App, DevKey), ConfigError> {
+    /// Builds the state from a checked configuration and what the environment says
+    /// (see [`Env`]); opens and migrates the store.
+    pub async fn new(config: &Config, env: Env) -> Result<(App, DevKey), ConfigError> {
         config.validate()?;
+        let state = config.state_url(env.state.clone());
+        let store = Store::open(&state)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
         let mut providers = Vec::new();
         for p in config.effective_providers().iter() {
             providers.push(Provider {
@@ -111,22 +163,41 @@ impl App {
             .collect::<HashMap<_, _>>();
         let mut tenants = Tenants::default();
         let dev = if config.tenants.is_empty() {
-            let (key, dev) = match dev_key.filter(|k| !k.is_empty()) {
-                Some(k) => (Secret::new(k), DevKey::FromEnv),
+            let (key, api_key) = match env.dev_api_key {
+                Some(k) => (Secret::new(k), Origin::FromEnv),
                 None => {
                     let k = generate_key();
-                    (k.clone(), DevKey::Generated(k))
+                    (k.clone(), Origin::Generated(k))
                 }
             };
+            let (access_key_id, secret, secret_access_key) =
+                match (env.dev_access_key_id, env.dev_secret_access_key) {
+                    (Some(id), Some(s)) => (id, Secret::new(s), Origin::FromEnv),
+                    (None, None) => {
+                        let (id, s) = generate_access_key();
+                        (id, s.clone(), Origin::Generated(s))
+                    }
+                    _ => return Err(config_error(
+                        "set both CMS_DEV_ACCESS_KEY_ID and CMS_DEV_SECRET_ACCESS_KEY, or neither"
+                            .to_owned(),
+                    )),
+                };
             let tenant = Tenant {
                 name: DEV_TENANT.into(),
                 allowed: vec![true; providers.len()],
             };
-            tenants.add(&key, tenant).map_err(config_error)?;
-            dev
+            tenants
+                .add_with(Some(&key), Some((access_key_id.clone(), secret)), tenant)
+                .map_err(config_error)?;
+            DevKey::Dev {
+                api_key,
+                access_key_id,
+                secret_access_key,
+            }
         } else {
             for t in &config.tenants {
                 let key = t.resolve_key()?;
+                let access = t.resolve_access_key()?;
                 let all = t.providers.iter().any(|p| p == "*");
                 let allowed = providers
                     .iter()
@@ -136,7 +207,9 @@ impl App {
                     name: t.name.as_str().into(),
                     allowed,
                 };
-                tenants.add(&key, tenant).map_err(config_error)?;
+                tenants
+                    .add_with(key.as_ref(), access, tenant)
+                    .map_err(config_error)?;
             }
             DevKey::None
         };
@@ -148,10 +221,21 @@ impl App {
             metrics: HttpMetrics::new(),
             aggregate_timeout: Duration::from_millis(config.aggregate_timeout_ms),
             openapi,
+            store,
             request_prefix: rand::thread_rng().gen(),
             request_counter: AtomicU64::new(0),
         };
         Ok((app, dev))
+    }
+
+    /// The server's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tenants.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
     }
 
     /// The providers, in configuration order.
@@ -205,6 +289,7 @@ mod tests {
     async fn tenants_see_their_providers_only() {
         let config = Config::from_toml(
             r#"
+            state = "sqlite::memory:"
             [[providers]]
             name = "a"
             driver = "memory"
@@ -222,7 +307,11 @@ mod tests {
             "#,
         )
         .unwrap();
-        let (app, dev) = App::new(&config, Some("ignored".into())).await.unwrap();
+        let env = Env {
+            dev_api_key: Some("ignored".into()),
+            ..Env::default()
+        };
+        let (app, dev) = App::new(&config, env).await.unwrap();
         assert!(matches!(dev, DevKey::None));
         let all = app.tenants.authenticate(&headers("key-all")).unwrap();
         let only_b = app.tenants.authenticate(&headers("key-b")).unwrap();
@@ -235,17 +324,45 @@ mod tests {
 
     #[tokio::test]
     async fn without_tenants_there_is_a_dev_tenant() {
-        let (app, dev) = App::new(&Config::default(), None).await.unwrap();
-        let DevKey::Generated(key) = dev else {
-            panic!("no generated key")
+        let memory = Env {
+            state: Some("sqlite::memory:".into()),
+            ..Env::default()
         };
+        let (app, dev) = App::new(&Config::default(), memory.clone()).await.unwrap();
+        let DevKey::Dev {
+            api_key: Origin::Generated(key),
+            access_key_id,
+            secret_access_key: Origin::Generated(secret),
+        } = dev
+        else {
+            panic!("no generated keys")
+        };
+        let (s, t) = app.tenants.by_access_key(&access_key_id).unwrap();
+        assert_eq!((s.expose(), &*t.name), (secret.expose(), "dev"));
         assert_eq!(app.providers().len(), 1);
         assert_eq!(&*app.providers()[0].name, "local");
         let t = app.tenants.authenticate(&headers(key.expose())).unwrap();
         assert_eq!(&*t.name, "dev");
-        let (_, dev) = App::new(&Config::default(), Some("from-env".into()))
-            .await
-            .unwrap();
-        assert!(matches!(dev, DevKey::FromEnv));
+        let env = Env {
+            dev_api_key: Some("from-env".into()),
+            dev_access_key_id: Some("AKIDEXAMPLE00000".into()),
+            dev_secret_access_key: Some("a-secret-from-the-environment".into()),
+            ..memory.clone()
+        };
+        let (app, dev) = App::new(&Config::default(), env).await.unwrap();
+        assert!(matches!(
+            dev,
+            DevKey::Dev {
+                api_key: Origin::FromEnv,
+                secret_access_key: Origin::FromEnv,
+                ..
+            }
+        ));
+        assert!(app.tenants.by_access_key("AKIDEXAMPLE00000").is_some());
+        let half = Env {
+            dev_access_key_id: Some("AKIDEXAMPLE00000".into()),
+            ..memory
+        };
+        assert!(App::new(&Config::default(), half).await.is_err());
     }
 }

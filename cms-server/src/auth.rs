@@ -38,26 +38,59 @@ fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The tenants, found by API key.
+/// The tenants, found by API key (native API) or access key id (EC2 API).
 #[derive(Debug, Default)]
 pub struct Tenants {
     by_digest: HashMap<KeyDigest, usize>,
+    by_access_key: HashMap<String, (Secret, usize)>,
     tenants: Vec<(KeyDigest, Tenant)>,
 }
 
 impl Tenants {
-    /// Adds a tenant; fails when another tenant has the same key.
+    /// Adds a tenant with an API key; fails when another tenant has the same key.
     pub fn add(&mut self, key: &Secret, tenant: Tenant) -> Result<(), String> {
-        let d = digest(key.expose());
+        self.add_with(Some(key), None, tenant)
+    }
+
+    /// Adds a tenant with its API key and its EC2 access key pair (either may be
+    /// absent); fails when another tenant has the same key or access key id.
+    pub fn add_with(
+        &mut self,
+        key: Option<&Secret>,
+        access: Option<(String, Secret)>,
+        tenant: Tenant,
+    ) -> Result<(), String> {
+        // A tenant with no API key gets a digest nobody can present.
+        let d = match key {
+            Some(k) => digest(k.expose()),
+            None => digest(&format!("\0no-api-key\0{}", self.tenants.len())),
+        };
         if let Some(&i) = self.by_digest.get(&d) {
             return Err(format!(
                 "tenants `{}` and `{}` have the same API key",
                 self.tenants[i].1.name, tenant.name
             ));
         }
-        self.by_digest.insert(d, self.tenants.len());
+        if let Some((id, secret)) = access {
+            if let Some((_, i)) = self.by_access_key.get(&id) {
+                return Err(format!(
+                    "tenants `{}` and `{}` have the same access key id",
+                    self.tenants[*i].1.name, tenant.name
+                ));
+            }
+            self.by_access_key.insert(id, (secret, self.tenants.len()));
+        }
+        if key.is_some() {
+            self.by_digest.insert(d, self.tenants.len());
+        }
         self.tenants.push((d, tenant));
         Ok(())
+    }
+
+    /// The secret access key and tenant of an access key id.
+    pub fn by_access_key(&self, access_key_id: &str) -> Option<(&Secret, &Tenant)> {
+        let (secret, i) = self.by_access_key.get(access_key_id)?;
+        Some((secret, &self.tenants[*i].1))
     }
 
     /// The tenants.
@@ -97,6 +130,22 @@ pub fn generate_key() -> Secret {
         .map(char::from)
         .collect();
     Secret::new(format!("cms-dev-{s}"))
+}
+
+/// A fresh random EC2 access key pair: an access key id (`AKCMS` and 15 upper-case
+/// alphanumerics, 20 in all, as AWS's) and a 40-character secret.
+pub fn generate_access_key() -> (String, Secret) {
+    let mut rng = rand::thread_rng();
+    let id: String = (0..15)
+        .map(|_| {
+            let c = rng.sample(Alphanumeric);
+            char::from(c).to_ascii_uppercase()
+        })
+        .collect();
+    let secret: String = (0..40)
+        .map(|_| char::from(rng.sample(Alphanumeric)))
+        .collect();
+    (format!("AKCMS{id}"), Secret::new(secret))
 }
 
 /// The client token of an `Idempotency-Key`: a hash of the tenant and the key, so that

@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"        # optional; --listen / CMS_LISTEN win
 //! aggregate_timeout_ms = 10000     # per provider, for GET /v1/instances
+//! state = "sqlite://cms.db"        # the server's SQL store; CMS_STATE wins
 //!
 //! [[providers]]
 //! name = "local"
@@ -21,11 +22,14 @@
 //!
 //! [[tenants]]
 //! name = "team-a"
-//! api_key_env = "TEAM_A_KEY"       # or api_key = "…" (exactly one of them)
+//! api_key_env = "TEAM_A_KEY"       # or api_key = "…" (at most one of them)
+//! access_key_id = "AKIATEAMA0000001" # for the EC2 frontend (SigV4)
+//! secret_access_key_env = "TEAM_A_SECRET" # or secret_access_key = "…"
 //! providers = ["*"]                # or a list of provider names
 //! ```
 //!
-//! Unknown keys are errors naming the key and its line. Secrets never appear in
+//! A tenant needs an API key (native API), an access key pair (EC2 frontend), or
+//! both. Unknown keys are errors naming the key and its line. Secrets never appear in
 //! `Debug` output.
 
 use std::collections::HashSet;
@@ -44,6 +48,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PROVIDER: &str = "local";
 /// The name of the development tenant used when the configuration names none.
 pub const DEV_TENANT: &str = "dev";
+/// The store used when the configuration names none: a SQLite file in the working
+/// directory.
+pub const DEFAULT_STATE: &str = "sqlite://cms.db";
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +62,10 @@ pub struct Config {
     /// How long `GET /v1/instances` waits for each provider (default 10000).
     #[serde(default = "default_aggregate_timeout_ms")]
     pub aggregate_timeout_ms: u64,
+    /// The SQL store (`sqlite://path`, `postgres://…`); default [`DEFAULT_STATE`];
+    /// `CMS_STATE` wins.
+    #[serde(default)]
+    pub state: Option<String>,
     /// Named providers; one `local` memory provider when empty.
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
@@ -69,6 +80,7 @@ impl Default for Config {
         Config {
             listen: None,
             aggregate_timeout_ms: default_aggregate_timeout_ms(),
+            state: None,
             providers: Vec::new(),
             tenants: Vec::new(),
         }
@@ -257,6 +269,15 @@ pub struct TenantConfig {
     /// The name of an environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The access key id EC2 clients sign with (not a secret).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// The secret access key (prefer `secret_access_key_env`).
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// The name of an environment variable holding the secret access key.
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
     /// Provider names it may use; `["*"]` for all.
     pub providers: Vec<String>,
 }
@@ -371,6 +392,7 @@ impl Config {
             names
         };
         let mut tenant_names = HashSet::new();
+        let mut access_keys = std::collections::HashMap::new();
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}] (`{}`)", t.name);
             if !valid_name(&t.name) {
@@ -390,11 +412,6 @@ impl Config {
                         "{at}: set exactly one of `api_key` and `api_key_env`, not both"
                     )))
                 }
-                (None, None) => {
-                    return Err(ConfigError::new(format!(
-                        "{at}: set one of `api_key` or `api_key_env`"
-                    )))
-                }
                 (Some(k), None) if k.expose().is_empty() => {
                     return Err(ConfigError::new(format!("{at}: `api_key` is empty")))
                 }
@@ -402,6 +419,55 @@ impl Config {
                     return Err(ConfigError::new(format!("{at}: `api_key_env` is empty")))
                 }
                 _ => {}
+            }
+            match (
+                &t.access_key_id,
+                &t.secret_access_key,
+                &t.secret_access_key_env,
+            ) {
+                (None, None, None) => {}
+                (Some(_), Some(_), Some(_)) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: set exactly one of `secret_access_key` and `secret_access_key_env`, not both"
+                    )))
+                }
+                (Some(id), s, e) if s.is_some() || e.is_some() => {
+                    if !valid_access_key_id(id) {
+                        return Err(ConfigError::new(format!(
+                            "{at}: `access_key_id` must be 16 to 128 characters of A-Z and 0-9"
+                        )));
+                    }
+                    if s.as_ref().is_some_and(|s| s.expose().len() < 16) {
+                        return Err(ConfigError::new(format!(
+                            "{at}: `secret_access_key` must be at least 16 characters"
+                        )));
+                    }
+                    if e.as_ref().is_some_and(|e| e.is_empty()) {
+                        return Err(ConfigError::new(format!(
+                            "{at}: `secret_access_key_env` is empty"
+                        )));
+                    }
+                    if let Some(other) = access_keys.insert(id.as_str(), t.name.as_str()) {
+                        return Err(ConfigError::new(format!(
+                            "{at}: `access_key_id` is also tenant `{other}`'s"
+                        )));
+                    }
+                }
+                (Some(_), _, _) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: `access_key_id` needs `secret_access_key_env` (or `secret_access_key`)"
+                    )))
+                }
+                (None, _, _) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: a secret access key needs its `access_key_id`"
+                    )))
+                }
+            }
+            if t.api_key.is_none() && t.api_key_env.is_none() && t.access_key_id.is_none() {
+                return Err(ConfigError::new(format!(
+                    "{at}: set one of `api_key` or `api_key_env` (native API), or `access_key_id` with `secret_access_key_env` (EC2 API), or both"
+                )));
             }
             if t.providers.is_empty() {
                 return Err(ConfigError::new(format!(
@@ -419,29 +485,82 @@ impl Config {
                 }
             }
         }
+        if let Some(state) = &self.state {
+            if !(state.starts_with("sqlite:")
+                || state.starts_with("postgres://")
+                || state.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::new(
+                    "`state` must be a `sqlite://path` or `postgres://…` URL",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The store's URL: `CMS_STATE` (given as `env`), else `state`, else
+    /// [`DEFAULT_STATE`].
+    pub fn state_url(&self, env: Option<String>) -> String {
+        env.filter(|s| !s.is_empty())
+            .or_else(|| self.state.clone())
+            .unwrap_or_else(|| DEFAULT_STATE.to_owned())
+    }
+}
+
+fn from_env(tenant: &str, var: &str, key: &str) -> Result<Secret, ConfigError> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(_) => Err(ConfigError::new(format!(
+            "tenant `{tenant}`: environment variable `{var}` ({key}) is empty"
+        ))),
+        Err(_) => Err(ConfigError::new(format!(
+            "tenant `{tenant}`: environment variable `{var}` ({key}) is not set"
+        ))),
     }
 }
 
 impl TenantConfig {
-    /// The tenant's key: `api_key`, or the value of the `api_key_env` variable.
-    pub fn resolve_key(&self) -> Result<Secret, ConfigError> {
+    /// The tenant's API key: `api_key`, or the value of the `api_key_env` variable;
+    /// `None` when it has neither (an EC2-only tenant).
+    pub fn resolve_key(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(k) = &self.api_key {
-            return Ok(k.clone());
+            return Ok(Some(k.clone()));
         }
-        let var = self.api_key_env.as_deref().unwrap_or_default();
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret(v)),
-            Ok(_) => Err(ConfigError::new(format!(
-                "tenant `{}`: environment variable `{var}` (api_key_env) is empty",
-                self.name
-            ))),
-            Err(_) => Err(ConfigError::new(format!(
-                "tenant `{}`: environment variable `{var}` (api_key_env) is not set",
-                self.name
-            ))),
+        match self.api_key_env.as_deref() {
+            Some(var) => from_env(&self.name, var, "api_key_env").map(Some),
+            None => Ok(None),
         }
     }
+
+    /// The tenant's access key id and secret access key, when it has them.
+    pub fn resolve_access_key(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        let Some(id) = &self.access_key_id else {
+            return Ok(None);
+        };
+        let secret = match (&self.secret_access_key, &self.secret_access_key_env) {
+            (Some(s), _) => s.clone(),
+            (None, Some(var)) => from_env(&self.name, var, "secret_access_key_env")?,
+            (None, None) => {
+                return Err(ConfigError::new(format!(
+                    "tenant `{}`: `access_key_id` needs `secret_access_key_env`",
+                    self.name
+                )))
+            }
+        };
+        if secret.expose().len() < 16 {
+            return Err(ConfigError::new(format!(
+                "tenant `{}`: the secret access key must be at least 16 characters",
+                self.name
+            )));
+        }
+        Ok(Some((id.clone(), secret)))
+    }
+}
+
+fn valid_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// The keys every `[[providers]]` table takes besides its driver's own.

@@ -10,10 +10,11 @@
 //! ```
 //! use std::io::{Read, Write};
 //! use std::sync::Arc;
-//! use cms_server::{app::App, config::Config, server};
+//! use cms_server::{app::{App, Env}, config::Config, server};
 //!
 //! # #[tokio::main] async fn main() {
 //! let config = Config::from_toml(r#"
+//!     state = "sqlite::memory:"
 //!     [[providers]]
 //!     name = "local"
 //!     driver = "memory"
@@ -22,7 +23,7 @@
 //!     api_key = "a-long-random-key"
 //!     providers = ["*"]
 //! "#).unwrap();
-//! let (app, _) = App::new(&config, None).await.unwrap();
+//! let (app, _) = App::new(&config, Env::default()).await.unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let addr = listener.local_addr().unwrap();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -51,6 +52,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod ec2;
 pub mod fastjson;
 pub mod metrics;
 pub mod openapi;
@@ -58,3 +60,4 @@ pub mod problem;
 pub mod query;
 pub mod routes;
 pub mod server;
+pub mod store;

@@ -19,7 +19,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::api::{self, Ctx, MAX_BODY_BYTES};
-use crate::app::{App, DevKey};
+use crate::app::{App, DevKey, Env, Origin};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::problem::{ApiError, ServerKind, PROBLEM_JSON};
 use crate::routes::{self, Match};
@@ -144,6 +144,19 @@ where
         Some(id) => id.to_owned(),
         None => app.next_request_id(),
     };
+    if crate::ec2::is_ec2_path(path) {
+        return handle_ec2(
+            app,
+            method,
+            path,
+            query,
+            headers,
+            body.as_mut(),
+            request_id,
+            started,
+        )
+        .await;
+    }
     let mut tenant: Option<&str> = None;
     let (template, result) = match routes::find(&method, path) {
         Match::Found(route, template, params) => {
@@ -225,6 +238,79 @@ where
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         tenant = tenant.unwrap_or("-"),
         problem = problem.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
+}
+
+/// Serves a request to the EC2 frontend, with the same body limits, metrics and access
+/// log as the native API.
+#[allow(clippy::too_many_arguments)]
+async fn handle_ec2<S, B>(
+    app: &App,
+    method: Method,
+    path: &str,
+    query: &str,
+    headers: HeaderMap,
+    body: std::pin::Pin<&mut S>,
+    request_id: String,
+    started: Instant,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let mut body = body;
+    let outcome = match read_body(&headers, body.as_mut()).await {
+        Ok(bytes) => {
+            crate::ec2::handle(app, &method, path, query, &headers, bytes, &request_id).await
+        }
+        Err(e) => {
+            if declares_body(&headers) {
+                drain(body.as_mut()).await;
+            }
+            let err = crate::ec2::error::Ec2Error::new(
+                if e.status().as_u16() == 413 {
+                    "RequestEntityTooLarge"
+                } else {
+                    "InvalidRequest"
+                },
+                e.status().as_u16(),
+                e.detail().to_owned(),
+            );
+            let mut r = Response::new(err.to_xml(&request_id).into());
+            *r.status_mut() = e.status();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/xml;charset=UTF-8"),
+            );
+            crate::ec2::Outcome {
+                response: r,
+                tenant: None,
+                action: None,
+                error: Some(err.code),
+            }
+        }
+    };
+    let mut response = outcome.response;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v.clone());
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    app.metrics
+        .record(routes::ec2_template(), &method, status, elapsed);
+    tracing::info!(
+        target: "cms_server::access",
+        request_id = %request_id,
+        method = %method,
+        route = crate::ec2::PREFIX,
+        action = outcome.action.unwrap_or("-"),
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        tenant = outcome.tenant.as_deref().unwrap_or("-"),
+        problem = outcome.error.as_deref().unwrap_or("-"),
         "request"
     );
     response
@@ -460,8 +546,7 @@ pub fn main() -> ExitCode {
 
 /// Builds the state, binds, and serves until a signal; see [`main`].
 pub async fn run(args: Args, config: Config) -> ExitCode {
-    let dev_key = std::env::var("CMS_DEV_API_KEY").ok();
-    let (app, dev) = match App::new(&config, dev_key).await {
+    let (app, dev) = match App::new(&config, Env::from_process()).await {
         Ok(x) => x,
         Err(e) => return fail(2, e),
     };
@@ -485,18 +570,36 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        match &dev {
-            // The one place a secret is ever printed.
-            DevKey::Generated(k) => {
-                let _ = writeln!(out, "development API key: {}", k.expose());
+        // The one place secrets are ever printed: keys generated for this run.
+        if let DevKey::Dev {
+            api_key,
+            access_key_id,
+            secret_access_key,
+        } = &dev
+        {
+            match api_key {
+                Origin::Generated(k) => {
+                    let _ = writeln!(out, "development API key: {}", k.expose());
+                }
+                Origin::FromEnv => {
+                    let _ = writeln!(
+                        out,
+                        "development tenant `dev` uses the API key from CMS_DEV_API_KEY"
+                    );
+                }
             }
-            DevKey::FromEnv => {
-                let _ = writeln!(
-                    out,
-                    "development tenant `dev` uses the API key from CMS_DEV_API_KEY"
-                );
+            let _ = writeln!(out, "development access key id: {access_key_id}");
+            match secret_access_key {
+                Origin::Generated(k) => {
+                    let _ = writeln!(out, "development secret access key: {}", k.expose());
+                }
+                Origin::FromEnv => {
+                    let _ = writeln!(
+                        out,
+                        "development secret access key: from CMS_DEV_SECRET_ACCESS_KEY"
+                    );
+                }
             }
-            DevKey::None => {}
         }
         let _ = writeln!(out, "listening on http://{addr}");
         let _ = out.flush();

@@ -68,6 +68,35 @@ pub struct Options {
     pub env_remove: Vec<String>,
     /// The bearer key requests carry by default.
     pub key: Option<String>,
+    /// The store's URL (`CMS_STATE`); none: a fresh SQLite file, removed on drop.
+    pub state: Option<String>,
+}
+
+/// A temporary directory, removed (with what is in it) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "cms-test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// A SQLite URL for a file in this directory.
+    pub fn sqlite(&self, file: &str) -> String {
+        format!("sqlite://{}", self.0.join(file).display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running `cms-server`, killed on drop.
@@ -79,6 +108,7 @@ pub struct Server {
     pub stderr: Output,
     pub client: reqwest::Client,
     _config: Option<TempFile>,
+    _state: Option<TempDir>,
 }
 
 /// A config for most tests: a fast memory provider `local`, providers that fail on
@@ -140,6 +170,14 @@ impl Server {
     /// Starts the server with `opts` and waits for its `listening on` line.
     pub fn start(opts: Options) -> Server {
         let config = opts.config.as_deref().map(TempFile::new);
+        let (state_dir, state) = match &opts.state {
+            Some(url) => (None, url.clone()),
+            None => {
+                let dir = TempDir::new("state");
+                let url = dir.sqlite("cms.db");
+                (Some(dir), url)
+            }
+        };
         let mut cmd = Command::new(binary());
         cmd.args(["--listen", "127.0.0.1:0"]);
         if let Some(c) = &config {
@@ -148,7 +186,10 @@ impl Server {
         cmd.env_remove("CMS_LISTEN")
             .env_remove("CMS_CONFIG")
             .env_remove("CMS_DEV_API_KEY")
+            .env_remove("CMS_DEV_ACCESS_KEY_ID")
+            .env_remove("CMS_DEV_SECRET_ACCESS_KEY")
             .env_remove("CMS_LOG_FORMAT")
+            .env("CMS_STATE", &state)
             .env("RUST_LOG", "info");
         for k in &opts.env_remove {
             cmd.env_remove(k);
@@ -213,6 +254,7 @@ impl Server {
             stderr,
             client: reqwest::Client::new(),
             _config: config,
+            _state: state_dir,
         }
     }
 
@@ -255,6 +297,14 @@ impl Server {
         self.req(reqwest::Method::DELETE, path)
     }
 
+    /// Kills the process with SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -292,6 +342,7 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
         .env_remove("CMS_LISTEN")
         .env_remove("CMS_CONFIG")
         .env_remove("CMS_DEV_API_KEY")
+        .env("CMS_STATE", "sqlite::memory:")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -1,0 +1,293 @@
+//! The EC2-compatible frontend: the AWS Query protocol under `/ec2`, so that boto3,
+//! the AWS CLI and aws-sdk-rust drive any cms provider unchanged.
+//!
+//! - Requests are `GET` or form-encoded `POST` with `Action` and `Version`, signed
+//!   with SigV4 ([`sigv4`]) by a tenant's access key pair; the signature's region
+//!   names the provider (`aws ec2 describe-instances --region local`).
+//! - Backend ids are mapped to EC2-shaped ids (`i-…`, `ami-…`, `subnet-…`, `vpc-…`)
+//!   through the [store](crate::store), which also records which tenant launched
+//!   which instance: a tenant sees only its own, and another's id answers exactly
+//!   as an id that does not exist.
+//! - Answers are XML in the `2016-11-15` namespace, shaped as in the botocore
+//!   service model; errors are `<Response><Errors><Error>…` documents.
+//!
+//! The actions are listed in [`Action`].
+
+mod actions;
+pub mod error;
+pub mod params;
+pub mod sigv4;
+pub mod xml;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+
+use crate::app::{App, Provider};
+use crate::auth::Tenant;
+use error::Ec2Error;
+use params::{Params, View};
+
+/// The path the frontend is served under.
+pub const PREFIX: &str = "/ec2";
+
+/// Whether a request path is the frontend's.
+pub fn is_ec2_path(path: &str) -> bool {
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+macro_rules! actions {
+    ($($name:ident),* $(,)?) => {
+        /// The actions served.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Action { $($name),* }
+
+        impl Action {
+            /// Every action.
+            pub const ALL: &'static [Action] = &[$(Action::$name),*];
+
+            /// The action's name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Action::$name => stringify!($name)),* }
+            }
+
+            /// The action named `s`.
+            pub fn from_name(s: &str) -> Option<Action> {
+                match s { $(stringify!($name) => Some(Action::$name),)* _ => None }
+            }
+        }
+    };
+}
+
+actions!(
+    RunInstances,
+    DescribeInstances,
+    DescribeInstanceStatus,
+    StartInstances,
+    StopInstances,
+    RebootInstances,
+    TerminateInstances,
+    DescribeImages,
+    DescribeInstanceTypes,
+    DescribeRegions,
+    DescribeAvailabilityZones,
+    DescribeVpcs,
+    DescribeSubnets,
+    CreateTags,
+    DeleteTags,
+    DescribeTags,
+    CreateKeyPair,
+    ImportKeyPair,
+    DescribeKeyPairs,
+    DeleteKeyPair,
+    DescribeAccountAttributes,
+);
+
+/// What the server logs of an EC2 request.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The answer.
+    pub response: Response,
+    /// The tenant, once authenticated.
+    pub tenant: Option<Arc<str>>,
+    /// The action, when known.
+    pub action: Option<&'static str>,
+    /// The error code, when the answer is an error.
+    pub error: Option<Cow<'static, str>>,
+}
+
+/// One authenticated call: who, where, what.
+pub(crate) struct Call<'a> {
+    pub app: &'a App,
+    pub tenant: &'a Tenant,
+    pub provider: &'a Provider,
+    pub p: View<'a>,
+    pub request_id: &'a str,
+    pub host: &'a str,
+}
+
+fn xml_response(status: u16, body: String) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    r
+}
+
+/// Serves one request to the frontend. `body` has been read whole.
+pub async fn handle(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    request_id: &str,
+) -> Outcome {
+    let mut out = Outcome {
+        response: Response::default(),
+        tenant: None,
+        action: None,
+        error: None,
+    };
+    let result = serve(
+        app, method, path, query, headers, &body, request_id, &mut out,
+    )
+    .await;
+    match result {
+        Ok(xml) => out.response = xml_response(200, xml),
+        Err(e) => {
+            let mut r = xml_response(e.status, e.to_xml(request_id));
+            if e.status == 503 {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            out.response = r;
+            out.error = Some(e.code);
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+    out: &mut Outcome,
+) -> error::Result<String> {
+    if *method != Method::GET && *method != Method::POST {
+        return Err(Ec2Error::new(
+            "InvalidHttpMethod",
+            405,
+            format!("the EC2 API takes GET and POST, not {method}"),
+        ));
+    }
+    if path != PREFIX && path != "/ec2/" {
+        return Err(Ec2Error::new(
+            "InvalidAction",
+            400,
+            format!("no EC2 API at `{path}`; send requests to `{PREFIX}/`"),
+        ));
+    }
+    let mut params = Params::default();
+    params.add_form(query)?;
+    if !body.is_empty() {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';').next().is_some_and(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            });
+        if !form {
+            return Err(Ec2Error::invalid_value(
+                "a POST body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Ec2Error::invalid_value("the request body is not UTF-8 text"))?;
+        params.add_form(text)?;
+    }
+
+    // Authentication comes first: nothing about the request is looked at, let alone
+    // done, for a caller who is not known.
+    let verified = sigv4::verify(
+        &sigv4::Request {
+            method: method.as_str(),
+            path,
+            query,
+            headers,
+            body,
+        },
+        chrono::Utc::now(),
+        |id| {
+            app.tenants()
+                .by_access_key(id)
+                .map(|(s, _)| s.expose().to_owned())
+        },
+    )
+    .map_err(|e| Ec2Error::new(e.code(), e.status(), e.message()))?;
+    let Some((_, tenant)) = app.tenants().by_access_key(&verified.access_key_id) else {
+        return Err(Ec2Error::new(
+            "AuthFailure",
+            401,
+            "AWS was not able to validate the provided access credentials",
+        ));
+    };
+    out.tenant = Some(tenant.name.clone());
+    let provider = match app.provider_for(tenant, &verified.region) {
+        Ok(p) => p,
+        Err(_) => {
+            let mut names: Vec<&str> = app
+                .providers()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| tenant.may_use(*i))
+                .map(|(_, p)| &*p.name)
+                .collect();
+            names.sort_unstable();
+            return Err(Ec2Error::new(
+                "AuthFailure",
+                401,
+                format!(
+                    "Credential should be scoped to a valid region, not '{}'. This account's regions (cms providers) are: {}",
+                    verified.region,
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+
+    let p = params.view();
+    let name = p.required("Action").map_err(|_| {
+        Ec2Error::new(
+            "MissingAction",
+            400,
+            "The request must contain the parameter Action",
+        )
+    })?;
+    let Some(action) = Action::from_name(name) else {
+        return Err(Ec2Error::new(
+            "InvalidAction",
+            400,
+            format!("The action {name} is not valid for this web service."),
+        ));
+    };
+    out.action = Some(action.as_str());
+    p.required("Version")?;
+    if p.bool("DryRun")? == Some(true) {
+        return Err(Ec2Error::new(
+            "DryRunOperation",
+            412,
+            "Request would have succeeded, but DryRun flag is set.",
+        ));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let call = Call {
+        app,
+        tenant,
+        provider,
+        p,
+        request_id,
+        host,
+    };
+    actions::run(action, &call).await
+}

@@ -1,0 +1,235 @@
+//! The EC2 frontend driven by real EC2 clients no one here wrote: boto3 and the AWS
+//! CLI (v1), from the pinned Python environment of `scripts/python-env`.
+//!
+//! Each test starts the real `cms-server` with two memory providers (`local`, and
+//! `other` that only alice may use) and two tenants with SigV4 keys, then runs one
+//! suite in `tests/ec2_clients/` against `http://127.0.0.1:PORT/ec2`:
+//!
+//! - `boto3_suite.py`: the life cycle with boto3's own waiters and paginators, every
+//!   filter, tags, key pairs, idempotent launches, the catalogue actions, every way
+//!   authentication fails (and that nothing is done when it does), malformed requests
+//!   and tenant isolation;
+//! - `cli_suite.py`: `aws ec2 …` with `--endpoint-url`/`--region`, JSON, text and table
+//!   output, `aws ec2 wait`, auto-pagination and the errors the CLI prints.
+//!
+//! A suite's output is printed when it fails. The suites read the endpoint and keys
+//! from `CMS_EC2_*`, `CMS_ALICE_*` and `CMS_BOB_*`; every other `AWS_*` variable is
+//! removed so that nothing configured on the machine leaks in. The suite runs in its
+//! own process group, killed whole if it outlives its time limit.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ALICE_ID: &str = "AKIACMSCLIENTSALICE01";
+const ALICE_SECRET: &str = "alice-clients-secret-0123456789abcdefgh";
+const BOB_ID: &str = "AKIACMSCLIENTSBOB0001";
+const BOB_SECRET: &str = "bob-clients-secret-0123456789abcdefghijk";
+
+/// Two memory providers with short delays (long enough that a client sees `pending`
+/// and `stopping` before `running` and `stopped`); alice may use both, bob `local`.
+const CONFIG: &str = r#"
+[[providers]]
+name = "local"
+driver = "memory"
+boot_delay_ms = 300
+stop_delay_ms = 300
+start_delay_ms = 300
+reboot_delay_ms = 300
+terminate_delay_ms = 300
+
+[[providers]]
+name = "other"
+driver = "memory"
+boot_delay_ms = 300
+stop_delay_ms = 300
+start_delay_ms = 300
+reboot_delay_ms = 300
+terminate_delay_ms = 300
+
+[[tenants]]
+name = "alice"
+access_key_id = "AKIACMSCLIENTSALICE01"
+secret_access_key_env = "CMS_TEST_CLIENTS_ALICE_SECRET"
+providers = ["local", "other"]
+
+[[tenants]]
+name = "bob"
+access_key_id = "AKIACMSCLIENTSBOB0001"
+secret_access_key_env = "CMS_TEST_CLIENTS_BOB_SECRET"
+providers = ["local"]
+"#;
+
+/// How long a suite may run before it is killed.
+const SUITE_LIMIT: Duration = Duration::from_secs(120);
+
+fn start_server() -> Server {
+    Server::start(Options {
+        config: Some(CONFIG.to_owned()),
+        env: vec![
+            ("CMS_TEST_CLIENTS_ALICE_SECRET".into(), ALICE_SECRET.into()),
+            ("CMS_TEST_CLIENTS_BOB_SECRET".into(), BOB_SECRET.into()),
+        ],
+        ..Options::default()
+    })
+}
+
+/// The workspace's Python, after `scripts/python-env` made sure the pinned boto3 and
+/// AWS CLI are installed (once per test process; cheap when they already are).
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
+        let out = Command::new("bash")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "{script} failed ({}); see its output above",
+            out.status
+        );
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
+    })
+}
+
+/// What a suite did.
+struct Run {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// Runs `tests/ec2_clients/{suite}` against `s`, in a process group of its own that
+/// is killed if the suite is still running after [`SUITE_LIMIT`].
+fn run_suite(s: &Server, suite: &str) -> Run {
+    let path = format!("{}/tests/ec2_clients/{suite}", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new(python());
+    cmd.arg(&path).arg("-v");
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("AWS_")) {
+            cmd.env_remove(&k);
+        }
+    }
+    let nowhere = std::env::temp_dir().join(format!("cms-no-aws-config-{}", std::process::id()));
+    cmd.env("AWS_CONFIG_FILE", nowhere.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", nowhere.join("credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("CMS_EC2_ENDPOINT", format!("{}/ec2", s.base))
+        .env("CMS_EC2_REGION", "local")
+        .env("CMS_EC2_OTHER_REGION", "other")
+        .env("CMS_ALICE_ID", ALICE_ID)
+        .env("CMS_ALICE_SECRET", ALICE_SECRET)
+        .env("CMS_BOB_ID", BOB_ID)
+        .env("CMS_BOB_SECRET", BOB_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {suite}: {e}"));
+    let pgid = child.id();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    // The suite is waited for without being reaped, so that its process group id
+    // cannot be reused before the group is killed below.
+    let mut timed_out = false;
+    while !has_exited(pgid) {
+        if started.elapsed() > SUITE_LIMIT {
+            timed_out = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever the suite left running (an `aws` it started, say) goes with it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+    let status = child.wait().ok().filter(|_| !timed_out);
+    Run {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        took: started.elapsed(),
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Whether process `pid` (a child not yet waited for) has exited: it is a zombie.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn check(s: &Server, suite: &str, run: Run) {
+    eprintln!("{suite}: {:.1} s", run.took.as_secs_f64());
+    let passed = run.status.is_some_and(|s| s.success());
+    assert!(
+        passed,
+        "{suite} {} after {:.1} s\n\
+         ---- suite stdout ----\n{}\n---- suite stderr ----\n{}\n\
+         ---- cms-server stderr (last 60 lines) ----\n{}",
+        match run.status {
+            Some(s) => format!("failed ({s})"),
+            None => format!(
+                "was killed: still running after {} s",
+                SUITE_LIMIT.as_secs()
+            ),
+        },
+        run.took.as_secs_f64(),
+        run.stdout,
+        run.stderr,
+        tail(&s.stderr.text(), 60)
+    );
+}
+
+#[test]
+fn boto3_suite() {
+    let s = start_server();
+    let run = run_suite(&s, "boto3_suite.py");
+    check(&s, "boto3_suite.py", run);
+}
+
+#[test]
+fn aws_cli_suite() {
+    let s = start_server();
+    let run = run_suite(&s, "cli_suite.py");
+    check(&s, "cli_suite.py", run);
+}
