@@ -182,6 +182,31 @@ async fn resolve_ids(
     }
 }
 
+/// The backend ids of the EC2 ids a Describe* request names (`None`: it names none,
+/// so every resource is wanted).
+async fn wanted_ids(
+    c: &Call<'_>,
+    kind: Kind,
+    ids: &[&str],
+    codes: (&'static str, &'static str, &str),
+) -> Result<Option<HashSet<Arc<str>>>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        resolve_ids(c, kind, ids, codes)
+            .await?
+            .into_iter()
+            .collect(),
+    ))
+}
+
+const IMAGE_CODES: (&str, &str, &str) = (
+    "InvalidAMIID.Malformed",
+    "InvalidAMIID.NotFound",
+    "image id",
+);
+
 const INSTANCE_CODES: (&str, &str, &str) = (
     "InvalidInstanceID.Malformed",
     "InvalidInstanceID.NotFound",
@@ -442,16 +467,7 @@ const INSTANCE_FILTERS: &[&str] = &[
 /// `Filter.N`), sorted by EC2 id, with their references.
 async fn select_instances(c: &Call<'_>, fs: &[Filter]) -> Result<Vec<(Instance, Entry, Refs)>> {
     let ids = c.p.list("InstanceId")?;
-    let wanted: Option<HashSet<Arc<str>>> = if ids.is_empty() {
-        None
-    } else {
-        Some(
-            resolve_ids(c, Kind::Instance, &ids, INSTANCE_CODES)
-                .await?
-                .into_iter()
-                .collect(),
-        )
-    };
+    let wanted = wanted_ids(c, Kind::Instance, &ids, INSTANCE_CODES).await?;
     let mut filter = InstanceFilter::default();
     if let Some(w) = &wanted {
         filter.ids = w.iter().map(|id| InstanceId::new(&**id)).collect();
@@ -715,18 +731,9 @@ async fn run_instances(c: &Call<'_>) -> Result<String> {
         )));
     }
     let image_ec2 = p.required("ImageId")?;
-    let image = resolve_ids(
-        c,
-        Kind::Image,
-        &[image_ec2],
-        (
-            "InvalidAMIID.Malformed",
-            "InvalidAMIID.NotFound",
-            "image id",
-        ),
-    )
-    .await?
-    .remove(0);
+    let image = resolve_ids(c, Kind::Image, &[image_ec2], IMAGE_CODES)
+        .await?
+        .remove(0);
     let flavors = c
         .provider
         .cloud
@@ -1111,25 +1118,7 @@ async fn describe_images(c: &Call<'_>) -> Result<String> {
     check_filters(&fs, KNOWN, &["tag:"])?;
     let max = max_results(&c.p, 5..=1000)?;
     let ids = c.p.list("ImageId")?;
-    let wanted: Option<HashSet<Arc<str>>> = if ids.is_empty() {
-        None
-    } else {
-        Some(
-            resolve_ids(
-                c,
-                Kind::Image,
-                &ids,
-                (
-                    "InvalidAMIID.Malformed",
-                    "InvalidAMIID.NotFound",
-                    "image id",
-                ),
-            )
-            .await?
-            .into_iter()
-            .collect(),
-        )
-    };
+    let wanted = wanted_ids(c, Kind::Image, &ids, IMAGE_CODES).await?;
     let owner = account_id(&format!("provider:{}", c.provider.name));
     let owners = c.p.list("Owner")?;
     let owner_ok = owners.is_empty()
@@ -1455,16 +1444,7 @@ async fn describe_networks(c: &Call<'_>, kind: Kind) -> Result<String> {
     check_filters(&fs, KNOWN, &["tag:"])?;
     let max = max_results(&c.p, 5..=1000)?;
     let ids = c.p.list(list_param)?;
-    let wanted: Option<HashSet<Arc<str>>> = if ids.is_empty() {
-        None
-    } else {
-        Some(
-            resolve_ids(c, kind, &ids, codes)
-                .await?
-                .into_iter()
-                .collect(),
-        )
-    };
+    let wanted = wanted_ids(c, kind, &ids, codes).await?;
     let nets = c
         .provider
         .cloud
