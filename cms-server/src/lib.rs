@@ -1,8 +1,10 @@
 //! # cms-server
 //!
-//! The REST facade of cms: a native JSON API (`/v1`) over any cms driver, with
-//! tenants and API keys, RFC 9457 problem answers, an OpenAPI document generated
-//! from the code, Prometheus metrics and structured logs.
+//! The REST facade of cms over any cms driver: a native JSON API (`/v1`) with RFC 9457
+//! problem answers and an OpenAPI document generated from the code; an EC2-compatible
+//! Query API (`/ec2`, SigV4-signed, see [`ec2`]); tenants with API keys and access key
+//! pairs; a SQL [`store`] for what must outlive the process; Prometheus metrics and
+//! structured logs.
 //!
 //! The binary `cms-server` is [`server::main`]; tests and embedders can build the
 //! state and the warp filter themselves:
