@@ -215,11 +215,7 @@ async fn serve(
             body,
         },
         chrono::Utc::now(),
-        |id| {
-            app.tenants()
-                .by_access_key(id)
-                .map(|(s, _)| s.expose().to_owned())
-        },
+        |id| app.tenants().by_access_key(id).map(|(s, _)| s.expose()),
     )
     .map_err(|e| Ec2Error::new(e.code(), e.status(), e.message()))?;
     let Some((_, tenant)) = app.tenants().by_access_key(&verified.access_key_id) else {
