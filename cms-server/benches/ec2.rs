@@ -18,9 +18,8 @@
 //! throughput is answers divided by the time until the last one. Prints a table, the
 //! ratios cms/moto and cms/nginx against the aims, CPU per request and cms's peak RSS.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +36,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod common;
+use common::{peak_rss_kib, start_server, TempDir};
+
 /// The development tenant's EC2 keys (`CMS_DEV_ACCESS_KEY_ID`, `CMS_DEV_SECRET_ACCESS_KEY`).
 const ACCESS_KEY_ID: &str = "AKIACMSBENCH0000EC2";
 const SECRET_ACCESS_KEY: &str = "cms-bench-secret-0123456789abcdef";
@@ -51,71 +53,6 @@ const AIM_MOTO: f64 = 300.0;
 const AIM_NGINX: f64 = 0.25;
 const NGINX: &str = "/usr/sbin/nginx";
 const NGINX_WORKERS: usize = 2;
-
-/// A directory for this run's files, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("cms-bench-ec2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the benchmark's temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_cms(dir: &Path) -> Server {
-    let config = dir.join("cms.toml");
-    std::fs::write(
-        &config,
-        "[[providers]]\nname = \"local\"\ndriver = \"memory\"\nboot_delay_ms = 0\n",
-    )
-    .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cms-server"))
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env(
-            "CMS_STATE",
-            format!("sqlite://{}", dir.join("state.db").display()),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cms-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("cms-server exited before listening")
-            .expect("read stdout");
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
 
 /// nginx as a foreground child with a configuration of its own; stopped on drop.
 struct Nginx {
@@ -555,17 +492,6 @@ async fn measure(
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn per_request(cpu: Option<Duration>, row: &Row) -> String {
     match cpu {
         Some(c) if row.run.requests > 0 => {
@@ -592,7 +518,7 @@ fn main() {
         secs > 0.0 && secs <= MAX_SECONDS,
         "CMS_BENCH_SECONDS must be in (0, {MAX_SECONDS}]: signatures are reused for a whole row"
     );
-    let dir = TempDir::new();
+    let dir = TempDir::new("ec2");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -600,7 +526,13 @@ fn main() {
     let cms_keys = (ACCESS_KEY_ID, SECRET_ACCESS_KEY);
 
     // cms: 100 instances from the memory cloud's first image.
-    let cms = start_cms(&dir.0);
+    let cms = start_server(
+        &dir,
+        &[
+            ("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ],
+    );
     let answer = rt.block_on(async {
         let images = Target::signed(
             cms.addr,

@@ -5,10 +5,7 @@
 //! to back for a while (10 s each by default; `CMS_BENCH_SECONDS` to change) and prints
 //! throughput, p50/p99 latency and the server's peak RSS as a table.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,67 +15,10 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod common;
+use common::{peak_rss_kib, start_server, TempDir};
+
 const KEY: &str = "bench-key-0123456789abcdef0123456789";
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn build_server() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cms-server"))
-}
-
-fn start_server(bin: &PathBuf) -> Server {
-    let dir = std::env::temp_dir().join(format!("cms-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("cms.toml");
-    std::fs::write(
-        &config,
-        "[[providers]]\nname = \"local\"\ndriver = \"memory\"\nboot_delay_ms = 0\n",
-    )
-    .expect("write config");
-    let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("CMS_DEV_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cms-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("cms-server exited before listening")
-            .expect("read stdout");
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.trim().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
 
 async fn seed(addr: SocketAddr, n: usize) {
     let client = reqwest::Client::new();
@@ -197,8 +137,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    let bin = build_server();
-    let server = start_server(&bin);
+    let dir = TempDir::new("native");
+    let server = start_server(&dir, &[("CMS_DEV_API_KEY", KEY)]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

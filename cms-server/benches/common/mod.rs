@@ -1,0 +1,90 @@
+//! What the load benchmarks share: a temporary directory and the release
+//! `cms-server` started on the memory cloud with no delays, its state in that
+//! directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A directory for a run's files, removed at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("cms-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the benchmark's temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `cms-server`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `cms-server` Cargo built for the benchmark: one memory provider `local`
+/// with no delays, its store in `dir`, with `env` (the development tenant's keys).
+pub fn start_server(dir: &TempDir, env: &[(&str, &str)]) -> Server {
+    let config = dir.0.join("cms.toml");
+    std::fs::write(
+        &config,
+        "[[providers]]\nname = \"local\"\ndriver = \"memory\"\nboot_delay_ms = 0\n",
+    )
+    .expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cms-server"));
+    cmd.args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env(
+            "CMS_STATE",
+            format!("sqlite://{}", dir.0.join("state.db").display()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start cms-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("cms-server exited before listening")
+            .expect("read stdout");
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.trim().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// The peak resident set of process `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
