@@ -30,6 +30,7 @@ impl TinyCloud {
             delete: true,
             tags: true,
             update_tags: true,
+            owner: true,
             max_page_size: 50,
             ..Default::default()
         };
@@ -134,6 +135,9 @@ impl Driver for TinyCloud {
         if spec.image_id != Self::image().id {
             return Err(Error::not_found("image", &spec.image_id));
         }
+        if let Some(owner) = &spec.owner {
+            cms::check_owner(owner)?;
+        }
         let mut all = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         let instance = Instance {
             id: InstanceId::new(format!("tiny-{}", all.len() + 1)),
@@ -150,6 +154,7 @@ impl Driver for TinyCloud {
             tags: spec.tags.clone(),
             created_at: Some(chrono::Utc::now()),
             client_token: None,
+            owner: spec.owner.clone(),
         };
         all.push(instance.clone());
         Ok(instance)

@@ -25,6 +25,11 @@ pub struct InstanceCapabilities {
     pub update_tags: bool,
     /// User data is passed to the instance.
     pub user_data: bool,
+    /// Instances keep the owner given at creation ([`InstanceSpec::owner`](crate::InstanceSpec::owner)),
+    /// in the same backend call, and listings filter by it
+    /// ([`InstanceFilter::owner`](crate::InstanceFilter::owner)).
+    #[serde(default)]
+    pub owner: bool,
     /// The largest page the driver returns (0: no pagination, everything at once).
     pub max_page_size: u32,
 }
@@ -117,6 +122,7 @@ impl Capabilities {
                 tags: true,
                 update_tags: true,
                 user_data: true,
+                owner: true,
                 max_page_size: 1000,
             },
             images: ImageCapabilities {

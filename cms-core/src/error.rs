@@ -194,6 +194,11 @@ impl Operation {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The operation whose [`as_str`](Self::as_str) name is `name`.
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.as_str() == name)
+    }
 }
 
 impl fmt::Display for Operation {
@@ -322,6 +327,37 @@ impl Error {
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The same error with every mention of `from` (a backend's name for something)
+    /// in its message, resource and context replaced by `to` (the caller's name for
+    /// it): what a facade does before showing a driver's error to its client.
+    ///
+    /// ```
+    /// use cms_core::Error;
+    /// let e = Error::not_found("instance", "vm-42").renamed("vm-42", "i-0123456789abcdef0");
+    /// assert_eq!(e.message(), "instance `i-0123456789abcdef0` not found");
+    /// assert_eq!(e.resource(), Some("instance i-0123456789abcdef0"));
+    /// ```
+    pub fn renamed(mut self, from: &str, to: &str) -> Self {
+        if from.is_empty() || from == to {
+            return self;
+        }
+        let i = &mut *self.inner;
+        if i.message.contains(from) {
+            i.message = i.message.replace(from, to);
+        }
+        if let Some(r) = &mut i.resource {
+            if r.contains(from) {
+                *r = r.replace(from, to);
+            }
+        }
+        for (_, v) in &mut i.context {
+            if v.contains(from) {
+                *v = v.replace(from, to);
+            }
+        }
+        self
     }
 
     /// Whether the same request may succeed if tried again later.

@@ -151,6 +151,38 @@ fn bad_tag(key: &str, why: String) -> crate::Error {
     crate::Error::invalid_argument("tags", why).with_context("tag", key)
 }
 
+/// The longest owner, in characters.
+pub const MAX_OWNER: usize = 64;
+
+/// Checks an owner ([`InstanceSpec::owner`]): 1 to [`MAX_OWNER`] characters, each a
+/// letter, digit or one of `_ . @ -`, so that every backend can keep it as it is (an
+/// EC2 tag value, an OpenNebula template attribute, a vCloud metadata value) and filter
+/// by it exactly. Otherwise `InvalidArgument` (argument `owner`).
+///
+/// ```
+/// use cms_core::check_owner;
+/// assert!(check_owner("team-a").is_ok());
+/// assert!(check_owner("").is_err());
+/// assert!(check_owner("a b").is_err());
+/// ```
+pub fn check_owner(owner: &str) -> crate::Result<()> {
+    let ok = !owner.is_empty()
+        && owner.len() <= MAX_OWNER
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid_argument(
+            "owner",
+            format!(
+                "owner {owner:?} must be 1 to {MAX_OWNER} letters, digits, `_`, `.`, `@` or `-`"
+            ),
+        ))
+    }
+}
+
 /// A change to the tags of an existing instance: the argument of
 /// [`Driver::update_instance_tags`](crate::Driver::update_instance_tags).
 ///
@@ -393,6 +425,10 @@ pub struct Instance {
     pub created_at: Option<DateTime<Utc>>,
     /// The client token it was created with, when the backend keeps it.
     pub client_token: Option<String>,
+    /// Who it was made for ([`InstanceSpec::owner`]), as the backend keeps it beside
+    /// the instance; `None` for instances made without one (outside cms, say).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// What to create: the arguments of [`Driver::create_instance`](crate::Driver::create_instance).
@@ -425,6 +461,14 @@ pub struct InstanceSpec {
     /// instance; with the same token and another spec, an `InvalidArgument` error.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// Who the instance is for: a label the backend keeps with the instance, in the
+    /// same create call, and that listings filter by ([`InstanceFilter::owner`]).
+    /// Multi-tenant callers put the tenant here (the cms server does), so that no
+    /// crash between the create and their own bookkeeping can lose who owns it.
+    /// Drivers that declare [`InstanceCapabilities::owner`](crate::InstanceCapabilities::owner)
+    /// keep it; see [`check_owner`] for its form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl InstanceSpec {
@@ -455,6 +499,12 @@ impl InstanceSpec {
         self
     }
 
+    /// Sets the owner.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
     /// Whether two specs ask for the same instance, ignoring the client token.
     pub fn same_request(&self, other: &InstanceSpec) -> bool {
         let strip = |s: &InstanceSpec| InstanceSpec {
@@ -476,12 +526,18 @@ pub struct InstanceFilter {
     pub name: Option<String>,
     /// Only instances carrying each of these tags; a `None` value matches any value.
     pub tags: BTreeMap<String, Option<String>>,
+    /// Only instances made for exactly this owner ([`InstanceSpec::owner`]).
+    pub owner: Option<String>,
 }
 
 impl InstanceFilter {
     /// Whether the filter matches everything.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.states.is_empty() && self.name.is_none() && self.tags.is_empty()
+        self.ids.is_empty()
+            && self.states.is_empty()
+            && self.name.is_none()
+            && self.tags.is_empty()
+            && self.owner.is_none()
     }
 
     /// Whether an instance passes the filter (for drivers that filter on the client side).
@@ -489,6 +545,10 @@ impl InstanceFilter {
         (self.ids.is_empty() || self.ids.contains(&i.id))
             && (self.states.is_empty() || self.states.contains(&i.state))
             && self.name.as_ref().is_none_or(|n| *n == i.name)
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| i.owner.as_ref() == Some(o))
             && self.tags.iter().all(|(k, v)| match (i.tags.get(k), v) {
                 (Some(_), None) => true,
                 (Some(have), Some(want)) => have == want,

@@ -1,41 +1,27 @@
-//! The server's state: providers, tenants, metrics, the OpenAPI document.
+//! The server's state: the service (providers and store), tenants, metrics, the
+//! OpenAPI document.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cms_core::memory::MemoryCloud;
-use cms_core::{Cloud, ErrorKind};
+use cms_core::Cloud;
 use rand::Rng;
 
 use crate::auth::{generate_access_key, generate_key, Tenant, Tenants};
 use crate::config::{Config, ConfigError, DriverConfig, ProviderConfig, Secret, DEV_TENANT};
 use crate::metrics::HttpMetrics;
-use crate::problem::ApiError;
+use crate::service::{Provider, Service};
 use crate::store::Store;
-
-/// One configured provider.
-#[derive(Debug)]
-pub struct Provider {
-    /// Its name, as in URLs.
-    pub name: Arc<str>,
-    /// The driver's name (`memory`).
-    pub driver: &'static str,
-    /// The layered handle.
-    pub cloud: Cloud,
-}
 
 /// Everything a request needs, shared by all requests.
 pub struct App {
-    pub(crate) providers: Vec<Provider>,
-    by_name: HashMap<Arc<str>, usize>,
+    pub(crate) service: Service,
     pub(crate) tenants: Tenants,
     pub(crate) metrics: HttpMetrics,
     pub(crate) aggregate_timeout: Duration,
     pub(crate) openapi: Bytes,
-    pub(crate) store: Store,
     request_prefix: u32,
     request_counter: AtomicU64,
 }
@@ -149,18 +135,14 @@ impl App {
             .await
             .map_err(|e| config_error(e.to_string()))?;
         let mut providers = Vec::new();
-        for p in config.effective_providers().iter() {
-            providers.push(Provider {
-                name: p.name.as_str().into(),
-                driver: p.driver.name(),
-                cloud: build_cloud(p).await?,
-            });
+        for (i, p) in config.effective_providers().iter().enumerate() {
+            providers.push(Provider::new(
+                &p.name,
+                p.driver.name(),
+                build_cloud(p).await?,
+                i,
+            ));
         }
-        let by_name = providers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
-            .collect::<HashMap<_, _>>();
         let mut tenants = Tenants::default();
         let dev = if config.tenants.is_empty() {
             let (key, api_key) = match env.dev_api_key {
@@ -182,10 +164,7 @@ impl App {
                             .to_owned(),
                     )),
                 };
-            let tenant = Tenant {
-                name: DEV_TENANT.into(),
-                allowed: vec![true; providers.len()],
-            };
+            let tenant = Tenant::member(DEV_TENANT, providers.len());
             tenants
                 .add_with(Some(&key), Some((access_key_id.clone(), secret)), tenant)
                 .map_err(config_error)?;
@@ -206,6 +185,12 @@ impl App {
                 let tenant = Tenant {
                     name: t.name.as_str().into(),
                     allowed,
+                    role: t.role,
+                    max_instances: t.max_instances,
+                    max_instances_on: providers
+                        .iter()
+                        .map(|p| t.max_instances_by_provider.get(&*p.name).copied())
+                        .collect(),
                 };
                 tenants
                     .add_with(key.as_ref(), access, tenant)
@@ -213,52 +198,27 @@ impl App {
             }
             DevKey::None
         };
-        let openapi = Bytes::from(crate::openapi::document_json());
+        let openapi = Bytes::from(crate::frontends::native::openapi::document_json());
         let app = App {
-            providers,
-            by_name,
+            service: Service::new(providers, store, Duration::from_millis(config.lease_ms)),
             tenants,
             metrics: HttpMetrics::new(),
             aggregate_timeout: Duration::from_millis(config.aggregate_timeout_ms),
             openapi,
-            store,
             request_prefix: rand::thread_rng().gen(),
             request_counter: AtomicU64::new(0),
         };
         Ok((app, dev))
     }
 
-    /// The server's store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The tenant-scoped service.
+    pub fn service(&self) -> &Service {
+        &self.service
     }
 
     /// The tenants.
     pub fn tenants(&self) -> &Tenants {
         &self.tenants
-    }
-
-    /// The providers, in configuration order.
-    pub fn providers(&self) -> &[Provider] {
-        &self.providers
-    }
-
-    /// The provider `name`, if `tenant` may use it: 404 when unknown, 403 when not
-    /// allowed.
-    pub fn provider_for(&self, tenant: &Tenant, name: &str) -> Result<&Provider, ApiError> {
-        match self.by_name.get(name) {
-            None => Err(ApiError::core(
-                ErrorKind::NotFound,
-                format!("provider `{name}` not found"),
-            )
-            .with_provider(name)),
-            Some(&i) if !tenant.may_use(i) => Err(ApiError::core(
-                ErrorKind::PermissionDenied,
-                format!("tenant `{}` may not use provider `{name}`", tenant.name),
-            )
-            .with_provider(name)),
-            Some(&i) => Ok(&self.providers[i]),
-        }
     }
 
     /// A new request id: 24 hex characters, unique in this process.
@@ -275,15 +235,6 @@ fn config_error(msg: String) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(key: &str) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            http::header::AUTHORIZATION,
-            format!("Bearer {key}").parse().unwrap(),
-        );
-        h
-    }
 
     #[tokio::test]
     async fn tenants_see_their_providers_only() {
@@ -313,12 +264,18 @@ mod tests {
         };
         let (app, dev) = App::new(&config, env).await.unwrap();
         assert!(matches!(dev, DevKey::None));
-        let all = app.tenants.authenticate(&headers("key-all")).unwrap();
-        let only_b = app.tenants.authenticate(&headers("key-b")).unwrap();
-        assert!(app.provider_for(all, "a").is_ok());
-        assert!(app.provider_for(only_b, "b").is_ok());
-        assert_eq!(app.provider_for(only_b, "a").unwrap_err().status(), 403);
-        assert_eq!(app.provider_for(all, "zzz").unwrap_err().status(), 404);
+        let all = app.tenants.by_api_key("key-all").unwrap();
+        let only_b = app.tenants.by_api_key("key-b").unwrap();
+        let s = app.service();
+        assert!(s.provider(all, "a").is_ok());
+        assert!(s.provider(only_b, "b").is_ok());
+        let kind = |r: Result<&Provider, cms_core::Error>| r.unwrap_err().kind();
+        assert_eq!(
+            kind(s.provider(only_b, "a")),
+            cms_core::ErrorKind::PermissionDenied
+        );
+        assert_eq!(kind(s.provider(all, "zzz")), cms_core::ErrorKind::NotFound);
+        assert_eq!(all.role, crate::auth::Role::Member);
         assert_ne!(app.next_request_id(), app.next_request_id());
     }
 
@@ -339,9 +296,9 @@ mod tests {
         };
         let (s, t) = app.tenants.by_access_key(&access_key_id).unwrap();
         assert_eq!((s.expose(), &*t.name), (secret.expose(), "dev"));
-        assert_eq!(app.providers().len(), 1);
-        assert_eq!(&*app.providers()[0].name, "local");
-        let t = app.tenants.authenticate(&headers(key.expose())).unwrap();
+        assert_eq!(app.service().providers().len(), 1);
+        assert_eq!(&*app.service().providers()[0].name, "local");
+        let t = app.tenants.by_api_key(key.expose()).unwrap();
         assert_eq!(&*t.name, "dev");
         let env = Env {
             dev_api_key: Some("from-env".into()),

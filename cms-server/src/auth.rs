@@ -1,4 +1,6 @@
-//! Tenants and their API keys.
+//! Tenants, their roles and limits, and their credentials: API keys (native API) and
+//! access key pairs (EC2 API). Frontends find the caller here; what a tenant may see
+//! and do is the [service](crate::service)'s business.
 //!
 //! Keys are kept only as SHA-256 digests. A request's key is hashed, looked up by
 //! digest, and the digest compared in constant time, so neither the lookup nor the
@@ -7,28 +9,60 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderMap;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::problem::ApiError;
 
-/// A tenant: who is calling, and which providers (by index) it may use.
+/// What a tenant may see and do on its providers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Its own instances (those made for it), and nothing of other tenants.
+    #[default]
+    Member,
+    /// Every instance of its providers, other tenants' and those made outside cms.
+    Admin,
+}
+
+/// A tenant: who is calling, which providers (by index) it may use, its role and its
+/// limits.
 #[derive(Debug)]
 pub struct Tenant {
     /// The tenant's name.
     pub name: Arc<str>,
     /// `allowed[i]`: whether it may use provider `i`.
     pub allowed: Vec<bool>,
+    /// Its role.
+    pub role: Role,
+    /// At most this many instances on all providers.
+    pub max_instances: Option<u32>,
+    /// `max_instances_on[i]`: at most this many instances on provider `i`.
+    pub max_instances_on: Vec<Option<u32>>,
 }
 
 impl Tenant {
+    /// A member tenant that may use the first `providers` providers, without limits.
+    pub fn member(name: &str, providers: usize) -> Tenant {
+        Tenant {
+            name: name.into(),
+            allowed: vec![true; providers],
+            role: Role::Member,
+            max_instances: None,
+            max_instances_on: vec![None; providers],
+        }
+    }
+
     /// Whether it may use the provider with index `i`.
     pub fn may_use(&self, i: usize) -> bool {
         self.allowed.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether it sees every instance of its providers.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
     }
 }
 
@@ -98,26 +132,12 @@ impl Tenants {
         self.tenants.iter().map(|(_, t)| t)
     }
 
-    /// The tenant whose key the request carries (`Authorization: Bearer <key>`).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
-        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-            return Err(ApiError::unauthenticated(
-                "missing `Authorization: Bearer <api key>` header",
-            ));
-        };
-        let value = value.to_str().unwrap_or("");
-        let key = match value.split_once(' ') {
-            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-            _ => {
-                return Err(ApiError::unauthenticated(
-                    "the `Authorization` header must be `Bearer <api key>`",
-                ))
-            }
-        };
+    /// The tenant whose API key is `key`.
+    pub fn by_api_key(&self, key: &str) -> Option<&Tenant> {
         let d = digest(key);
         match self.by_digest.get(&d) {
-            Some(&i) if bool::from(self.tenants[i].0.ct_eq(&d)) => Ok(&self.tenants[i].1),
-            _ => Err(ApiError::unauthenticated("the API key is not valid")),
+            Some(&i) if bool::from(self.tenants[i].0.ct_eq(&d)) => Some(&self.tenants[i].1),
+            _ => None,
         }
     }
 }
@@ -168,27 +188,16 @@ pub fn client_token(tenant: &str, idempotency_key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn headers(auth: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
-        h
-    }
-
     #[test]
     fn authenticates_by_key() {
         let mut t = Tenants::default();
-        let tenant = |n: &str| Tenant {
-            name: n.into(),
-            allowed: vec![true],
-        };
+        let tenant = |n: &str| Tenant::member(n, 1);
         t.add(&Secret::new("k1"), tenant("a")).unwrap();
         t.add(&Secret::new("k2"), tenant("b")).unwrap();
         assert!(t.add(&Secret::new("k2"), tenant("c")).is_err());
-        assert_eq!(&*t.authenticate(&headers("Bearer k2")).unwrap().name, "b");
-        assert_eq!(&*t.authenticate(&headers("bearer k1")).unwrap().name, "a");
-        assert!(t.authenticate(&headers("Bearer k3")).is_err());
-        assert!(t.authenticate(&headers("Basic k1")).is_err());
-        assert!(t.authenticate(&HeaderMap::new()).is_err());
+        assert_eq!(&*t.by_api_key("k2").unwrap().name, "b");
+        assert_eq!(&*t.by_api_key("k1").unwrap().name, "a");
+        assert!(t.by_api_key("k3").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:8080"        # optional; --listen / CMS_LISTEN win
 //! aggregate_timeout_ms = 10000     # per provider, for GET /v1/instances
 //! state = "sqlite://cms.db"        # the server's SQL store; CMS_STATE wins
+//! lease_ms = 10000                 # a create in flight whose replica died is settled after this
 //!
 //! [[providers]]
 //! name = "local"
@@ -26,6 +27,10 @@
 //! access_key_id = "AKIATEAMA0000001" # for the EC2 frontend (SigV4)
 //! secret_access_key_env = "TEAM_A_SECRET" # or secret_access_key = "…"
 //! providers = ["*"]                # or a list of provider names
+//! role = "member"                  # or "admin": sees and acts on every instance of its providers
+//! max_instances = 20               # optional: instances on all providers at most
+//! [tenants.max_instances_by_provider] # optional: per provider
+//! local = 5
 //! ```
 //!
 //! A tenant needs an API key (native API), an access key pair (EC2 frontend), or
@@ -72,6 +77,15 @@ pub struct Config {
     /// Tenants; one development tenant `dev` when empty.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// How long a replica's lease on a create in flight lasts unrenewed (default
+    /// 10000): when a server dies mid-create, another replica (or the same server,
+    /// restarted) finds out what became of the create this long after.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    10_000
 }
 
 impl Default for Config {
@@ -83,6 +97,7 @@ impl Default for Config {
             state: None,
             providers: Vec::new(),
             tenants: Vec::new(),
+            lease_ms: default_lease_ms(),
         }
     }
 }
@@ -187,6 +202,13 @@ pub struct ChaosSettings {
     /// Probability (0..=1) of added latency (default 1 when `latency_ms` is set).
     #[serde(default)]
     pub latency_rate: Option<f64>,
+    /// Holds back answers this many milliseconds after the driver did the work.
+    #[serde(default)]
+    pub answer_delay_ms: u64,
+    /// The operations whose answers are held back (`create_instance`, …; all when
+    /// empty).
+    #[serde(default)]
+    pub answer_delay_operations: Vec<String>,
 }
 
 impl ChaosSettings {
@@ -202,6 +224,12 @@ impl ChaosSettings {
                 .unwrap_or(if self.latency_ms > 0 { 1.0 } else { 0.0 }),
             min_latency: Duration::from_millis(self.latency_min_ms.min(self.latency_ms)),
             max_latency: Duration::from_millis(self.latency_ms),
+            answer_delay: Duration::from_millis(self.answer_delay_ms),
+            answer_delay_ops: self
+                .answer_delay_operations
+                .iter()
+                .filter_map(|o| cms_core::Operation::from_name(o))
+                .collect(),
         }
     }
 }
@@ -280,6 +308,16 @@ pub struct TenantConfig {
     pub secret_access_key_env: Option<String>,
     /// Provider names it may use; `["*"]` for all.
     pub providers: Vec<String>,
+    /// `member` (default): its own instances; `admin`: every instance of its
+    /// providers, other tenants' and those made outside cms included.
+    #[serde(default)]
+    pub role: crate::auth::Role,
+    /// At most this many instances on all its providers together.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+    /// At most this many instances on a provider, by provider name.
+    #[serde(default)]
+    pub max_instances_by_provider: std::collections::BTreeMap<String, u32>,
 }
 
 /// A configuration error, with a message that names the key (and line) that is wrong.
@@ -336,6 +374,9 @@ impl Config {
         if self.aggregate_timeout_ms == 0 {
             return Err(ConfigError::new("`aggregate_timeout_ms` must be positive"));
         }
+        if self.lease_ms < 100 {
+            return Err(ConfigError::new("`lease_ms` must be at least 100"));
+        }
         let mut names = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}] (`{}`)", p.name);
@@ -378,6 +419,20 @@ impl Config {
                             )));
                         }
                     }
+                }
+                if let Some(o) = c
+                    .answer_delay_operations
+                    .iter()
+                    .find(|o| cms_core::Operation::from_name(o).is_none())
+                {
+                    let known: Vec<&str> = cms_core::Operation::ALL
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect();
+                    return Err(ConfigError::new(format!(
+                        "{at}: `chaos.answer_delay_operations` names unknown operation `{o}` (known: {})",
+                        known.join(", ")
+                    )));
                 }
                 if c.fault_rate + c.rate_limit_rate > 1.0 {
                     return Err(ConfigError::new(format!(
@@ -473,6 +528,16 @@ impl Config {
                 return Err(ConfigError::new(format!(
                     "{at}: `providers` is empty; list provider names or [\"*\"]"
                 )));
+            }
+            for p in t.max_instances_by_provider.keys() {
+                if !provider_names.contains(p.as_str()) {
+                    let mut known: Vec<&str> = provider_names.iter().copied().collect();
+                    known.sort_unstable();
+                    return Err(ConfigError::new(format!(
+                        "{at}: `max_instances_by_provider` names unknown provider `{p}` (configured: {})",
+                        known.join(", ")
+                    )));
+                }
             }
             for p in &t.providers {
                 if p != "*" && !provider_names.contains(p.as_str()) {

@@ -1,10 +1,24 @@
 //! # cms-server
 //!
-//! The REST facade of cms over any cms driver: a native JSON API (`/v1`) with RFC 9457
-//! problem answers and an OpenAPI document generated from the code; an EC2-compatible
-//! Query API (`/ec2`, SigV4-signed, see [`ec2`]); tenants with API keys and access key
-//! pairs; a SQL [`store`] for what must outlive the process; Prometheus metrics and
-//! structured logs.
+//! The REST facade of cms over any cms driver. Requests flow one way:
+//!
+//! ```text
+//! frontends::native (/v1, JSON)   frontends::ec2 (/ec2, Query + SigV4)
+//!                \                 /
+//!                 service (tenants' view: ownership, pages, key names, quotas, ids)
+//!                 /              \
+//!          store (SQL)        cms_core::Cloud (layers) -> driver
+//! ```
+//!
+//! - [`frontends`]: each wire protocol parses, authenticates and renders: a native JSON
+//!   API with RFC 9457 problems and an OpenAPI document generated from the code, and an
+//!   EC2-compatible Query API (SigV4-signed).
+//! - [`service`]: what is true for every frontend, once: which instances a tenant sees
+//!   (ownership travels with each instance), exact pages, per-tenant key pair names,
+//!   public ids, quotas, journaled creates.
+//! - [`store`]: what must outlive the process, in SQLite or PostgreSQL.
+//! - Tenants with API keys and access key pairs ([`auth`]), Prometheus metrics and
+//!   structured logs.
 //!
 //! The binary `cms-server` is [`server::main`]; tests and embedders can build the
 //! state and the warp filter themselves:
@@ -48,18 +62,13 @@
 //! # }
 //! ```
 //!
-//! Routes: see [`routes::ROUTES`]; configuration: see [`config`].
+//! Routes: see [`frontends::native::routes::ROUTES`]; configuration: see [`config`].
 
-pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod ec2;
-pub mod fastjson;
+pub mod frontends;
 pub mod metrics;
-pub mod openapi;
-pub mod problem;
-pub mod query;
-pub mod routes;
 pub mod server;
+pub mod service;
 pub mod store;

@@ -8,7 +8,36 @@ use std::time::Duration;
 
 use cms_core::layers::{DriverMetrics, Histogram};
 
-use crate::routes;
+use crate::frontends::{ec2, native::routes};
+
+/// Every path template counted: the native API's routes, then the EC2 frontend's
+/// `/ec2`, then `unmatched`. A template's position is its index in [`HttpMetrics`].
+pub fn templates() -> Vec<&'static str> {
+    let mut t = routes::templates().to_vec();
+    t.push(ec2::PREFIX);
+    t.push(routes::UNMATCHED);
+    t
+}
+
+/// The template with index `i` (`unmatched` past the last).
+pub fn template_name(i: usize) -> &'static str {
+    let t = routes::templates();
+    match t.get(i) {
+        Some(name) => name,
+        None if i == t.len() => ec2::PREFIX,
+        None => routes::UNMATCHED,
+    }
+}
+
+/// The metrics index of the EC2 frontend's requests.
+pub fn ec2_template() -> usize {
+    routes::templates().len()
+}
+
+/// The metrics index of requests no route matched.
+pub fn unmatched_template() -> usize {
+    routes::templates().len() + 1
+}
 
 /// Methods counted by name; others are counted as `OTHER`.
 const METHODS: [&str; 8] = [
@@ -58,9 +87,9 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// Counters for every route of [`routes::ROUTES`].
+    /// Counters for every template of [`templates`].
     pub fn new() -> Self {
-        let templates = routes::templates();
+        let templates = templates();
         let n = templates.len() * METHODS.len() * STATUS_SLOTS;
         HttpMetrics {
             requests: (0..n).map(|_| AtomicU64::new(0)).collect(),

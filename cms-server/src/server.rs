@@ -1,35 +1,30 @@
-//! The HTTP side: one warp filter that hands every request to the route table,
-//! authentication, body limits, problem rendering, metrics and access logs; and the
-//! entry points that bind, serve and shut down gracefully.
+//! The HTTP side: one warp filter that gives every request an id and hands it to its
+//! frontend (the EC2 API under `/ec2`, the native API everywhere else); and the entry
+//! points that bind, serve, keep the service's background work going and shut down
+//! gracefully.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Buf;
 use clap::Parser;
-use futures::{FutureExt, Stream, StreamExt};
-use http::{header, HeaderMap, HeaderValue, Method};
+use futures::Stream;
+use http::{HeaderMap, HeaderValue, Method};
 use warp::filters::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::api::{self, Ctx, MAX_BODY_BYTES};
 use crate::app::{App, DevKey, Env, Origin};
 use crate::config::{Config, DEFAULT_LISTEN};
-use crate::problem::{ApiError, ServerKind, PROBLEM_JSON};
-use crate::routes::{self, Match};
+use crate::frontends::native::problem::{ApiError, ServerKind};
+use crate::frontends::{body, ec2, native};
 
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The most bytes of an oversized body read (and dropped) before answering 413, so
-/// that the client, still sending, reads the answer instead of a reset connection.
-const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The warp filter serving every route of the native API. It never rejects: every
 /// answer, errors included, is a response.
@@ -67,7 +62,10 @@ fn rejection_response(r: &Rejection) -> Response {
             "method not allowed".to_owned(),
         )
     } else if r.find::<PayloadTooLarge>().is_some() {
-        (ServerKind::PayloadTooLarge, too_large().detail().to_owned())
+        (
+            ServerKind::PayloadTooLarge,
+            body::BodyError::TooLarge.detail(),
+        )
     } else if r.find::<UnsupportedMediaType>().is_some() {
         (
             ServerKind::UnsupportedMediaType,
@@ -96,34 +94,23 @@ fn rejection_response(r: &Rejection) -> Response {
             "the request could not be handled".to_owned(),
         )
     };
-    problem_response(&ApiError::server(kind, detail), "", None)
+    native::problem_response(&ApiError::server(kind, detail), "", None)
 }
 
-/// Renders a problem for a request to `path`.
-pub fn problem_response(e: &ApiError, path: &str, request_id: Option<&str>) -> Response {
-    let body = serde_json::to_vec(&e.to_problem(path, request_id)).unwrap_or_default();
-    let mut r = Response::new(body.into());
-    *r.status_mut() = e.status();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    if let Some(secs) = e.retry_after_secs() {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if let Some(allow) = e.allow().and_then(|a| HeaderValue::from_str(a).ok()) {
-        h.insert(header::ALLOW, allow);
-    }
-    if e.www_authenticate() {
-        h.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"cms\""),
-        );
-    }
-    r
-}
+/// The longest client-given request id that is kept.
+pub const MAX_REQUEST_ID: usize = 64;
 
-fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+/// A client's `X-Request-Id`, when it is short (1 to [`MAX_REQUEST_ID`] bytes) and made
+/// only of letters, digits and `.`, `_`, `-`, `:`, `/`, `+`, `=` (UUIDs, trace ids, base64):
+/// safe to echo in headers, JSON, XML and logs. Anything else gets a fresh id.
+pub fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+    let ok = !s.is_empty()
+        && s.len() <= MAX_REQUEST_ID
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'+' | b'=')
+        });
+    ok.then_some(s)
 }
 
 async fn handle<S, B>(
@@ -139,267 +126,15 @@ where
     B: Buf,
 {
     let started = Instant::now();
-    let mut body = std::pin::pin!(body);
+    let body = std::pin::pin!(body);
     let request_id = match headers.get("x-request-id").and_then(valid_request_id) {
         Some(id) => id.to_owned(),
         None => app.next_request_id(),
     };
-    if crate::ec2::is_ec2_path(path) {
-        return handle_ec2(
-            app,
-            method,
-            path,
-            query,
-            headers,
-            body.as_mut(),
-            request_id,
-            started,
-        )
-        .await;
-    }
-    let mut tenant: Option<&str> = None;
-    let (template, result) = match routes::find(&method, path) {
-        Match::Found(route, template, params) => {
-            let r = async {
-                let t = if route.auth {
-                    Some(app.tenants.authenticate(&headers)?)
-                } else {
-                    None
-                };
-                tenant = t.map(|t| &*t.name);
-                let body = if api::reads_body(route.id) {
-                    read_body(&headers, body.as_mut()).await?
-                } else {
-                    Bytes::new()
-                };
-                let cx = Ctx {
-                    app,
-                    tenant: t,
-                    params: &params,
-                    query,
-                    headers: &headers,
-                    body,
-                };
-                match AssertUnwindSafe(api::dispatch(route.id, &cx))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::error!(request_id = %request_id, route = route.template, "handler panicked");
-                        Err(ApiError::server(
-                            ServerKind::Internal,
-                            "the server failed while handling the request",
-                        ))
-                    }
-                }
-            }
-            .await;
-            (template, r)
-        }
-        Match::MethodNotAllowed(template, allow) => (
-            template,
-            Err(ApiError::method_not_allowed(method.as_str(), path, allow)),
-        ),
-        Match::NotFound => (
-            routes::template_count() - 1,
-            Err(ApiError::server(
-                ServerKind::RouteNotFound,
-                format!("no route for {} `{path}`", method.as_str()),
-            )),
-        ),
-    };
-    // A body nobody read (an error came first, or the route takes none) is dropped
-    // here, within bounds: closing a connection with unread data resets it, and the
-    // client, still sending, would lose the answer.
-    if declares_body(&headers) {
-        drain(body.as_mut()).await;
-    }
-    let (mut response, problem) = match result {
-        Ok(r) => (r, None),
-        Err(e) => (
-            problem_response(&e, path, Some(&request_id)),
-            Some(e.kind().to_owned()),
-        ),
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    app.metrics.record(template, &method, status, elapsed);
-    let route = routes::template_name(template);
-    tracing::info!(
-        target: "cms_server::access",
-        request_id = %request_id,
-        method = %method,
-        route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        tenant = tenant.unwrap_or("-"),
-        problem = problem.as_deref().unwrap_or("-"),
-        "request"
-    );
-    response
-}
-
-/// Serves a request to the EC2 frontend, with the same body limits, metrics and access
-/// log as the native API.
-#[allow(clippy::too_many_arguments)]
-async fn handle_ec2<S, B>(
-    app: &App,
-    method: Method,
-    path: &str,
-    query: &str,
-    headers: HeaderMap,
-    body: std::pin::Pin<&mut S>,
-    request_id: String,
-    started: Instant,
-) -> Response
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    let mut body = body;
-    let outcome = match read_body(&headers, body.as_mut()).await {
-        Ok(bytes) => {
-            crate::ec2::handle(app, &method, path, query, &headers, bytes, &request_id).await
-        }
-        Err(e) => {
-            if declares_body(&headers) {
-                drain(body.as_mut()).await;
-            }
-            let err = crate::ec2::error::Ec2Error::new(
-                if e.status().as_u16() == 413 {
-                    "RequestEntityTooLarge"
-                } else {
-                    "InvalidRequest"
-                },
-                e.status().as_u16(),
-                e.detail().to_owned(),
-            );
-            let mut r = Response::new(err.to_xml(&request_id).into());
-            *r.status_mut() = e.status();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/xml;charset=UTF-8"),
-            );
-            crate::ec2::Outcome {
-                response: r,
-                tenant: None,
-                action: None,
-                error: Some(err.code),
-            }
-        }
-    };
-    let mut response = outcome.response;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", v.clone());
-        response.headers_mut().insert("x-request-id", v);
-    }
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    app.metrics
-        .record(routes::ec2_template(), &method, status, elapsed);
-    tracing::info!(
-        target: "cms_server::access",
-        request_id = %request_id,
-        method = %method,
-        route = crate::ec2::PREFIX,
-        action = outcome.action.unwrap_or("-"),
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        tenant = outcome.tenant.as_deref().unwrap_or("-"),
-        problem = outcome.error.as_deref().unwrap_or("-"),
-        "request"
-    );
-    response
-}
-
-/// Whether the request announces a body worth draining (not empty, not huge).
-fn declares_body(headers: &HeaderMap) -> bool {
-    match headers.get(header::CONTENT_LENGTH) {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > 0 && n <= DRAIN_LIMIT as u64),
-        None => headers.contains_key(header::TRANSFER_ENCODING),
-    }
-}
-
-fn too_large() -> ApiError {
-    ApiError::server(
-        ServerKind::PayloadTooLarge,
-        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-    )
-}
-
-/// Reads the body, at most [`MAX_BODY_BYTES`]; 413 beyond (after dropping what the
-/// client is still sending, up to a bound).
-async fn read_body<S, B>(
-    headers: &HeaderMap,
-    mut body: std::pin::Pin<&mut S>,
-) -> Result<Bytes, ApiError>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::server(
-                ServerKind::MalformedBody,
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
-        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        buf.put(chunk);
-    }
-    Ok(buf.freeze())
-}
-
-async fn drain<S, B>(mut body: std::pin::Pin<&mut S>)
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    let mut seen = 0usize;
-    // Usually the body was read already: no timer for that.
-    loop {
-        match body.next().now_or_never() {
-            Some(Some(Ok(c))) => seen += c.remaining(),
-            Some(_) => return,
-            None => break,
-        }
-        if seen > DRAIN_LIMIT {
-            return;
-        }
-    }
-    let deadline = tokio::time::sleep(Duration::from_secs(2));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            chunk = body.next() => match chunk {
-                Some(Ok(c)) => {
-                    seen += c.remaining();
-                    if seen > DRAIN_LIMIT {
-                        return;
-                    }
-                }
-                _ => return,
-            },
-            _ = &mut deadline => return,
-        }
+    if ec2::is_ec2_path(path) {
+        ec2::handle_http(app, method, path, query, headers, body, request_id, started).await
+    } else {
+        native::handle_http(app, method, path, query, headers, body, request_id, started).await
     }
 }
 
@@ -410,11 +145,24 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let background = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.service
+                .maintain(async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
     warp::serve(filter(app))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
+    let _ = stop.send(());
+    let _ = background.await;
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
@@ -606,7 +354,7 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
     }
     tracing::info!(
         %addr,
-        providers = app.providers().len(),
+        providers = app.service.providers().len(),
         tenants = app.tenants.iter().count(),
         "cms-server started"
     );

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use cms_server::routes::ROUTES;
+use cms_server::frontends::native::routes::ROUTES;
 use common::*;
 use serde_json::{json, Value};
 

@@ -8,7 +8,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{Call, Interceptor};
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Operation, Result};
 
 /// What the chaos layer injects. Rates are probabilities per call, from 0 to 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +33,45 @@ pub struct ChaosConfig {
     pub min_latency: Duration,
     /// ...and at most this (uniformly in between).
     pub max_latency: Duration,
+    /// Holds back the answer of every call of [`answer_delay_ops`](Self::answer_delay_ops)
+    /// this long after the driver ran: the operation is done, its caller does not know
+    /// yet. A window to kill a process in, between a backend's work and its answer.
+    pub answer_delay: Duration,
+    /// The operations whose answers are held back (all when empty).
+    pub answer_delay_ops: OperationSet,
+}
+
+/// A set of [`Operation`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperationSet(u32);
+
+impl OperationSet {
+    /// No operation.
+    pub const fn empty() -> Self {
+        OperationSet(0)
+    }
+
+    /// The set with `op` added.
+    pub fn with(self, op: Operation) -> Self {
+        OperationSet(self.0 | (1 << op.index()))
+    }
+
+    /// Whether `op` is in the set.
+    pub fn contains(self, op: Operation) -> bool {
+        self.0 & (1 << op.index()) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Operation> for OperationSet {
+    fn from_iter<I: IntoIterator<Item = Operation>>(iter: I) -> Self {
+        iter.into_iter()
+            .fold(OperationSet::empty(), OperationSet::with)
+    }
 }
 
 impl ChaosConfig {
@@ -46,6 +85,8 @@ impl ChaosConfig {
             latency_rate: 0.0,
             min_latency: Duration::ZERO,
             max_latency: Duration::ZERO,
+            answer_delay: Duration::ZERO,
+            answer_delay_ops: OperationSet::empty(),
         }
     }
 
@@ -144,13 +185,24 @@ impl Interceptor for ChaosLayer {
         let (plan, delay) = self.plan(call);
         let s = &self.stats;
         s.calls.fetch_add(1, Ordering::Relaxed);
+        let c = &self.config;
+        let hold = (!c.answer_delay.is_zero()
+            && (c.answer_delay_ops.is_empty() || c.answer_delay_ops.contains(call.op)))
+        .then_some(c.answer_delay);
         async move {
             if let Some(d) = delay {
                 s.delays.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(d).await;
             }
             match plan {
-                Plan::Pass => run().await,
+                Plan::Pass => {
+                    let r = run().await;
+                    if let Some(d) = hold {
+                        s.delays.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(d).await;
+                    }
+                    r
+                }
                 Plan::RateLimit => {
                     s.rate_limits.fetch_add(1, Ordering::Relaxed);
                     Err(Error::new(ErrorKind::RateLimited, "injected rate limit")

@@ -27,7 +27,7 @@ mod metrics;
 mod retry;
 mod timeout;
 
-pub use chaos::{ChaosConfig, ChaosLayer, ChaosStats};
+pub use chaos::{ChaosConfig, ChaosLayer, ChaosStats, OperationSet};
 pub use context::ContextLayer;
 pub use limit::LimitLayer;
 pub use metrics::{DriverMetrics, Histogram, MetricsLayer, LATENCY_BUCKETS};

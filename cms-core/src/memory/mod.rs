@@ -19,7 +19,13 @@
 //! - Instance ids (`i-` and 16 hex digits) grow with every create, so listing in id
 //!   order is listing in creation order, and paging neither repeats nor loses
 //!   instances while others are created. A page costs O(log n + page size), so the
-//!   cloud holds hundreds of thousands of instances.
+//!   cloud holds hundreds of thousands of instances. Ids are made of the create's time
+//!   and a random salt per cloud: a new cloud (after a restart, or beside another one)
+//!   never hands out an id an earlier cloud did, so an id that comes back always names
+//!   the same instance. Network ids are made the same way.
+//! - Instances keep their owner ([`InstanceSpec::owner`]); an owner's listing
+//!   ([`InstanceFilter::owner`]) reads an index of that owner's instances, so its pages
+//!   cost the same however many instances others have.
 //! - A filtered listing looks at no more than 10,000 instances per page: like EC2,
 //!   it may answer a short (even empty) page with a `next` token; page on until
 //!   `next` is `None`.
@@ -222,6 +228,9 @@ fn check_instance_spec(spec: &InstanceSpec) -> Result<()> {
     let op = Operation::CreateInstance;
     check_name("name", &spec.name, false, op)?;
     check_tags(&spec.tags, op)?;
+    if let Some(o) = &spec.owner {
+        crate::check_owner(o).map_err(|e| e.with_operation(op))?;
+    }
     if let Some(data) = &spec.user_data {
         if data.len() > MAX_USER_DATA {
             return Err(Error::invalid_argument(

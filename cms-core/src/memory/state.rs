@@ -30,7 +30,7 @@ use crate::{Error, ErrorKind, Operation, Result};
 /// token to continue, as EC2 does. It keeps the cost of a page bounded.
 pub(super) const SCAN_BUDGET: usize = 10_000;
 
-/// `i-` and 16 hex digits of a counter: ids sort in creation order.
+/// `i-` and 16 hex digits of the instance's key: ids sort in creation order.
 pub(super) fn instance_id(key: u64) -> String {
     format!("i-{key:016x}")
 }
@@ -42,6 +42,40 @@ pub(super) fn parse_instance_id(id: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
+}
+
+/// Keys of instances and networks, unique across restarts and across clouds.
+///
+/// A key is the time of the create in microseconds since 1970, shifted left by 8 bits,
+/// with this cloud's random salt in those 8 bits; a create in the same microsecond as
+/// the previous one takes the next free key (+256, the salt kept). So keys grow within
+/// a cloud (listing in key order is listing in creation order), a restarted cloud never
+/// hands out a key the previous one did (its clock has moved on), and two clouds started
+/// at once (replicas, each with its own memory cloud) differ in the salt. A backend id
+/// that comes back after a restart therefore always names the same instance.
+#[derive(Debug)]
+pub(super) struct KeyClock {
+    salt: u64,
+    last: u64,
+}
+
+impl KeyClock {
+    pub(super) fn new() -> KeyClock {
+        KeyClock {
+            salt: u64::from(rand::random::<u8>()),
+            last: 0,
+        }
+    }
+
+    pub(super) fn next(&mut self) -> u64 {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let now = (micros << 8) | self.salt;
+        self.last = now.max(self.last.saturating_add(256));
+        self.last
+    }
 }
 
 /// A state change that completes by itself: `from` until `at`, then `to`.
@@ -88,6 +122,7 @@ struct Stored {
     tags: Vec<(String, String)>,
     created_at: DateTime<Utc>,
     client_token: Option<String>,
+    owner: Option<String>,
     phase: Phase,
     /// When a deleted instance disappears.
     expires_at: Option<Instant>,
@@ -115,6 +150,7 @@ impl Stored {
             tags: self.tags.iter().cloned().collect(),
             created_at: Some(self.created_at),
             client_token: self.client_token.clone(),
+            owner: self.owner.clone(),
         }
     }
 
@@ -123,6 +159,10 @@ impl Stored {
     fn may_match(&self, filter: &InstanceFilter, state: InstanceState) -> bool {
         (filter.states.is_empty() || filter.states.contains(&state))
             && filter.name.as_ref().is_none_or(|n| *n == self.name)
+            && filter
+                .owner
+                .as_ref()
+                .is_none_or(|o| self.owner.as_ref() == Some(o))
             && filter.tags.iter().all(|(k, want)| {
                 match self.tags.binary_search_by(|(have, _)| have.as_str().cmp(k)) {
                     Ok(i) => want.as_ref().is_none_or(|w| *w == self.tags[i].1),
@@ -153,12 +193,15 @@ pub(super) struct State {
     config: MemoryConfig,
     // Boxed: map nodes stay small and full, which halves the memory per instance.
     instances: BTreeMap<u64, Box<Stored>>,
-    last_instance: u64,
+    instance_keys: KeyClock,
+    /// The keys of each owner's instances: an owner's listing costs the same however
+    /// many instances others have.
+    by_owner: HashMap<String, BTreeSet<u64>>,
     tokens: HashMap<String, TokenEntry>,
     /// (when it disappears, instance) for every deleted instance still stored.
     expiries: BTreeSet<(Instant, u64)>,
     networks: BTreeMap<String, NetRecord>,
-    last_network: u64,
+    network_keys: KeyClock,
     key_pairs: BTreeMap<String, KeyPair>,
 }
 
@@ -177,11 +220,12 @@ impl State {
         State {
             config,
             instances: BTreeMap::new(),
-            last_instance: 0,
+            instance_keys: KeyClock::new(),
+            by_owner: HashMap::new(),
             tokens: HashMap::new(),
             expiries: BTreeSet::new(),
             networks,
-            last_network: 0,
+            network_keys: KeyClock::new(),
             key_pairs: BTreeMap::new(),
         }
     }
@@ -211,6 +255,14 @@ impl State {
         if let Some(t) = &s.client_token {
             if self.tokens.get(t).is_some_and(|e| e.key == key) {
                 self.tokens.remove(t);
+            }
+        }
+        if let Some(o) = &s.owner {
+            if let Some(keys) = self.by_owner.get_mut(o) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.by_owner.remove(o);
+                }
             }
         }
         for (net, addr) in s.network_ids.iter().zip(&s.addresses) {
@@ -251,25 +303,22 @@ impl State {
             parse_instance_id,
         )?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let candidates: Box<dyn Iterator<Item = (u64, &Stored)> + '_> = if filter.ids.is_empty() {
+        let candidates: Box<dyn Iterator<Item = (u64, &Stored)> + '_> = if !filter.ids.is_empty() {
+            self.by_ids(filter, after)
+        } else if let Some(owner) = &filter.owner {
+            // The owner's index: the page costs what the owner has, not what all have.
+            match self.by_owner.get(owner) {
+                Some(keys) => Box::new(
+                    keys.range((lower, Bound::Unbounded))
+                        .filter_map(|k| self.instances.get(k).map(|s| (*k, &**s))),
+                ),
+                None => Box::new(std::iter::empty()),
+            }
+        } else {
             Box::new(
                 self.instances
                     .range((lower, Bound::Unbounded))
                     .map(|(k, s)| (*k, &**s)),
-            )
-        } else {
-            // Ids this cloud could not have made match nothing.
-            let mut keys: Vec<u64> = filter
-                .ids
-                .iter()
-                .filter_map(|id| parse_instance_id(id.as_str()))
-                .filter(|k| after.is_none_or(|a| *k > a))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            Box::new(
-                keys.into_iter()
-                    .filter_map(|k| self.instances.get(&k).map(|s| (k, &**s))),
             )
         };
 
@@ -314,6 +363,27 @@ impl State {
             items,
             next: next.map(|k| token_after(instance_id(k))),
         })
+    }
+
+    /// The stored instances of a filter's ids after `after`, in key order (ids this
+    /// cloud could not have made match nothing).
+    fn by_ids<'s>(
+        &'s self,
+        filter: &InstanceFilter,
+        after: Option<u64>,
+    ) -> Box<dyn Iterator<Item = (u64, &'s Stored)> + 's> {
+        let mut keys: Vec<u64> = filter
+            .ids
+            .iter()
+            .filter_map(|id| parse_instance_id(id.as_str()))
+            .filter(|k| after.is_none_or(|a| *k > a))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Box::new(
+            keys.into_iter()
+                .filter_map(|k| self.instances.get(&k).map(|s| (k, &**s))),
+        )
     }
 
     pub(super) fn create_instance(
@@ -451,8 +521,7 @@ impl State {
             addresses.push(a);
         }
 
-        self.last_instance += 1;
-        let key = self.last_instance;
+        let key = self.instance_keys.next();
         for n in &network_ids {
             if let Some(r) = self.networks.get_mut(n.as_str()) {
                 r.members.insert(key);
@@ -487,6 +556,7 @@ impl State {
                 .collect(),
             created_at,
             client_token: spec.client_token.clone(),
+            owner: spec.owner.clone(),
             phase: Phase::begin(
                 InstanceState::Pending,
                 InstanceState::Running,
@@ -496,6 +566,9 @@ impl State {
             expires_at: None,
         };
         let view = stored.view(now);
+        if let Some(o) = &spec.owner {
+            self.by_owner.entry(o.clone()).or_default().insert(key);
+        }
         self.instances.insert(key, Box::new(stored));
         Ok(view)
     }
@@ -630,9 +703,8 @@ impl State {
             .with_operation(Operation::CreateNetwork)
             .with_resource(format!("network {}", other.network.id)));
         }
-        self.last_network += 1;
         let network = Network {
-            id: NetworkId::new(format!("net-{:08x}", self.last_network)),
+            id: NetworkId::new(format!("net-{:016x}", self.network_keys.next())),
             name: spec.name.clone(),
             cidr: Some(cidr.to_string()),
             location_id: spec.location_id.clone(),

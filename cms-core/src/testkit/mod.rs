@@ -4,7 +4,7 @@
 //! the behaviour the model promises: the life cycle and its states, `NotFound` for
 //! unknown ids, `InvalidState` for impossible transitions, pagination that neither
 //! loses nor repeats instances while others are created, filters, tag updates,
-//! client-token idempotency, concurrent creates, networks, key pairs, and `Unsupported` for every
+//! client-token idempotency, owners (kept and filtered by), concurrent creates, networks, key pairs, and `Unsupported` for every
 //! operation the driver does not declare. Checks are chosen from the declared
 //! [`Capabilities`](crate::Capabilities); each one cleans up what it created.
 //!
@@ -309,6 +309,7 @@ pub async fn run(cloud: &Cloud, config: &KitConfig) -> Report {
         filters,
         tag_updates,
         client_token,
+        owners,
         concurrent_creates,
         networks,
         key_pairs,
@@ -873,6 +874,111 @@ async fn client_token(ctx: &Ctx<'_>) -> Check {
             "same token, other request: expected invalid_argument, got {other:?}"
         ))),
     }
+}
+
+/// Instances keep the owner they were made for, in the create's answer, in `get` and in
+/// listings; a listing filtered by owner holds that owner's instances only, page after
+/// full page; an owner that breaks the model's form is refused.
+async fn owners(ctx: &Ctx<'_>) -> Check {
+    let caps = ctx.caps().instances;
+    if !(caps.create && caps.list && caps.get && caps.owner) {
+        return skip("needs instance create, list and get, with owners");
+    }
+    let c = ctx.cloud;
+    let (mine, theirs) = (
+        format!("kit-{}-owner-a", ctx.run),
+        format!("kit-{}-owner-b", ctx.run),
+    );
+    let n = ctx.config.page_size as usize + 2;
+    let made: Vec<Instance> = join_all((0..n).map(|k| {
+        let spec = ctx.spec(&format!("own-{k}")).owner(mine.clone());
+        async move { ctx.create(&spec).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<_>>()?;
+    let other = ctx
+        .create(&ctx.spec("own-other").owner(theirs.clone()))
+        .await?;
+    for i in &made {
+        ensure!(
+            i.owner.as_deref() == Some(mine.as_str()),
+            "create answered owner {:?} for `{}`, made for {mine}",
+            i.owner,
+            i.id
+        );
+    }
+    let got = c.get_instance(&other.id).await?;
+    ensure!(
+        got.owner.as_deref() == Some(theirs.as_str()),
+        "get answered owner {:?}, made for {theirs}",
+        got.owner
+    );
+    // Paged with the kit's page size: every page but the last is full.
+    let filter = InstanceFilter {
+        owner: Some(mine.clone()),
+        ..Default::default()
+    };
+    let mut listed = Vec::new();
+    let mut page = PageRequest::first(ctx.config.page_size);
+    loop {
+        let p = c.list_instances(&filter, &page).await?;
+        for i in &p.items {
+            ensure!(
+                i.owner.as_deref() == Some(mine.as_str()),
+                "owner filter {mine} listed `{}` of owner {:?}",
+                i.id,
+                i.owner
+            );
+        }
+        listed.extend(p.items.iter().map(|i| i.id.clone()));
+        match p.next {
+            Some(t) => {
+                ensure!(
+                    p.items.len() == ctx.config.page_size as usize,
+                    "a page of the owner filter held {} of {} items and was not the last",
+                    p.items.len(),
+                    ctx.config.page_size
+                );
+                page = PageRequest::after(Some(ctx.config.page_size), t);
+            }
+            None => break,
+        }
+    }
+    let mut want: Vec<InstanceId> = made.iter().map(|i| i.id.clone()).collect();
+    want.sort();
+    listed.sort();
+    ensure!(
+        listed == want,
+        "owner filter {mine}: listed {listed:?}, made {want:?}"
+    );
+    let by_ids = InstanceFilter {
+        ids: vec![made[0].id.clone(), other.id.clone()],
+        owner: Some(theirs.clone()),
+        ..Default::default()
+    };
+    let got: Vec<InstanceId> = c
+        .collect_instances(&by_ids)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    ensure!(
+        got == vec![other.id.clone()],
+        "ids and owner {theirs}: {got:?}"
+    );
+    let nobody = InstanceFilter {
+        owner: Some(format!("kit-{}-owner-none", ctx.run)),
+        ..Default::default()
+    };
+    let got = c.collect_instances(&nobody).await?;
+    ensure!(got.is_empty(), "an owner with no instances listed {got:?}");
+    let bad = ctx.spec("own-bad").owner("not an owner");
+    expect_kind(
+        c.create_instance(&bad).await,
+        ErrorKind::InvalidArgument,
+        "create with owner `not an owner`",
+    )
 }
 
 async fn concurrent_creates(ctx: &Ctx<'_>) -> Check {

@@ -22,6 +22,8 @@ pub(crate) const INTERNAL_PREFIX: &str = "cms:";
 pub(crate) const TOKEN_TAG: &str = "cms:client-token";
 /// A short hash of the spec an instance was created from (see [`request_hash`]).
 pub(crate) const HASH_TAG: &str = "cms:request-hash";
+/// The owner an instance was created for ([`InstanceSpec::owner`]).
+pub(crate) const OWNER_TAG: &str = "cms:owner";
 
 /// The users' tags of an EC2 resource: without `Name` (that is the name) and without
 /// the driver's own `cms:` tags.
@@ -116,6 +118,9 @@ pub(crate) fn instance(i: &ec2::Instance) -> Option<Instance> {
         client_token: tag_value(tags, TOKEN_TAG)
             .or(i.client_token())
             .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+        owner: tag_value(tags, OWNER_TAG)
+            .filter(|o| !o.is_empty())
             .map(str::to_owned),
     })
 }
@@ -262,6 +267,13 @@ pub(crate) fn instance_filters(f: &InstanceFilter) -> Option<Vec<ec2::Filter>> {
     if let Some(name) = f.name.as_deref().filter(|n| plain(n)) {
         out.push(filter(format!("tag:{NAME_TAG}"), [name]));
     }
+    if let Some(owner) = f.owner.as_deref() {
+        if !plain(owner) {
+            // No owner of the model's form has wildcards: such a filter matches nothing.
+            return None;
+        }
+        out.push(filter(format!("tag:{OWNER_TAG}"), [owner]));
+    }
     for (k, v) in &f.tags {
         if !plain(k) {
             continue;
@@ -280,6 +292,9 @@ pub(crate) fn instance_tags(spec: &InstanceSpec, token: Option<&str>) -> Vec<ec2
     let mut tags: Vec<ec2::Tag> = spec.tags.iter().map(|(k, v)| tag(k, v)).collect();
     if !spec.name.is_empty() {
         tags.push(tag(NAME_TAG, &spec.name));
+    }
+    if let Some(owner) = &spec.owner {
+        tags.push(tag(OWNER_TAG, owner));
     }
     if let Some(token) = token {
         tags.push(tag(TOKEN_TAG, token));
@@ -319,6 +334,9 @@ pub(crate) fn check_spec(spec: &InstanceSpec) -> Result<()> {
     }
     if spec.flavor_id.as_str().is_empty() {
         return Err(Error::invalid_argument("flavor_id", "must not be empty").with_operation(op));
+    }
+    if let Some(o) = &spec.owner {
+        cms_core::check_owner(o).map_err(|e| e.with_operation(op))?;
     }
     if let Some(k) = spec
         .tags

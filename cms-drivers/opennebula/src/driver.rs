@@ -23,6 +23,7 @@
 //! | `CMS_CLIENT_TOKEN` | the client token, so that a repeated create finds the VM it made |
 //! | `CMS_REQUEST_HASH` | a SHA-256 of the request (without token), to tell a repeat from another request with the same token |
 //! | `CMS_IMAGE`, `CMS_FLAVOR`, `CMS_KEY_NAME` | the cms image, flavor and key pair it was made from |
+//! | `CMS_OWNER` | the owner it was made for (`InstanceSpec::owner`), written in the same allocation |
 //!
 //! # Listing instances
 //!
@@ -32,7 +33,7 @@
 //! VMs come and go. DONE VMs are left out unless the filter asks for `terminated`.
 //! Filters: a state set that only one OpenNebula STATE can produce is pushed down as
 //! the state argument (`terminated` → DONE, `suspended` → SUSPENDED, `running` →
-//! ACTIVE); names, tags and the remaining state conditions are applied here, on
+//! ACTIVE); names, tags, owners and the remaining state conditions are applied here, on
 //! windows of up to 100 VMs, reading at most 2,000 VMs per page before answering a
 //! short (possibly empty) page with a token to go on. A filter on ids reads those VMs
 //! one by one (`one.vm.info`).
@@ -119,6 +120,8 @@ pub const ATTR_IMAGE: &str = "CMS_IMAGE";
 pub const ATTR_FLAVOR: &str = "CMS_FLAVOR";
 /// The user-template attribute holding the key pair name.
 pub const ATTR_KEY_NAME: &str = "CMS_KEY_NAME";
+/// The user-template attribute holding the owner the VM was made for.
+pub const ATTR_OWNER: &str = "CMS_OWNER";
 
 /// Page size when the caller gives none.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -825,6 +828,10 @@ impl OpenNebulaDriver {
                 .get(ATTR_CLIENT_TOKEN)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
+            owner: ut
+                .get(ATTR_OWNER)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
         }
     }
 
@@ -1179,6 +1186,9 @@ impl OpenNebulaDriver {
         }
         if let Some(t) = &spec.client_token {
             cms_attrs.push(Element::leaf(ATTR_CLIENT_TOKEN, t.clone()));
+        }
+        if let Some(o) = &spec.owner {
+            cms_attrs.push(Element::leaf(ATTR_OWNER, o.clone()));
         }
         if let Some(k) = &spec.key_name {
             cms_attrs.push(Element::leaf(ATTR_KEY_NAME, k.clone()));
@@ -1717,6 +1727,9 @@ fn check_name(argument: &str, name: &str, required: bool) -> Result<()> {
 fn check_spec(spec: &InstanceSpec) -> Result<()> {
     check_name("name", &spec.name, false)?;
     cms_core::check_tags(&spec.tags)?;
+    if let Some(o) = &spec.owner {
+        cms_core::check_owner(o)?;
+    }
     if let Some(d) = &spec.user_data {
         if d.len() > MAX_USER_DATA {
             return Err(Error::invalid_argument(

@@ -808,9 +808,11 @@ async fn a_create_writes_what_it_was_asked() {
         ]
         .into(),
         client_token: Some("tok-1".into()),
+        owner: Some("team-a".into()),
     };
     let vm = driver.create_instance(&spec).await.unwrap();
     assert_eq!(vm.name, "web-1");
+    assert_eq!(vm.owner.as_deref(), Some("team-a"));
     assert_eq!(vm.tags, spec.tags);
     assert_eq!(vm.key_name.as_deref(), Some("ops"));
     assert_eq!(vm.client_token.as_deref(), Some("tok-1"));
@@ -834,6 +836,7 @@ async fn a_create_writes_what_it_was_asked() {
     let tags: serde_json::Value =
         serde_json::from_str(doc.user_template.get(ATTR_TAGS).unwrap()).unwrap();
     assert_eq!(tags["Team Name"], "a<b>&\"c\"");
+    assert_eq!(doc.user_template.get("CMS_OWNER"), Some("team-a"));
     assert_eq!(
         doc.user_template.get("SCHED_REQUIREMENTS"),
         Some("CLUSTER_ID = 0")

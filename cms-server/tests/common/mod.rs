@@ -68,8 +68,91 @@ pub struct Options {
     pub env_remove: Vec<String>,
     /// The bearer key requests carry by default.
     pub key: Option<String>,
-    /// The store's URL (`CMS_STATE`); none: a fresh SQLite file, removed on drop.
+    /// The store's URL (`CMS_STATE`); none: a fresh store of the run's kind (see
+    /// [`StateDb`]), removed on drop.
     pub state: Option<String>,
+}
+
+/// A fresh, empty store for one test: a SQLite file in a temporary directory, or, when
+/// the run has a PostgreSQL server (`CMS_TEST_POSTGRES`, an admin URL: the README's
+/// test command starts one and runs the suite on both), a database of its own. Removed
+/// on drop. Servers restarted on the same `url` find what the earlier ones wrote.
+pub struct StateDb {
+    pub url: String,
+    _dir: Option<TempDir>,
+    pg: Option<(String, String)>,
+}
+
+/// The PostgreSQL admin URL of the run, if it has a server.
+pub fn postgres_admin() -> Option<String> {
+    std::env::var("CMS_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn psql(admin: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([admin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql (CMS_TEST_POSTGRES is set: the PostgreSQL client must be installed)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl StateDb {
+    /// A fresh store of the run's kind.
+    pub fn new(name: &str) -> StateDb {
+        match postgres_admin() {
+            Some(admin) => {
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let db = format!(
+                    "cms_{}_{}_{}",
+                    name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                );
+                psql(&admin, &format!("CREATE DATABASE {db}"));
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                StateDb {
+                    url: format!("{base}/{db}"),
+                    _dir: None,
+                    pg: Some((admin.clone(), db)),
+                }
+            }
+            None => {
+                let dir = TempDir::new(name);
+                StateDb {
+                    url: dir.sqlite("cms.db"),
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+        }
+    }
+
+    /// Whether it is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+}
+
+impl Drop for StateDb {
+    fn drop(&mut self) {
+        if let Some((admin, db)) = &self.pg {
+            let _ = Command::new("psql")
+                .args([
+                    admin.as_str(),
+                    "-X",
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
 }
 
 /// A temporary directory, removed (with what is in it) on drop.
@@ -108,7 +191,7 @@ pub struct Server {
     pub stderr: Output,
     pub client: reqwest::Client,
     _config: Option<TempFile>,
-    _state: Option<TempDir>,
+    _state: Option<StateDb>,
 }
 
 /// A config for most tests: a fast memory provider `local`, providers that fail on
@@ -173,9 +256,9 @@ impl Server {
         let (state_dir, state) = match &opts.state {
             Some(url) => (None, url.clone()),
             None => {
-                let dir = TempDir::new("state");
-                let url = dir.sqlite("cms.db");
-                (Some(dir), url)
+                let db = StateDb::new("state");
+                let url = db.url.clone();
+                (Some(db), url)
             }
         };
         let mut cmd = Command::new(binary());

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use super::handlers;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use crate::api;
-use crate::problem::{Problem, PROBLEM_JSON};
+use super::problem::{Problem, PROBLEM_JSON};
 
 /// The native API's document.
 #[derive(OpenApi)]
@@ -24,29 +24,29 @@ use crate::problem::{Problem, PROBLEM_JSON};
             echoes it (or a generated one).",
     ),
     paths(
-        api::healthz,
-        api::metrics,
-        api::openapi,
-        api::list_providers,
-        api::list_all_instances,
-        api::list_instances,
-        api::create_instance,
-        api::get_instance,
-        api::delete_instance,
-        api::start_instance,
-        api::stop_instance,
-        api::reboot_instance,
-        api::list_images,
-        api::get_image,
-        api::list_flavors,
-        api::list_networks,
-        api::create_network,
-        api::get_network,
-        api::delete_network,
-        api::list_locations,
-        api::list_key_pairs,
-        api::create_key_pair,
-        api::delete_key_pair,
+        handlers::healthz,
+        handlers::metrics,
+        handlers::openapi,
+        handlers::list_providers,
+        handlers::list_all_instances,
+        handlers::list_instances,
+        handlers::create_instance,
+        handlers::get_instance,
+        handlers::delete_instance,
+        handlers::start_instance,
+        handlers::stop_instance,
+        handlers::reboot_instance,
+        handlers::list_images,
+        handlers::get_image,
+        handlers::list_flavors,
+        handlers::list_networks,
+        handlers::create_network,
+        handlers::get_network,
+        handlers::delete_network,
+        handlers::list_locations,
+        handlers::list_key_pairs,
+        handlers::create_key_pair,
+        handlers::delete_key_pair,
     ),
     components(schemas(Problem)),
     modifiers(&Common),
@@ -209,8 +209,8 @@ pub fn document_json() -> Vec<u8> {
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::super::routes::ROUTES;
     use super::*;
-    use crate::routes::ROUTES;
 
     /// Every route is documented, and nothing else.
     #[test]

@@ -235,32 +235,9 @@ fn table() -> &'static Table {
 }
 
 /// The distinct path templates, in [`ROUTES`] order; a template's position is its
-/// index in metrics. The EC2 frontend's `/ec2` follows, and [`UNMATCHED`] comes last.
-pub fn templates() -> Vec<&'static str> {
-    let mut t = table().templates.clone();
-    t.push(crate::ec2::PREFIX);
-    t.push(UNMATCHED);
-    t
-}
-
-/// The template with index `i` ([`UNMATCHED`] past the last).
-pub fn template_name(i: usize) -> &'static str {
-    let t = &table().templates;
-    match t.get(i) {
-        Some(name) => name,
-        None if i == t.len() => crate::ec2::PREFIX,
-        None => UNMATCHED,
-    }
-}
-
-/// The metrics index of the EC2 frontend's requests.
-pub fn ec2_template() -> usize {
-    table().templates.len()
-}
-
-/// The number of entries of [`templates`].
-pub fn template_count() -> usize {
-    table().templates.len() + 2
+/// index in metrics (see [`crate::metrics::templates`]).
+pub fn templates() -> &'static [&'static str] {
+    &table().templates
 }
 
 /// Path parameters, percent-decoded, in template order (at most two).

@@ -172,6 +172,7 @@ pub fn write_instance(out: &mut Vec<u8>, i: &Instance) {
         tags,
         created_at,
         client_token,
+        owner,
     } = i;
     out.extend_from_slice(b"{\"id\":");
     write_str(out, id.as_str());
@@ -211,6 +212,8 @@ pub fn write_instance(out: &mut Vec<u8>, i: &Instance) {
     }
     out.extend_from_slice(b",\"client_token\":");
     write_opt_str(out, client_token.as_deref());
+    out.extend_from_slice(b",\"owner\":");
+    write_opt_str(out, owner.as_deref());
     out.push(b'}');
 }
 
@@ -267,6 +270,7 @@ mod tests {
             tags: if n % 5 == 0 { Default::default() } else { tags },
             created_at: (n % 7 != 0).then_some(created),
             client_token: (n % 2 == 1).then(|| "idem-abc".into()),
+            owner: (n % 3 == 1).then(|| "team-a".into()),
         }
     }
 
@@ -295,7 +299,7 @@ mod tests {
             };
             let mut fast = Vec::new();
             write_instance_page(&mut fast, &page.items, page.next.as_ref());
-            let expected = crate::api::ListResponse::from(page);
+            let expected = super::super::handlers::ListResponse::from(page);
             assert_eq!(fast, serde_json::to_vec(&expected).unwrap());
         }
     }

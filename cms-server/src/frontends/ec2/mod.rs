@@ -4,30 +4,39 @@
 //! - Requests are `GET` or form-encoded `POST` with `Action` and `Version`, signed
 //!   with SigV4 ([`sigv4`]) by a tenant's access key pair; the signature's region
 //!   names the provider (`aws ec2 describe-instances --region local`).
-//! - Backend ids are mapped to EC2-shaped ids (`i-…`, `ami-…`, `subnet-…`, `vpc-…`)
-//!   through the [store](crate::store), which also records which tenant launched
-//!   which instance: a tenant sees only its own, and another's id answers exactly
-//!   as an id that does not exist.
+//! - Backend ids are shown as EC2-shaped public ids (`i-…`, `ami-…`, `subnet-…`,
+//!   `vpc-…`) that the [service](crate::service) hands out; a tenant sees only its own
+//!   instances (an admin tenant, all), and another's id answers exactly as an id that
+//!   does not exist.
 //! - Answers are XML in the `2016-11-15` namespace, shaped as in the botocore
 //!   service model; errors are `<Response><Errors><Error>…` documents.
 //!
 //! The actions are listed in [`Action`].
 
+mod account;
 mod actions;
+mod catalogue;
 pub mod error;
+mod instances;
+mod keys;
 pub mod params;
 pub mod sigv4;
+mod tags;
 pub mod xml;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures::Stream;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 
-use crate::app::{App, Provider};
+use crate::app::App;
 use crate::auth::Tenant;
+use crate::frontends::body;
+use crate::service::{Provider, Service};
 use error::Ec2Error;
 use params::{Params, View};
 
@@ -104,7 +113,7 @@ pub struct Outcome {
 
 /// One authenticated call: who, where, what.
 pub(crate) struct Call<'a> {
-    pub app: &'a App,
+    pub service: &'a Service,
     pub tenant: &'a Tenant,
     pub provider: &'a Provider,
     pub p: View<'a>,
@@ -226,16 +235,11 @@ async fn serve(
         ));
     };
     out.tenant = Some(tenant.name.clone());
-    let provider = match app.provider_for(tenant, &verified.region) {
+    let service = app.service();
+    let provider = match service.provider(tenant, &verified.region) {
         Ok(p) => p,
         Err(_) => {
-            let mut names: Vec<&str> = app
-                .providers()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| tenant.may_use(*i))
-                .map(|(_, p)| &*p.name)
-                .collect();
+            let mut names: Vec<&str> = service.providers_of(tenant).map(|p| &*p.name).collect();
             names.sort_unstable();
             return Err(Ec2Error::new(
                 "AuthFailure",
@@ -278,7 +282,7 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
     let call = Call {
-        app,
+        service,
         tenant,
         provider,
         p,
@@ -286,4 +290,64 @@ async fn serve(
         host,
     };
     actions::run(action, &call).await
+}
+
+/// Serves one request to the frontend, with the same body limits, metrics and access
+/// log as the native API.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn handle_http<S, B>(
+    app: &App,
+    method: Method,
+    path: &str,
+    query: &str,
+    headers: HeaderMap,
+    mut body: std::pin::Pin<&mut S>,
+    request_id: String,
+    started: Instant,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let outcome = match body::read(&headers, body.as_mut()).await {
+        Ok(bytes) => handle(app, &method, path, query, &headers, bytes, &request_id).await,
+        Err(e) => {
+            if body::declares_body(&headers) {
+                body::drain(body.as_mut()).await;
+            }
+            let (code, status) = match e {
+                body::BodyError::TooLarge => ("RequestEntityTooLarge", 413),
+                body::BodyError::Unreadable(_) => ("InvalidRequest", 400),
+            };
+            let err = Ec2Error::new(code, status, e.detail());
+            Outcome {
+                response: xml_response(status, err.to_xml(&request_id)),
+                tenant: None,
+                action: None,
+                error: Some(err.code),
+            }
+        }
+    };
+    let mut response = outcome.response;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v.clone());
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    app.metrics
+        .record(crate::metrics::ec2_template(), &method, status, elapsed);
+    tracing::info!(
+        target: "cms_server::access",
+        request_id = %request_id,
+        method = %method,
+        route = PREFIX,
+        action = outcome.action.unwrap_or("-"),
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        tenant = outcome.tenant.as_deref().unwrap_or("-"),
+        problem = outcome.error.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
 }

@@ -7,8 +7,8 @@ use cms_core::{InstanceFilter, InstanceState, PageRequest, PageToken};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::problem::{ApiError, ServerKind};
-use crate::routes::query_decode;
+use super::problem::{ApiError, ServerKind};
+use super::routes::query_decode;
 
 /// The largest `limit`.
 pub const MAX_LIMIT: u32 = 1000;

@@ -1,33 +1,28 @@
-//! The native API's handlers, one per route of [`ROUTES`](crate::routes::ROUTES),
+//! The native API's handlers, one per route of [`ROUTES`](super::routes::ROUTES),
 //! each documented with `#[utoipa::path]`, and the bodies they take and answer.
-
-use std::time::Duration;
 
 use bytes::Bytes;
 use cms_core::{
-    Capabilities, Flavor, FlavorId, Image, ImageId, Instance, InstanceId, InstanceSpec, KeyPair,
-    KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageToken,
-    Tags,
+    Capabilities, Flavor, FlavorId, Image, ImageId, Instance, InstanceAction, InstanceSpec,
+    KeyPair, KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page,
+    PageToken, Tags,
 };
-use futures::future::join_all;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use warp::reply::Response;
 
-use crate::app::{App, Provider};
-use crate::auth::{client_token, Tenant};
-use crate::openapi::{AuthProblems, BodyProblems, OpenProblems, ProviderProblems};
-use crate::problem::{status_of, type_uri, ApiError, ServerKind};
-use crate::query::{
+use super::openapi::{AuthProblems, BodyProblems, OpenProblems, ProviderProblems};
+use super::problem::{status_of, type_uri, ApiError, ServerKind};
+use super::query::{
     instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
 };
-use crate::routes::{percent_encode_segment, Params, RouteId};
-use crate::store::{random_id, Kind};
-
-/// The most bytes a request body may have.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use super::routes::{percent_encode_segment, Params, RouteId};
+use crate::app::App;
+use crate::auth::Tenant;
+use crate::service::{CreateRequest, Idempotency, InstanceRef, Provider};
 
 /// A listing: one page of items and the token of the next page (`null` on the last).
 #[derive(Debug, Serialize, ToSchema)]
@@ -175,39 +170,37 @@ impl Ctx<'_> {
 
     /// The provider named by the first path parameter.
     fn provider(&self) -> Result<&Provider, ApiError> {
-        self.app.provider_for(self.tenant()?, self.params.get(0))
+        let name = self.params.get(0);
+        self.app
+            .service
+            .provider(self.tenant()?, name)
+            .map_err(|e| ApiError::from(e).with_provider(name))
     }
 
     fn id(&self) -> &str {
         self.params.get(1)
     }
 
-    /// The instance named by the second path parameter, if the caller launched it:
+    /// The instance named by the second path parameter, if the caller may see it:
     /// another tenant's instance is "not found", exactly as one that does not exist.
-    async fn owned_instance(&self, p: &Provider, op: Operation) -> Result<InstanceId, ApiError> {
-        let tenant = self.tenant()?;
-        let id = self.id();
-        let owner = self
+    async fn instance(&self, p: &Provider, op: Operation) -> Result<Instance, ApiError> {
+        Ok(self
             .app
-            .store
-            .lookup(&p.name, Kind::Instance, &[id])
-            .await
-            .map_err(store_error)?
-            .pop()
-            .flatten()
-            .and_then(|e| e.tenant);
-        if owner.as_deref() == Some(&*tenant.name) {
-            Ok(InstanceId::new(id))
-        } else {
-            Err(cms_core::Error::new(
-                cms_core::ErrorKind::NotFound,
-                format!("instance `{id}` not found"),
-            )
-            .with_operation(op)
-            .with_resource(format!("instance {id}"))
-            .with_provider(p.name.to_string())
-            .into())
-        }
+            .service
+            .instance(self.tenant()?, p, InstanceRef::Backend(self.id()), op)
+            .await?
+            .instance)
+    }
+
+    async fn act(&self, action: InstanceAction) -> Result<Response, ApiError> {
+        let p = self.provider()?;
+        no_query(self.query)?;
+        let (_, after) = self
+            .app
+            .service
+            .act(self.tenant()?, p, InstanceRef::Backend(self.id()), action)
+            .await?;
+        Ok(json_response(StatusCode::ACCEPTED, &after.instance, 1024))
     }
 
     /// The body as JSON of type `T`, checked for media type and shape.
@@ -300,7 +293,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T, capacity: usiz
         Ok(()) => raw_json(status, buf),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize an answer");
-            crate::server::problem_response(
+            super::problem_response(
                 &ApiError::server(ServerKind::Internal, "cannot serialize the answer"),
                 "",
                 None,
@@ -377,9 +370,10 @@ pub async fn metrics(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     cx.app.metrics.write_prometheus(
         &mut out,
         cx.app
-            .providers
+            .service
+            .providers()
             .iter()
-            .filter_map(|p| p.cloud.metrics().map(|m| m.as_ref())),
+            .filter_map(|p| p.metrics().map(|m| m.as_ref())),
     );
     Ok(text_response(
         "text/plain; version=0.0.4; charset=utf-8",
@@ -404,14 +398,12 @@ pub async fn list_providers(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
     let items: Vec<ProviderInfo> = cx
         .app
-        .providers
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| tenant.may_use(*i))
-        .map(|(_, p)| ProviderInfo {
+        .service
+        .providers_of(tenant)
+        .map(|p| ProviderInfo {
             name: p.name.to_string(),
             driver: p.driver.to_owned(),
-            capabilities: *p.cloud.capabilities(),
+            capabilities: *p.capabilities(),
         })
         .collect();
     Ok(json_response(
@@ -431,65 +423,37 @@ pub async fn list_providers(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_all_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (filter, _) = instance_query(cx.query, false)?;
     let tenant = cx.tenant()?;
-    let limit = cx.app.aggregate_timeout;
-    let calls = cx
+    let (found, failed) = cx
         .app
-        .providers
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| tenant.may_use(*i))
-        .map(|(_, p)| {
-            let filter = &filter;
-            async move {
-                let r = tokio::time::timeout(limit, p.cloud.collect_instances(filter)).await;
-                (p, r)
+        .service
+        .instances_everywhere(tenant, &filter, cx.app.aggregate_timeout)
+        .await;
+    let items: Vec<ProviderInstance> = found
+        .into_iter()
+        .map(|(p, instance)| ProviderInstance {
+            provider: p.name.to_string(),
+            instance,
+        })
+        .collect();
+    let errors = failed
+        .into_iter()
+        .map(|(p, e)| {
+            let kind = e.kind();
+            ProviderError {
+                provider: p.name.to_string(),
+                status: status_of(kind).as_u16(),
+                type_: type_uri(kind.as_str()),
+                kind: kind.as_str().to_owned(),
+                detail: e.to_string(),
             }
-        });
-    let mut items = Vec::new();
-    let mut errors = Vec::new();
-    for (p, r) in join_all(calls).await {
-        match r {
-            Ok(Ok(list)) => {
-                items.extend(keep_owned(cx.app, p, tenant, list).await?.into_iter().map(
-                    |instance| ProviderInstance {
-                        provider: p.name.to_string(),
-                        instance,
-                    },
-                ))
-            }
-            Ok(Err(e)) => {
-                let kind = e.kind();
-                errors.push(ProviderError {
-                    provider: p.name.to_string(),
-                    status: status_of(kind).as_u16(),
-                    type_: type_uri(kind.as_str()),
-                    kind: kind.as_str().to_owned(),
-                    detail: e.to_string(),
-                })
-            }
-            Err(_) => errors.push(timeout_error(&p.name, limit)),
-        }
-    }
+        })
+        .collect();
     let cap = 256 + items.len() * 512;
     Ok(json_response(
         StatusCode::OK,
         &AggregateResponse { items, errors },
         cap,
     ))
-}
-
-fn timeout_error(provider: &str, limit: Duration) -> ProviderError {
-    let kind = cms_core::ErrorKind::Timeout;
-    ProviderError {
-        provider: provider.to_owned(),
-        status: status_of(kind).as_u16(),
-        type_: type_uri(kind.as_str()),
-        kind: kind.as_str().to_owned(),
-        detail: format!(
-            "{} on provider `{provider}`: no answer within {limit:?}",
-            Operation::ListInstances
-        ),
-    }
 }
 
 /// One page of a provider's instances, filtered.
@@ -500,12 +464,15 @@ fn timeout_error(provider: &str, limit: Duration) -> ProviderError {
 pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let (filter, page) = instance_query(cx.query, true)?;
-    let mut page = p.cloud.list_instances(&filter, &page).await?;
-    // A page holds the caller's instances only (so it may be shorter than the limit).
-    page.items = keep_owned(cx.app, p, cx.tenant()?, page.items).await?;
+    let page = cx
+        .app
+        .service
+        .list_instances(cx.tenant()?, p, &filter, &page, false, None)
+        .await?;
+    let items: Vec<Instance> = page.items.into_iter().map(|o| o.instance).collect();
     // The hot path: written by hand, byte for byte what serde would write.
-    let mut buf = Vec::with_capacity(128 + page.items.len() * 512);
-    crate::fastjson::write_instance_page(&mut buf, &page.items, page.next.as_ref());
+    let mut buf = Vec::with_capacity(128 + items.len() * 512);
+    super::fastjson::write_instance_page(&mut buf, &items, page.next.as_ref());
     Ok(raw_json(StatusCode::OK, buf))
 }
 
@@ -523,32 +490,6 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
     let req: CreateInstanceRequest = cx.json()?;
-    let client_token = match cx.headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::server(
-                        ServerKind::InvalidHeader,
-                        "header `Idempotency-Key` must be 1 to 255 visible ASCII characters",
-                    )
-                })?;
-            if !p.cloud.capabilities().instances.client_token {
-                return Err(ApiError::core(
-                    cms_core::ErrorKind::Unsupported,
-                    format!(
-                        "provider `{}` does not support idempotent creates (`Idempotency-Key`)",
-                        p.name
-                    ),
-                )
-                .with_provider(&p.name));
-            }
-            Some(client_token(&cx.tenant()?.name, key))
-        }
-    };
     let spec = InstanceSpec {
         name: req.name,
         image_id: req.image_id,
@@ -558,23 +499,52 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         key_name: req.key_name,
         user_data: req.user_data,
         tags: req.tags,
-        client_token,
+        client_token: None,
+        owner: None,
     };
-    let vm = p.cloud.create_instance(&spec).await?;
-    // Recorded before the answer names it; a repeated idempotent create finds the
-    // first record.
-    cx.app
-        .store
-        .record_owned(
-            &p.name,
-            Kind::Instance,
-            vm.id.as_str(),
-            &cx.tenant()?.name,
-            &random_id("r-"),
-            0,
+    let idempotency = match cx.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| valid_idempotency_key(k))
+                .ok_or_else(|| {
+                    ApiError::server(
+                        ServerKind::InvalidHeader,
+                        "header `Idempotency-Key` must be 1 to 255 visible ASCII characters",
+                    )
+                })?;
+            // What the request asks for: the same key with another body is refused.
+            let fingerprint = serde_json::to_vec(&spec)
+                .map(|b| hex(&Sha256::digest(&b)))
+                .unwrap_or_default();
+            Some(Idempotency {
+                key: format!("native:{key}"),
+                fingerprint,
+            })
+        }
+    };
+    let launch = cx
+        .app
+        .service
+        .create_instances(
+            cx.tenant()?,
+            p,
+            &CreateRequest {
+                spec,
+                min: 1,
+                max: 1,
+                idempotency,
+            },
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
+    let vm = launch
+        .instances
+        .into_iter()
+        .next()
+        .map(|o| o.instance)
+        .ok_or_else(|| ApiError::server(ServerKind::Internal, "the create made no instance"))?;
     let location = format!(
         "/v1/providers/{}/instances/{}",
         percent_encode_segment(&p.name),
@@ -586,6 +556,15 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
+/// Whether an `Idempotency-Key` is 1 to 255 visible ASCII characters.
+pub fn valid_idempotency_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One instance.
 #[utoipa::path(get, path = "/v1/providers/{provider}/instances/{id}", tag = "instances",
     security(("bearer" = [])),
@@ -595,8 +574,7 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let id = cx.owned_instance(p, Operation::GetInstance).await?;
-    let vm = p.cloud.get_instance(&id).await?;
+    let vm = cx.instance(p, Operation::GetInstance).await?;
     Ok(json_response(StatusCode::OK, &vm, 1024))
 }
 
@@ -607,11 +585,7 @@ pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
     responses((status = 202, description = "Deletion accepted: the instance as it is now", body = Instance), ProviderProblems))]
 pub async fn delete_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let p = cx.provider()?;
-    no_query(cx.query)?;
-    let id = cx.owned_instance(p, Operation::DeleteInstance).await?;
-    let vm = p.cloud.delete_instance(&id).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+    cx.act(InstanceAction::Delete).await
 }
 
 /// Starts a stopped instance.
@@ -621,11 +595,7 @@ pub async fn delete_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
     responses((status = 202, description = "Start accepted: the instance as it is now", body = Instance), ProviderProblems))]
 pub async fn start_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let p = cx.provider()?;
-    no_query(cx.query)?;
-    let id = cx.owned_instance(p, Operation::StartInstance).await?;
-    let vm = p.cloud.start_instance(&id).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+    cx.act(InstanceAction::Start).await
 }
 
 /// Stops a running instance.
@@ -635,11 +605,7 @@ pub async fn start_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
     responses((status = 202, description = "Stop accepted: the instance as it is now", body = Instance), ProviderProblems))]
 pub async fn stop_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let p = cx.provider()?;
-    no_query(cx.query)?;
-    let id = cx.owned_instance(p, Operation::StopInstance).await?;
-    let vm = p.cloud.stop_instance(&id).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+    cx.act(InstanceAction::Stop).await
 }
 
 /// Reboots a running instance.
@@ -649,11 +615,7 @@ pub async fn stop_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
     responses((status = 202, description = "Reboot accepted: the instance as it is now", body = Instance), ProviderProblems))]
 pub async fn reboot_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let p = cx.provider()?;
-    no_query(cx.query)?;
-    let id = cx.owned_instance(p, Operation::RebootInstance).await?;
-    let vm = p.cloud.reboot_instance(&id).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &vm, 1024))
+    cx.act(InstanceAction::Reboot).await
 }
 
 /// One page of images.
@@ -664,7 +626,7 @@ pub async fn reboot_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let page = page_query(cx.query)?;
-    let page = p.cloud.list_images(&page).await?;
+    let page = cx.app.service.list_images(p, &page).await?;
     let cap = 128 + page.items.len() * 256;
     Ok(json_response(
         StatusCode::OK,
@@ -682,7 +644,7 @@ pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_image(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let image = p.cloud.get_image(&ImageId::new(cx.id())).await?;
+    let image = cx.app.service.get_image(p, &ImageId::new(cx.id())).await?;
     Ok(json_response(StatusCode::OK, &image, 512))
 }
 
@@ -694,7 +656,7 @@ pub async fn get_image(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_flavors(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let page = page_query(cx.query)?;
-    let page = p.cloud.list_flavors(&page).await?;
+    let page = cx.app.service.list_flavors(p, &page).await?;
     let cap = 128 + page.items.len() * 128;
     Ok(json_response(
         StatusCode::OK,
@@ -711,7 +673,7 @@ pub async fn list_flavors(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_networks(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let page = page_query(cx.query)?;
-    let page = p.cloud.list_networks(&page).await?;
+    let page = cx.app.service.list_networks(p, &page).await?;
     let cap = 128 + page.items.len() * 256;
     Ok(json_response(
         StatusCode::OK,
@@ -737,7 +699,7 @@ pub async fn create_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         location_id: req.location_id,
         tags: req.tags,
     };
-    let net = p.cloud.create_network(&spec).await?;
+    let net = cx.app.service.create_network(p, &spec).await?;
     let location = format!(
         "/v1/providers/{}/networks/{}",
         percent_encode_segment(&p.name),
@@ -758,7 +720,11 @@ pub async fn create_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let net = p.cloud.get_network(&NetworkId::new(cx.id())).await?;
+    let net = cx
+        .app
+        .service
+        .get_network(p, &NetworkId::new(cx.id()))
+        .await?;
     Ok(json_response(StatusCode::OK, &net, 512))
 }
 
@@ -771,7 +737,10 @@ pub async fn get_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn delete_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    p.cloud.delete_network(&NetworkId::new(cx.id())).await?;
+    cx.app
+        .service
+        .delete_network(p, &NetworkId::new(cx.id()))
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -783,7 +752,7 @@ pub async fn delete_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_locations(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let items = p.cloud.list_locations().await?;
+    let items = cx.app.service.list_locations(p).await?;
     Ok(json_response(
         StatusCode::OK,
         &ListResponse::all(items),
@@ -799,7 +768,14 @@ pub async fn list_locations(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_key_pairs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let items = p.cloud.list_key_pairs().await?;
+    let items: Vec<KeyPair> = cx
+        .app
+        .service
+        .list_key_pairs(cx.tenant()?, p)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let cap = 128 + items.len() * 512;
     Ok(json_response(
         StatusCode::OK,
@@ -824,7 +800,11 @@ pub async fn create_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         name: req.name,
         public_key: req.public_key,
     };
-    let kp = p.cloud.create_key_pair(&spec).await?;
+    let (kp, _) = cx
+        .app
+        .service
+        .create_key_pair(cx.tenant()?, p, &spec)
+        .await?;
     Ok(json_response(StatusCode::CREATED, &kp, 2048))
 }
 
@@ -837,39 +817,9 @@ pub async fn create_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn delete_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    p.cloud.delete_key_pair(cx.id()).await?;
+    cx.app
+        .service
+        .delete_key_pair(cx.tenant()?, p, cx.id())
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
-}
-
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "state store failed");
-    ApiError::server(
-        ServerKind::Internal,
-        "the server could not read or write its state; try again",
-    )
-}
-
-/// Keeps the instances `tenant` launched.
-async fn keep_owned(
-    app: &App,
-    p: &Provider,
-    tenant: &Tenant,
-    items: Vec<Instance>,
-) -> Result<Vec<Instance>, ApiError> {
-    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    let owners = app
-        .store
-        .lookup(&p.name, Kind::Instance, &ids)
-        .await
-        .map_err(store_error)?;
-    Ok(items
-        .into_iter()
-        .zip(owners)
-        .filter(|(_, e)| {
-            e.as_ref()
-                .and_then(|e| e.tenant.as_deref())
-                .is_some_and(|t| *t == *tenant.name)
-        })
-        .map(|(i, _)| i)
-        .collect())
 }

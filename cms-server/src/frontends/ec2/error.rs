@@ -89,7 +89,12 @@ impl Ec2Error {
                 }
             }
             ErrorKind::InvalidState => Ec2Error::new("IncorrectInstanceState", 400, message),
-            ErrorKind::QuotaExceeded => Ec2Error::new("InstanceLimitExceeded", 400, message),
+            ErrorKind::QuotaExceeded => match e.context_value("reason") {
+                Some("insufficient_free_addresses") => {
+                    Ec2Error::new("InsufficientFreeAddressesInSubnet", 400, message)
+                }
+                _ => Ec2Error::new("InstanceLimitExceeded", 400, message),
+            },
             ErrorKind::RateLimited => Ec2Error::new("RequestLimitExceeded", 503, message),
             ErrorKind::Unsupported => Ec2Error::unsupported(message),
             ErrorKind::Unavailable | ErrorKind::Timeout => {
@@ -117,10 +122,32 @@ impl Ec2Error {
     }
 }
 
-impl From<crate::store::StoreError> for Ec2Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "state store failed");
-        Ec2Error::internal("the server could not read or write its state; try again")
+/// The EC2 code and words of a resource that is not found, by what the error says is
+/// missing (its resource: `instance i-…`, `image ami-…`, `key pair web`, …).
+fn not_found_of(resource: &str) -> Option<(&'static str, &'static str, &str)> {
+    const KINDS: &[(&str, &str, &str)] = &[
+        ("instance ", "InvalidInstanceID.NotFound", "instance ID"),
+        ("image ", "InvalidAMIID.NotFound", "image id"),
+        ("key pair ", "InvalidKeyPair.NotFound", "key pair"),
+        ("network ", "InvalidSubnetID.NotFound", "subnet ID"),
+        ("flavor ", "InvalidInstanceType", "instance type"),
+        ("location ", "InvalidParameterValue", "availability zone"),
+    ];
+    KINDS
+        .iter()
+        .find_map(|(prefix, code, what)| resource.strip_prefix(prefix).map(|id| (*code, *what, id)))
+}
+
+impl From<cms_core::Error> for Ec2Error {
+    /// The EC2 form of a service error; a `NotFound` is worded as EC2 words it, with
+    /// the code of what is missing.
+    fn from(e: cms_core::Error) -> Self {
+        if e.kind() == ErrorKind::NotFound {
+            if let Some((code, what, id)) = e.resource().and_then(not_found_of) {
+                return Ec2Error::not_found(code, what, id);
+            }
+        }
+        Ec2Error::from_core(&e, "InvalidParameterValue")
     }
 }
 
@@ -138,6 +165,19 @@ mod tests {
              <Message>The instance ID 'i-1&lt;2&gt;' does not exist</Message>\
              </Error></Errors><RequestID>req-1</RequestID></Response>"
         );
+    }
+
+    #[test]
+    fn not_found_names_what_is_missing() {
+        let e: Ec2Error = cms_core::Error::not_found("instance", "i-0123456789abcdef0").into();
+        assert_eq!(e.code, "InvalidInstanceID.NotFound");
+        assert_eq!(
+            e.message,
+            "The instance ID 'i-0123456789abcdef0' does not exist"
+        );
+        let e: Ec2Error = cms_core::Error::not_found("key pair", "web").into();
+        assert_eq!(e.code, "InvalidKeyPair.NotFound");
+        assert!(e.message.contains("'web'"), "{}", e.message);
     }
 
     #[test]

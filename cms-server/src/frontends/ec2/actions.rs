@@ -1,0 +1,334 @@
+//! The actions: each reads its parameters, calls the [service](crate::service) and
+//! writes the answer. The actions live beside this file by resource (`instances`,
+//! `tags`, `keys`, `catalogue`, `account`); what they share is here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use cms_core::{Capabilities, Instance, InstanceState, PageToken};
+use sha2::{Digest, Sha256};
+
+use super::error::{Ec2Error, Result};
+use super::params::{unknown_filter, Filter, View};
+use super::{Action, Call};
+use crate::store::Kind;
+
+/// Instances launched by one RunInstances at most (EC2 has account limits instead).
+pub(super) const MAX_LAUNCH: i64 = 100;
+
+pub(super) async fn run(action: Action, c: &Call<'_>) -> Result<String> {
+    use super::{account, catalogue, instances, keys, tags};
+    match action {
+        Action::RunInstances => instances::run_instances(c).await,
+        Action::DescribeInstances => instances::describe_instances(c).await,
+        Action::DescribeInstanceStatus => instances::describe_instance_status(c).await,
+        Action::StartInstances
+        | Action::StopInstances
+        | Action::RebootInstances
+        | Action::TerminateInstances => instances::change_state(c, action).await,
+        Action::DescribeImages => catalogue::describe_images(c).await,
+        Action::DescribeInstanceTypes => catalogue::describe_instance_types(c).await,
+        Action::DescribeRegions => catalogue::describe_regions(c),
+        Action::DescribeAvailabilityZones => catalogue::describe_zones(c).await,
+        Action::DescribeVpcs => catalogue::describe_networks(c, Kind::Vpc).await,
+        Action::DescribeSubnets => catalogue::describe_networks(c, Kind::Subnet).await,
+        Action::CreateTags => tags::change_tags(c, true).await,
+        Action::DeleteTags => tags::change_tags(c, false).await,
+        Action::DescribeTags => tags::describe_tags(c).await,
+        Action::CreateKeyPair => keys::create_key_pair(c, false).await,
+        Action::ImportKeyPair => keys::create_key_pair(c, true).await,
+        Action::DescribeKeyPairs => keys::describe_key_pairs(c).await,
+        Action::DeleteKeyPair => keys::delete_key_pair(c).await,
+        Action::DescribeAccountAttributes => account::describe_account_attributes(c).await,
+    }
+}
+
+/// A tenant's 12-digit account id (stable, derived from its name).
+pub(super) fn account_id(tenant: &str) -> String {
+    let d = Sha256::digest(tenant.as_bytes());
+    let n =
+        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000_000_000;
+    format!("{n:012}")
+}
+
+/// The account id that owns the shared catalogue of a provider.
+pub(super) fn catalogue_owner(c: &Call<'_>) -> String {
+    account_id(&format!("provider:{}", c.provider.name))
+}
+
+/// The EC2 state of a cms state: (code, name). cms states EC2 lacks take the nearest
+/// EC2 one: rebooting is running, suspended and error are stopped (error with a
+/// state reason), unknown is pending.
+pub(super) fn ec2_state(s: InstanceState) -> (u32, &'static str) {
+    match s {
+        InstanceState::Pending | InstanceState::Unknown => (0, "pending"),
+        InstanceState::Running | InstanceState::Rebooting => (16, "running"),
+        InstanceState::Terminating => (32, "shutting-down"),
+        InstanceState::Terminated => (48, "terminated"),
+        InstanceState::Stopping => (64, "stopping"),
+        InstanceState::Stopped | InstanceState::Suspended | InstanceState::Error => (80, "stopped"),
+    }
+}
+
+pub(super) fn unsupported(c: &Call<'_>, what: &str) -> Ec2Error {
+    Ec2Error::unsupported(format!(
+        "provider `{}` (driver {}) does not support {what}",
+        c.provider.name, c.provider.driver
+    ))
+}
+
+pub(super) fn caps<'a>(c: &'a Call<'_>) -> &'a Capabilities {
+    c.provider.capabilities()
+}
+
+pub(super) fn require(c: &Call<'_>, supported: bool, what: &str) -> Result<()> {
+    if supported {
+        Ok(())
+    } else {
+        Err(unsupported(c, what))
+    }
+}
+
+/// `MaxResults` within `range`, or `None`.
+pub(super) fn max_results(
+    p: &View<'_>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<usize>> {
+    Ok(p.int("MaxResults", range)?.map(|n| n as usize))
+}
+
+const TOKEN_PREFIX: &str = "cms1:";
+
+fn encode_token(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{key}"))
+}
+
+fn decode_token(token: &str) -> Result<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(TOKEN_PREFIX).map(str::to_owned))
+        .ok_or_else(bad_token)
+}
+
+fn bad_token() -> Ec2Error {
+    Ec2Error::new(
+        "InvalidPaginationToken",
+        400,
+        "The specified pagination token (NextToken) is not valid",
+    )
+}
+
+/// The `NextToken` of a service page: the page token, wrapped.
+pub(super) fn next_token(t: Option<&PageToken>) -> Option<String> {
+    t.map(|t| encode_token(t.as_str()))
+}
+
+/// The page token a `NextToken` carries.
+pub(super) fn page_token(p: &View<'_>) -> Result<Option<PageToken>> {
+    match p.get("NextToken").filter(|t| !t.is_empty()) {
+        Some(t) => Ok(Some(PageToken::new(decode_token(t)?))),
+        None => Ok(None),
+    }
+}
+
+/// A service error about paging: a token the service does not know is the client's
+/// `NextToken` gone wrong.
+pub(super) fn paging_error(e: cms_core::Error) -> Ec2Error {
+    if e.context_value("argument") == Some("page_token") {
+        bad_token()
+    } else {
+        e.into()
+    }
+}
+
+/// Cuts a page out of `items`, sorted by `key`: those after the `NextToken`'s key,
+/// at most `max`. Answers the page and the next token.
+pub(super) fn paginate<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    max: Option<usize>,
+    p: &View<'_>,
+) -> Result<(Vec<T>, Option<String>)> {
+    if let Some(token) = p.get("NextToken").filter(|t| !t.is_empty()) {
+        let after = decode_token(token)?;
+        items.retain(|i| key(i) > after);
+    }
+    match max {
+        Some(n) if items.len() > n => {
+            items.truncate(n);
+            let next = items.last().map(|i| encode_token(&key(i)));
+            Ok((items, next))
+        }
+        _ => Ok((items, None)),
+    }
+}
+
+pub(super) fn check_filters(fs: &[Filter], known: &[&str], prefixes: &[&str]) -> Result<()> {
+    for f in fs {
+        if !known.contains(&f.name.as_str()) && !prefixes.iter().any(|p| f.name.starts_with(p)) {
+            return Err(unknown_filter(&f.name));
+        }
+    }
+    Ok(())
+}
+
+/// The error of public ids that name nothing: one id, or a list of them.
+pub(super) fn missing_ids(code: &'static str, what: &str, missing: &[String]) -> Ec2Error {
+    match missing {
+        [one] => Ec2Error::not_found(code, what, one),
+        many => Ec2Error::new(
+            code,
+            400,
+            format!("The {what}s '{}' do not exist", many.join(", ")),
+        ),
+    }
+}
+
+pub(super) const IMAGE_CODES: (&str, &str, &str) = (
+    "InvalidAMIID.Malformed",
+    "InvalidAMIID.NotFound",
+    "image id",
+);
+
+pub(super) const INSTANCE_CODES: (&str, &str, &str) = (
+    "InvalidInstanceID.Malformed",
+    "InvalidInstanceID.NotFound",
+    "instance ID",
+);
+
+pub(super) const SUBNET_CODES: (&str, &str, &str) = (
+    "InvalidSubnetID.Malformed",
+    "InvalidSubnetID.NotFound",
+    "subnet ID",
+);
+
+/// Checks the shape of public ids of `kind` (`Malformed` otherwise).
+pub(super) fn check_shape(
+    ids: &[&str],
+    kind: Kind,
+    codes: (&'static str, &str, &str),
+) -> Result<()> {
+    match ids.iter().find(|id| Kind::of_id(id) != Some(kind)) {
+        Some(id) => Err(Ec2Error::malformed(codes.0, codes.2, id)),
+        None => Ok(()),
+    }
+}
+
+/// The backend ids of shared objects (images, subnets) by their public ids, in order.
+pub(super) async fn resolve_catalogue(
+    c: &Call<'_>,
+    kind: Kind,
+    ids: &[&str],
+    codes: (&'static str, &'static str, &str),
+) -> Result<Vec<Arc<str>>> {
+    check_shape(ids, kind, codes)?;
+    match c.service.resolve_public(c.provider, kind, ids).await? {
+        Ok(b) => Ok(b),
+        Err(missing) => Err(missing_ids(codes.1, codes.2, &missing)),
+    }
+}
+
+/// EC2 ids of an instance's image and first network, for answers.
+pub(super) struct Refs {
+    pub image: Option<Arc<str>>,
+    pub subnet: Option<Arc<str>>,
+    pub vpc: Option<Arc<str>>,
+}
+
+/// The EC2 ids of the images and networks a request has met, so that a listing of
+/// instances sharing an image asks once.
+#[derive(Default)]
+pub(super) struct Memo {
+    images: HashMap<Arc<str>, Arc<str>>,
+    networks: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
+}
+
+pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result<Refs> {
+    let s = c.service;
+    let p = c.provider;
+    let image = match &vm.image_id {
+        Some(i) => Some(match memo.images.get(i.as_str()) {
+            Some(id) => id.clone(),
+            None => {
+                let id = s.public_ids(p, Kind::Image, &[i.as_str()]).await?.remove(0);
+                memo.images.insert(i.as_str().into(), id.clone());
+                id
+            }
+        }),
+        None => None,
+    };
+    let (subnet, vpc) = match vm.network_ids.first() {
+        Some(n) => {
+            let (sn, v) = match memo.networks.get(n.as_str()) {
+                Some(ids) => ids.clone(),
+                None => {
+                    let ids = (
+                        s.public_ids(p, Kind::Subnet, &[n.as_str()])
+                            .await?
+                            .remove(0),
+                        s.public_ids(p, Kind::Vpc, &[n.as_str()]).await?.remove(0),
+                    );
+                    memo.networks.insert(n.as_str().into(), ids.clone());
+                    ids
+                }
+            };
+            (Some(sn), Some(v))
+        }
+        None => (None, None),
+    };
+    Ok(Refs { image, subnet, vpc })
+}
+
+/// The tags shown for an instance: `Name` is its name (cms has a name where EC2 has
+/// the `Name` tag), then its other tags.
+pub(super) fn shown_tags(vm: &Instance) -> Vec<(&str, &str)> {
+    let mut t: Vec<(&str, &str)> = Vec::with_capacity(vm.tags.len() + 1);
+    if !vm.name.is_empty() {
+        t.push(("Name", vm.name.as_str()));
+    }
+    t.extend(
+        vm.tags
+            .iter()
+            .filter(|(k, _)| k.as_str() != "Name")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_map_to_ec2() {
+        assert_eq!(ec2_state(InstanceState::Running), (16, "running"));
+        assert_eq!(ec2_state(InstanceState::Terminating), (32, "shutting-down"));
+        assert_eq!(ec2_state(InstanceState::Terminated), (48, "terminated"));
+        assert_eq!(ec2_state(InstanceState::Stopped), (80, "stopped"));
+        assert_eq!(ec2_state(InstanceState::Stopping), (64, "stopping"));
+        assert_eq!(ec2_state(InstanceState::Pending), (0, "pending"));
+    }
+
+    #[test]
+    fn tokens_round_trip_and_foreign_ones_fail() {
+        let t = encode_token("i-0123");
+        assert_eq!(decode_token(&t).unwrap(), "i-0123");
+        assert_eq!(
+            decode_token("garbage!").unwrap_err().code,
+            "InvalidPaginationToken"
+        );
+        let other = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("other:x");
+        assert!(decode_token(&other).is_err());
+    }
+
+    #[test]
+    fn account_ids_have_12_digits() {
+        let a = account_id("team-a");
+        assert_eq!(a.len(), 12);
+        assert!(a.bytes().all(|b| b.is_ascii_digit()));
+        assert_ne!(a, account_id("team-b"));
+    }
+}

@@ -1,0 +1,460 @@
+//! Instances as a tenant sees them: exact pages of its own (or, for an admin, of all),
+//! one instance by the id the client knows, state actions and tag changes.
+//!
+//! A member's listing asks the driver for the tenant's instances only (the owner
+//! filter, which the memory cloud answers from an index and EC2 with a tag filter), and
+//! fills each page: when the driver answers short pages (a backend that filters late,
+//! or a frontend's own filter dropping items), the next driver page is asked for until
+//! the page holds `limit` items or the listing ends; a full page looks one item ahead,
+//! so that no page with a next token is followed by an empty one. Paging under
+//! concurrent creates neither loses nor repeats an instance: the token is the driver's.
+
+use std::sync::Arc;
+
+use cms_core::{
+    Error, ErrorKind, Instance, InstanceAction, InstanceFilter, InstanceId, InstanceState,
+    Operation, Page, PageRequest, PageToken, TagChanges,
+};
+
+use super::keys::shown_key_name;
+use super::{Provider, Service};
+use crate::auth::Tenant;
+use crate::store::{Entry, Kind, Seen};
+
+/// The largest page a listing answers.
+pub const MAX_LIMIT: u32 = 1000;
+/// The page size when the client gives none.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// An instance as its tenant sees it (key names without the tenant's prefix), with its
+/// row in the id map when the caller asked for public ids.
+#[derive(Clone, Debug)]
+pub struct Owned {
+    /// The instance.
+    pub instance: Instance,
+    /// Its public id, owner and reservation.
+    pub entry: Option<Entry>,
+}
+
+impl Owned {
+    /// The row in the id map (present when public ids were asked for).
+    pub fn entry(&self) -> &Entry {
+        self.entry
+            .as_ref()
+            .expect("an instance listed without public ids was asked for its entry")
+    }
+}
+
+/// An instance as a frontend names it.
+#[derive(Clone, Copy, Debug)]
+pub enum InstanceRef<'a> {
+    /// By the backend's id (the native API).
+    Backend(&'a str),
+    /// By its public id (`i-…`, the EC2 API).
+    Public(&'a str),
+}
+
+impl InstanceRef<'_> {
+    fn shown(&self) -> &str {
+        match self {
+            InstanceRef::Backend(s) | InstanceRef::Public(s) => s,
+        }
+    }
+}
+
+/// Which instances of a provider a request may touch, and the filter that says so.
+fn scoped(tenant: &Tenant, p: &Provider, filter: &InstanceFilter) -> Result<InstanceFilter, Error> {
+    let mut f = filter.clone();
+    if !tenant.is_admin() {
+        if !p.capabilities().instances.owner {
+            return Err(no_owners(p));
+        }
+        f.owner = Some(tenant.name.to_string());
+    }
+    Ok(f)
+}
+
+pub(super) fn no_owners(p: &Provider) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "provider `{}` (driver {}) cannot keep who owns an instance, which the server \
+             needs to keep tenants apart; only admin tenants may use its instances",
+            p.name, p.driver
+        ),
+    )
+    .with_provider(p.name.to_string())
+}
+
+fn not_found(p: &Provider, shown: &str, op: Operation) -> Error {
+    Error::not_found("instance", shown)
+        .with_operation(op)
+        .with_provider(p.name.to_string())
+}
+
+/// Whether `tenant` may see `instance` (its row, if any, for instances made before
+/// owners were kept on instances).
+fn may_see(tenant: &Tenant, instance: &Instance, entry: Option<&Entry>) -> bool {
+    if tenant.is_admin() {
+        return true;
+    }
+    match instance.owner.as_deref() {
+        Some(o) => o == &*tenant.name,
+        None => entry.and_then(|e| e.tenant.as_deref()) == Some(&*tenant.name),
+    }
+}
+
+/// What the store is told about an instance the backend shows.
+fn seen(i: &Instance) -> Seen<'_> {
+    Seen {
+        backend_id: i.id.as_str(),
+        identity: i.client_token.as_deref(),
+        tenant: i.owner.as_deref(),
+    }
+}
+
+/// The instance as its tenant sees it: key names without the owner's prefix.
+pub(super) fn shown(mut i: Instance) -> Instance {
+    if let Some(k) = &i.key_name {
+        let s = shown_key_name(i.owner.as_deref(), k);
+        if s.len() != k.len() {
+            i.key_name = Some(s.to_owned());
+        }
+    }
+    i
+}
+
+fn limit_of(p: &Provider, page: &PageRequest) -> usize {
+    let cap = match p.capabilities().instances.max_page_size {
+        0 => MAX_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    page.limit
+        .filter(|l| *l > 0)
+        .unwrap_or(DEFAULT_LIMIT)
+        .min(cap) as usize
+}
+
+impl Service {
+    /// Rows for instances the backend shows, when `entries`.
+    async fn owned(
+        &self,
+        p: &Provider,
+        items: Vec<Instance>,
+        entries: bool,
+    ) -> Result<Vec<Owned>, Error> {
+        if !entries {
+            return Ok(items
+                .into_iter()
+                .map(|i| Owned {
+                    instance: shown(i),
+                    entry: None,
+                })
+                .collect());
+        }
+        let seen: Vec<Seen<'_>> = items.iter().map(seen).collect();
+        let rows = self.store.map(&p.name, Kind::Instance, &seen).await?;
+        Ok(items
+            .into_iter()
+            .zip(rows)
+            .map(|(i, e)| Owned {
+                instance: shown(i),
+                entry: Some(e),
+            })
+            .collect())
+    }
+
+    /// One page of the instances `tenant` may see on `p` that match `filter` (and
+    /// `keep`, a frontend's own filter): `limit` items unless it is the last page, never
+    /// an empty page with a next token. With `entries`, each carries its public id.
+    pub async fn list_instances(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+        entries: bool,
+        keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)>,
+    ) -> Result<Page<Owned>, Error> {
+        let filter = scoped(tenant, p, filter)?;
+        let limit = limit_of(p, page);
+        let kept = |o: &Owned| keep.is_none_or(|k| k(o));
+        let mut items: Vec<Owned> = Vec::with_capacity(limit.min(256));
+        let mut cursor = page.token.clone();
+        loop {
+            let need = (limit - items.len()) as u32;
+            let got = p
+                .cloud
+                .list_instances(
+                    &filter,
+                    &PageRequest {
+                        limit: Some(need),
+                        token: cursor.clone(),
+                    },
+                )
+                .await?;
+            let mut got_items = got.items;
+            got_items.truncate(need as usize);
+            for o in self.owned(p, got_items, entries).await? {
+                if kept(&o) {
+                    items.push(o);
+                }
+            }
+            match got.next {
+                None => return Ok(Page { items, next: None }),
+                // A driver that hands back the token it was given would loop forever.
+                Some(n) if Some(&n) == cursor.as_ref() => return Ok(Page { items, next: None }),
+                Some(n) => cursor = Some(n),
+            }
+            if items.len() >= limit {
+                break;
+            }
+        }
+        // The page is full: is there anything after it?
+        let next = cursor.clone();
+        let ahead = if keep.is_some() { limit as u32 } else { 1 };
+        let mut peek: Option<PageToken> = cursor;
+        loop {
+            let got = p
+                .cloud
+                .list_instances(
+                    &filter,
+                    &PageRequest {
+                        limit: Some(ahead),
+                        token: peek.clone(),
+                    },
+                )
+                .await?;
+            let more = match keep {
+                None => !got.items.is_empty(),
+                Some(_) => self.owned(p, got.items, entries).await?.iter().any(&kept),
+            };
+            if more {
+                return Ok(Page { items, next });
+            }
+            match got.next {
+                Some(n) if Some(&n) != peek.as_ref() => peek = Some(n),
+                _ => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    /// Every instance `tenant` may see on `p` that matches `filter`.
+    pub async fn collect_instances(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        filter: &InstanceFilter,
+        entries: bool,
+    ) -> Result<Vec<Owned>, Error> {
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(MAX_LIMIT);
+        loop {
+            let got = self
+                .list_instances(tenant, p, filter, &page, entries, None)
+                .await?;
+            out.extend(got.items);
+            match got.next {
+                Some(t) => page = PageRequest::after(Some(MAX_LIMIT), t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The backend ids of the instances `public_ids` name, in order, when `tenant` may
+    /// see them as far as the store knows (the instance itself decides when it is
+    /// fetched); the ids that name none are the error.
+    pub async fn resolve_instances(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        public_ids: &[&str],
+    ) -> Result<Result<Vec<(Arc<str>, Entry)>, Vec<String>>, Error> {
+        let mut out = Vec::with_capacity(public_ids.len());
+        let mut missing = Vec::new();
+        for id in public_ids {
+            let r = self.store.resolve(id).await?;
+            match r {
+                Some(r)
+                    if *r.provider == *p.name
+                        && r.kind == Kind::Instance
+                        && (tenant.is_admin()
+                            || r.entry.tenant.as_deref() == Some(&*tenant.name)) =>
+                {
+                    out.push((r.backend_id, r.entry))
+                }
+                _ => missing.push((*id).to_owned()),
+            }
+        }
+        Ok(if missing.is_empty() {
+            Ok(out)
+        } else {
+            Err(missing)
+        })
+    }
+
+    /// The instances of `public_ids` the tenant may see, as they are now, in order;
+    /// the ids naming none (unknown, another tenant's, or gone from the backend) are the
+    /// error.
+    pub async fn instances_by_public_id(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        public_ids: &[&str],
+        filter: &InstanceFilter,
+    ) -> Result<Result<Vec<Owned>, Vec<String>>, Error> {
+        let targets = match self.resolve_instances(tenant, p, public_ids).await? {
+            Ok(t) => t,
+            Err(missing) => return Ok(Err(missing)),
+        };
+        // The ids alone first (an id of an instance the filter leaves out is no error,
+        // an id naming nothing is), then the filter.
+        let mut f = scoped(tenant, p, &InstanceFilter::default())?;
+        f.ids = targets.iter().map(|(b, _)| InstanceId::new(&**b)).collect();
+        let mut found = Vec::with_capacity(targets.len());
+        let mut page = PageRequest::first(MAX_LIMIT);
+        loop {
+            let got = p.cloud.list_instances(&f, &page).await?;
+            found.extend(got.items);
+            match got.next {
+                Some(t) => page = PageRequest::after(Some(MAX_LIMIT), t),
+                None => break,
+            }
+        }
+        let mut out = Vec::with_capacity(targets.len());
+        let mut missing = Vec::new();
+        for ((backend, entry), public) in targets.into_iter().zip(public_ids) {
+            match found.iter().find(|i| *i.id.as_str() == *backend) {
+                Some(i) if entry.names(&seen(i)) && may_see(tenant, i, Some(&entry)) => {
+                    if filter.matches(i) {
+                        out.push(Owned {
+                            instance: shown(i.clone()),
+                            entry: Some(entry),
+                        })
+                    }
+                }
+                // Unknown to the backend, or another object now: the id names nothing.
+                _ => missing.push((*public).to_owned()),
+            }
+        }
+        Ok(if missing.is_empty() {
+            Ok(out)
+        } else {
+            Err(missing)
+        })
+    }
+
+    /// One instance the tenant may see, by the id the client named: `NotFound` (naming
+    /// that id) for an unknown one and for one the tenant may not see, alike.
+    pub async fn instance(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        r: InstanceRef<'_>,
+        op: Operation,
+    ) -> Result<Owned, Error> {
+        let (backend, entry): (Arc<str>, Option<Entry>) = match r {
+            InstanceRef::Backend(id) => (id.into(), None),
+            InstanceRef::Public(id) => match self.resolve_instances(tenant, p, &[id]).await? {
+                Ok(mut v) => {
+                    let (b, e) = v.remove(0);
+                    (b, Some(e))
+                }
+                Err(_) => return Err(not_found(p, id, op)),
+            },
+        };
+        let got = p
+            .cloud
+            .get_instance(&InstanceId::new(&*backend))
+            .await
+            .map_err(|e| e.renamed(&backend, r.shown()));
+        let i = match got {
+            Ok(i) => i,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(p, r.shown(), op)),
+            Err(e) => return Err(e),
+        };
+        if entry.as_ref().is_some_and(|e| !e.names(&seen(&i))) {
+            return Err(not_found(p, r.shown(), op));
+        }
+        let entry = match entry {
+            Some(e) => Some(e),
+            // Instances without an owner (made before owners were kept, or outside
+            // cms): the store says whose they are.
+            None if i.owner.is_none() && !tenant.is_admin() => self
+                .store
+                .lookup(&p.name, Kind::Instance, &[i.id.as_str()])
+                .await?
+                .pop()
+                .flatten()
+                .filter(|e| e.names(&seen(&i))),
+            None => None,
+        };
+        if !may_see(tenant, &i, entry.as_ref()) {
+            return Err(not_found(p, r.shown(), op));
+        }
+        Ok(Owned {
+            instance: shown(i),
+            entry,
+        })
+    }
+
+    /// Starts, stops, reboots or deletes an instance the tenant may see: its state
+    /// before, and the instance after. A deleted instance no longer counts against its
+    /// tenant's quota.
+    pub async fn act(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        r: InstanceRef<'_>,
+        action: InstanceAction,
+    ) -> Result<(InstanceState, Owned), Error> {
+        let op = action.operation();
+        if !p.capabilities().supports(op) {
+            return Err(Error::unsupported(op, p.driver).with_provider(p.name.to_string()));
+        }
+        let before = self.instance(tenant, p, r, op).await?;
+        let id = before.instance.id.clone();
+        let c = &p.cloud;
+        let after = match action {
+            InstanceAction::Start => c.start_instance(&id).await,
+            InstanceAction::Stop => c.stop_instance(&id).await,
+            InstanceAction::Reboot => c.reboot_instance(&id).await,
+            InstanceAction::Delete => c.delete_instance(&id).await,
+        }
+        .map_err(|e| e.renamed(id.as_str(), r.shown()))?;
+        if action == InstanceAction::Delete {
+            self.store
+                .mark_ended(&p.name, Kind::Instance, &[id.as_str()])
+                .await?;
+        }
+        Ok((
+            before.instance.state,
+            Owned {
+                instance: shown(after),
+                entry: before.entry,
+            },
+        ))
+    }
+
+    /// Changes the tags of an instance the tenant may see.
+    pub async fn update_tags(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        r: InstanceRef<'_>,
+        changes: &TagChanges,
+    ) -> Result<Owned, Error> {
+        let op = Operation::UpdateInstanceTags;
+        let before = self.instance(tenant, p, r, op).await?;
+        let id = before.instance.id.clone();
+        let after = p
+            .cloud
+            .update_instance_tags(&id, changes)
+            .await
+            .map_err(|e| e.renamed(id.as_str(), r.shown()))?;
+        Ok(Owned {
+            instance: shown(after),
+            entry: before.entry,
+        })
+    }
+}
