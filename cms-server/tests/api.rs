@@ -179,18 +179,6 @@ async fn listing_filters_and_pagination() {
     assert_eq!(local.len(), 3);
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn idempotency_key() {
     let s = Server::with_test_config();

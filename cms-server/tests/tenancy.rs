@@ -121,18 +121,6 @@ async fn walk(s: &Server, key: &str, path: &str, limit: u32) -> (Vec<usize>, Vec
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// A page is full unless it is the last, and no page with a next token is followed by
 /// an empty one.
 fn assert_exact(sizes: &[usize], limit: usize) {

@@ -282,17 +282,47 @@ impl Store {
             out.push(match e {
                 Some(e) if e.names(s) => e,
                 _ => {
+                    // An instance made by a create whose answer was lost: its journal
+                    // entry knows the launch it belongs to.
+                    let journaled = match (kind, s.identity) {
+                        (Kind::Instance, Some(token)) => {
+                            self.journaled_launch(provider, token).await?
+                        }
+                        _ => None,
+                    };
                     let rec = Record {
                         tenant: s.tenant,
                         identity: s.identity,
-                        reservation: None,
-                        launch_index: 0,
+                        reservation: journaled.as_ref().map(|(r, _)| r.as_str()),
+                        launch_index: journaled.as_ref().map_or(0, |(_, i)| *i),
                     };
                     self.record(provider, kind, s.backend_id, &rec).await?
                 }
             });
         }
         Ok(out)
+    }
+
+    /// The reservation and launch index of a journaled create.
+    async fn journaled_launch(
+        &self,
+        provider: &str,
+        token: &str,
+    ) -> Result<Option<(String, u32)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT reservation, launch_index FROM cms_creates WHERE provider = $1 AND token = $2",
+        )
+        .bind(provider)
+        .bind(token)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(err("cannot read the journal"))?;
+        row.map(|r| -> Result<(String, u32), sqlx::Error> {
+            let i: i64 = r.try_get("launch_index")?;
+            Ok((r.try_get("reservation")?, u32::try_from(i).unwrap_or(0)))
+        })
+        .transpose()
+        .map_err(err("cannot read the journal"))
     }
 
     /// The public ids of shared catalogue objects (images, networks), mapping the

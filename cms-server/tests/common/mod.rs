@@ -74,9 +74,10 @@ pub struct Options {
 }
 
 /// A fresh, empty store for one test: a SQLite file in a temporary directory, or, when
-/// the run has a PostgreSQL server (`CMS_TEST_POSTGRES`, an admin URL: the README's
-/// test command starts one and runs the suite on both), a database of its own. Removed
-/// on drop. Servers restarted on the same `url` find what the earlier ones wrote.
+/// the run asks for PostgreSQL (`CMS_TEST_STATE=postgres` with `CMS_TEST_POSTGRES`, an
+/// admin URL: the README's test command starts a server and runs the suite once on
+/// each), a database of its own. Removed on drop. Servers restarted on the same `url`
+/// find what the earlier ones wrote.
 pub struct StateDb {
     pub url: String,
     _dir: Option<TempDir>,
@@ -84,10 +85,20 @@ pub struct StateDb {
 }
 
 /// The PostgreSQL admin URL of the run, if it has a server.
-pub fn postgres_admin() -> Option<String> {
+pub fn postgres_server() -> Option<String> {
     std::env::var("CMS_TEST_POSTGRES")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The PostgreSQL admin URL, when the run keeps the servers' state there.
+pub fn postgres_admin() -> Option<String> {
+    let wanted = std::env::var("CMS_TEST_STATE").is_ok_and(|v| v == "postgres");
+    match (wanted, postgres_server()) {
+        (true, Some(url)) => Some(url),
+        (true, None) => panic!("CMS_TEST_STATE=postgres needs CMS_TEST_POSTGRES (an admin URL)"),
+        (false, _) => None,
+    }
 }
 
 fn psql(admin: &str, sql: &str) {
@@ -105,7 +116,17 @@ fn psql(admin: &str, sql: &str) {
 impl StateDb {
     /// A fresh store of the run's kind.
     pub fn new(name: &str) -> StateDb {
-        match postgres_admin() {
+        StateDb::on(name, postgres_admin())
+    }
+
+    /// A fresh store on PostgreSQL whenever the run has a server (replicas share one),
+    /// else in SQLite.
+    pub fn shared(name: &str) -> StateDb {
+        StateDb::on(name, postgres_server())
+    }
+
+    fn on(name: &str, admin: Option<String>) -> StateDb {
+        match admin {
             Some(admin) => {
                 static N: AtomicUsize = AtomicUsize::new(0);
                 let db = format!(
@@ -380,6 +401,16 @@ impl Server {
         self.req(reqwest::Method::DELETE, path)
     }
 
+    /// Sends SIGKILL without waiting (the process is reaped on drop): for a test that
+    /// still has requests in flight to it.
+    pub fn sigkill(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Kills the process with SIGKILL: no graceful anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -528,4 +559,17 @@ pub async fn wait_state(s: &Server, path: &str, state: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
