@@ -309,9 +309,15 @@ async fn concurrent_creates_take_the_quota_once() {
     let tries =
         futures::future::join_all((0..12).map(|i| create(&s, ALICE_KEY, "local", format!("c{i}"))))
             .await;
-    let ok = tries.iter().filter(|r| r.status() == 201).count();
-    let refused = tries.iter().filter(|r| r.status() == 403).count();
-    assert_eq!((ok, refused), (4, 8));
+    let statuses: Vec<u16> = tries.iter().map(|r| r.status().as_u16()).collect();
+    let ok = statuses.iter().filter(|s| **s == 201).count();
+    let refused = statuses.iter().filter(|s| **s == 403).count();
+    if (ok, refused) != (4, 8) {
+        for r in tries {
+            eprintln!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        panic!("statuses {statuses:?}; server log:\n{}", s.stderr.text());
+    }
     let (_, page) = get_json(&s, ALICE_KEY, "/v1/providers/local/instances").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
 }

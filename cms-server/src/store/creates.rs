@@ -295,47 +295,38 @@ impl Store {
     }
 
     /// Instances of `tenant` (on `provider`, or on all) that count against its quota:
-    /// live ones and journaled creates.
+    /// live ones and journaled creates, counted in one statement (one snapshot: a
+    /// create finishing meanwhile moves from the journal to the objects, and is counted
+    /// once either way).
     async fn used(
         &self,
         conn: &mut AnyConnection,
         tenant: &str,
         provider: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let (objects, creates) = match provider {
-            None => (
-                "SELECT COUNT(*) FROM cms_objects
-                 WHERE tenant = $1 AND kind = $2 AND ended_at IS NULL AND replaced = 0",
-                "SELECT COUNT(*) FROM cms_creates WHERE tenant = $1",
-            ),
-            Some(_) => (
-                "SELECT COUNT(*) FROM cms_objects
-                 WHERE tenant = $1 AND kind = $2 AND ended_at IS NULL AND replaced = 0
-                   AND provider = $3",
-                "SELECT COUNT(*) FROM cms_creates WHERE tenant = $1 AND provider = $2",
-            ),
+        let sql = match provider {
+            None => {
+                "SELECT (SELECT COUNT(*) FROM cms_objects
+                         WHERE tenant = $1 AND kind = $2 AND ended_at IS NULL AND replaced = 0)
+                      + (SELECT COUNT(*) FROM cms_creates WHERE tenant = $1)"
+            }
+            Some(_) => {
+                "SELECT (SELECT COUNT(*) FROM cms_objects
+                         WHERE tenant = $1 AND kind = $2 AND ended_at IS NULL AND replaced = 0
+                           AND provider = $3)
+                      + (SELECT COUNT(*) FROM cms_creates WHERE tenant = $1 AND provider = $3)"
+            }
         };
-        let mut q = sqlx::query(objects)
-            .bind(tenant)
-            .bind(Kind::Instance.as_str());
+        let mut q = sqlx::query(sql).bind(tenant).bind(Kind::Instance.as_str());
         if let Some(p) = provider {
             q = q.bind(p);
         }
-        let live: i64 = q
+        let used: i64 = q
             .fetch_one(&mut *conn)
             .await
             .and_then(|r| r.try_get(0))
             .map_err(err("cannot count instances"))?;
-        let mut q = sqlx::query(creates).bind(tenant);
-        if let Some(p) = provider {
-            q = q.bind(p);
-        }
-        let journaled: i64 = q
-            .fetch_one(&mut *conn)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(err("cannot count creates"))?;
-        Ok(usize::try_from(live + journaled).unwrap_or(0))
+        Ok(usize::try_from(used).unwrap_or(0))
     }
 
     /// Records the object a journaled create made and removes the journal entry, in one
