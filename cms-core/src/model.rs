@@ -183,6 +183,188 @@ pub fn check_owner(owner: &str) -> crate::Result<()> {
     }
 }
 
+/// The longest name of an instance, network or key pair, in characters.
+pub const MAX_NAME: usize = 255;
+/// The longest user data, in characters.
+pub const MAX_USER_DATA: usize = 16 * 1024;
+/// The longest id a spec may name (image, flavor, network, location), in characters.
+pub const MAX_ID: usize = 255;
+/// The longest client token, in characters.
+pub const MAX_CLIENT_TOKEN: usize = 255;
+/// The most networks one instance attaches to.
+pub const MAX_NETWORKS: usize = 16;
+
+/// Whether a name has nothing but white space in it (or nothing at all): Unicode's
+/// white space and U+FEFF, which JSON Schema's `\s` counts too.
+fn blank(name: &str) -> bool {
+    name.chars().all(|c| c.is_whitespace() || c == '\u{feff}')
+}
+
+/// Checks a name by the model's rules: at most [`MAX_NAME`] characters, no control
+/// characters, and not blank when `required`. Otherwise `InvalidArgument` naming
+/// `argument`.
+///
+/// ```
+/// use cms_core::check_name;
+/// assert!(check_name("name", "web 1", true).is_ok());
+/// assert!(check_name("name", "  ", true).is_err());
+/// assert!(check_name("name", "", false).is_ok());
+/// assert!(check_name("name", "a\u{7}b", false).is_err());
+/// ```
+pub fn check_name(argument: &str, name: &str, required: bool) -> crate::Result<()> {
+    let why = if required && blank(name) {
+        Some("must not be empty".to_owned())
+    } else if name.chars().count() > MAX_NAME {
+        Some(format!(
+            "`{}…` is longer than {MAX_NAME} characters",
+            name.chars().take(32).collect::<String>()
+        ))
+    } else if name.chars().any(char::is_control) {
+        Some(format!("{name:?} contains control characters"))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(crate::Error::invalid_argument(argument, why)),
+        None => Ok(()),
+    }
+}
+
+fn check_id(argument: &str, id: &str) -> crate::Result<()> {
+    if id.is_empty() || id.chars().count() > MAX_ID {
+        return Err(crate::Error::invalid_argument(
+            argument,
+            format!("must be 1 to {MAX_ID} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what to create by the model's rules, before any backend sees it: the name
+/// ([`check_name`]), tags ([`check_tags`]), the owner ([`check_owner`]), ids of 1 to
+/// [`MAX_ID`] characters, at most [`MAX_NETWORKS`] networks, each once, a key name of
+/// 1 to [`MAX_NAME`] characters without control characters, user data of at most
+/// [`MAX_USER_DATA`] characters, a client token of 1 to [`MAX_CLIENT_TOKEN`]
+/// characters. Errors are `InvalidArgument` for
+/// [`Operation::CreateInstance`](crate::Operation::CreateInstance), naming the argument.
+pub fn check_instance_spec(spec: &InstanceSpec) -> crate::Result<()> {
+    let op = crate::Operation::CreateInstance;
+    let check = || -> crate::Result<()> {
+        check_name("name", &spec.name, false)?;
+        check_tags(&spec.tags)?;
+        if let Some(o) = &spec.owner {
+            check_owner(o)?;
+        }
+        check_id("image_id", spec.image_id.as_str())?;
+        check_id("flavor_id", spec.flavor_id.as_str())?;
+        if let Some(l) = &spec.location_id {
+            check_id("location_id", l.as_str())?;
+        }
+        if spec.network_ids.len() > MAX_NETWORKS {
+            return Err(crate::Error::invalid_argument(
+                "network_ids",
+                format!(
+                    "{} networks given, at most {MAX_NETWORKS} allowed",
+                    spec.network_ids.len()
+                ),
+            ));
+        }
+        for (i, n) in spec.network_ids.iter().enumerate() {
+            check_id("network_ids", n.as_str())?;
+            if spec.network_ids[..i].contains(n) {
+                return Err(crate::Error::invalid_argument(
+                    "network_ids",
+                    format!("network `{n}` is named more than once"),
+                ));
+            }
+        }
+        if let Some(k) = &spec.key_name {
+            check_name("key_name", k, true)?;
+        }
+        if let Some(data) = &spec.user_data {
+            let n = data.chars().count();
+            if n > MAX_USER_DATA {
+                return Err(crate::Error::invalid_argument(
+                    "user_data",
+                    format!("{n} characters given, at most {MAX_USER_DATA} allowed"),
+                ));
+            }
+        }
+        if let Some(token) = &spec.client_token {
+            if token.is_empty() || token.chars().count() > MAX_CLIENT_TOKEN {
+                return Err(crate::Error::invalid_argument(
+                    "client_token",
+                    format!("must be 1 to {MAX_CLIENT_TOKEN} characters"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check().map_err(|e| e.with_operation(op))
+}
+
+/// The shortest and longest prefix a network's range may have.
+pub const NETWORK_PREFIXES: std::ops::RangeInclusive<u8> = 8..=30;
+
+/// Parses an IPv4 range `a.b.c.d/n` (no leading zeros; `n` in [`NETWORK_PREFIXES`]);
+/// host bits may be set (they are cleared): `10.1.2.3/16` is `10.1.0.0/16`.
+/// Otherwise `InvalidArgument` naming `cidr`.
+///
+/// ```
+/// use cms_core::parse_cidr;
+/// assert_eq!(parse_cidr("10.1.2.3/16").unwrap(), ("10.1.0.0".parse().unwrap(), 16));
+/// assert!(parse_cidr("10.1.0.0/31").is_err());
+/// assert!(parse_cidr("10.01.0.0/16").is_err());
+/// ```
+pub fn parse_cidr(text: &str) -> crate::Result<(std::net::Ipv4Addr, u8)> {
+    let bad = |why: String| {
+        crate::Error::invalid_argument(
+            "cidr",
+            format!("`{text}` is not a usable IPv4 range: {why}"),
+        )
+    };
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| bad("expected `a.b.c.d/n`, such as `10.1.0.0/24`".into()))?;
+    let network: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| bad(format!("`{addr}` is not an IPv4 address")))?;
+    let prefix: u8 = Some(prefix)
+        .filter(|p| {
+            !p.is_empty()
+                && p.len() <= 2
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && !(p.len() == 2 && p.starts_with('0'))
+        })
+        .and_then(|p| p.parse().ok())
+        .filter(|p| NETWORK_PREFIXES.contains(p))
+        .ok_or_else(|| {
+            bad(format!(
+                "the prefix length `/{prefix}` must be a number from {} to {}",
+                NETWORK_PREFIXES.start(),
+                NETWORK_PREFIXES.end()
+            ))
+        })?;
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    Ok((std::net::Ipv4Addr::from(u32::from(network) & mask), prefix))
+}
+
+/// Checks a network to create by the model's rules: a name ([`check_name`],
+/// required), tags ([`check_tags`]), a range ([`parse_cidr`]). Errors are
+/// `InvalidArgument` for [`Operation::CreateNetwork`](crate::Operation::CreateNetwork).
+pub fn check_network_spec(spec: &NetworkSpec) -> crate::Result<()> {
+    let check = || -> crate::Result<()> {
+        check_name("name", &spec.name, true)?;
+        check_tags(&spec.tags)?;
+        parse_cidr(&spec.cidr)?;
+        if let Some(l) = &spec.location_id {
+            check_id("location_id", l.as_str())?;
+        }
+        Ok(())
+    };
+    check().map_err(|e| e.with_operation(crate::Operation::CreateNetwork))
+}
+
 /// A change to the tags of an existing instance: the argument of
 /// [`Driver::update_instance_tags`](crate::Driver::update_instance_tags).
 ///

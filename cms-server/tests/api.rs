@@ -208,7 +208,7 @@ async fn idempotency_key() {
     // Same key, another body: a problem, and no second instance.
     let other = json!({"name": "other", "image_id": image, "flavor_id": flavor});
     let r3 = send("key-1", ALICE, other).await;
-    let p = expect_problem(r3, 400, "invalid_argument").await;
+    let p = expect_problem(r3, 409, "idempotency_conflict").await;
     assert_eq!(p["provider"], "local");
 
     // Another tenant's same key is another instance.
@@ -497,7 +497,9 @@ async fn error_answers_are_problems() {
         ("limit=1001", "invalid_query", "limit"),
         ("limit=ten", "invalid_query", "limit"),
         ("colour=red", "invalid_query", "colour"),
-        ("page_token=garbage", "invalid_argument", "page_token"),
+        ("page_token=has%20space", "invalid_query", "page_token"),
+        ("tag=%3Dv", "invalid_query", "tag"),
+        ("name=a%07b", "invalid_query", "name"),
     ] {
         let r = s
             .get(&format!("/v1/providers/local/instances?{q}"))
@@ -507,12 +509,15 @@ async fn error_answers_are_problems() {
         let p = expect_problem(r, 400, kind).await;
         assert!(p["detail"].as_str().unwrap().contains(needle), "{q}: {p}");
     }
-    let r = s
-        .get("/v1/providers/local/images?page_token=zzz")
-        .send()
-        .await
-        .unwrap();
-    expect_problem(r, 400, "invalid_argument").await;
+    // 404: a well-formed page token the listing never handed out names no page.
+    for path in [
+        "/v1/providers/local/images?page_token=zzz",
+        "/v1/providers/local/instances?page_token=garbage",
+    ] {
+        let r = s.get(path).send().await.unwrap();
+        let p = expect_problem(r, 404, "page_not_found").await;
+        assert!(p["detail"].as_str().unwrap().contains("page_token"), "{p}");
+    }
 
     // 413: a body over 64 KiB.
     let big = format!(

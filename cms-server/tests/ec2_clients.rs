@@ -19,13 +19,8 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -82,40 +77,10 @@ fn start_server() -> Server {
     })
 }
 
-/// The workspace's Python, after `scripts/python-env` made sure the pinned boto3 and
-/// AWS CLI are installed (once per test process; cheap when they already are).
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
-        let out = Command::new("bash")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(
-            out.status.success(),
-            "{script} failed ({}); see its output above",
-            out.status
-        );
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
-    })
-}
-
-/// What a suite did.
-struct Run {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs `tests/ec2_clients/{suite}` against `s`, in a process group of its own that
-/// is killed if the suite is still running after [`SUITE_LIMIT`].
+/// Runs `tests/ec2_clients/{suite}` against `s` (see [`run_in_group`]).
 fn run_suite(s: &Server, suite: &str) -> Run {
     let path = format!("{}/tests/ec2_clients/{suite}", env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python_env().join("python"));
     cmd.arg(&path).arg("-v");
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("AWS_")) {
@@ -134,90 +99,12 @@ fn run_suite(s: &Server, suite: &str) -> Run {
         .env("CMS_ALICE_ID", ALICE_ID)
         .env("CMS_ALICE_SECRET", ALICE_SECRET)
         .env("CMS_BOB_ID", BOB_ID)
-        .env("CMS_BOB_SECRET", BOB_SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {suite}: {e}"));
-    let pgid = child.id();
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    // The suite is waited for without being reaped, so that its process group id
-    // cannot be reused before the group is killed below.
-    let mut timed_out = false;
-    while !has_exited(pgid) {
-        if started.elapsed() > SUITE_LIMIT {
-            timed_out = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Whatever the suite left running (an `aws` it started, say) goes with it.
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-    let status = child.wait().ok().filter(|_| !timed_out);
-    Run {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        took: started.elapsed(),
-    }
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Whether process `pid` (a child not yet waited for) has exited: it is a zombie.
-fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
-/// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+        .env("CMS_BOB_SECRET", BOB_SECRET);
+    run_in_group(cmd, SUITE_LIMIT)
 }
 
 fn check(s: &Server, suite: &str, run: Run) {
-    eprintln!("{suite}: {:.1} s", run.took.as_secs_f64());
-    let passed = run.status.is_some_and(|s| s.success());
-    assert!(
-        passed,
-        "{suite} {} after {:.1} s\n\
-         ---- suite stdout ----\n{}\n---- suite stderr ----\n{}\n\
-         ---- cms-server stderr (last 60 lines) ----\n{}",
-        match run.status {
-            Some(s) => format!("failed ({s})"),
-            None => format!(
-                "was killed: still running after {} s",
-                SUITE_LIMIT.as_secs()
-            ),
-        },
-        run.took.as_secs_f64(),
-        run.stdout,
-        run.stderr,
-        tail(&s.stderr.text(), 60)
-    );
+    run.assert_passed(suite, SUITE_LIMIT, s);
 }
 
 #[test]

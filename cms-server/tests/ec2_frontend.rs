@@ -521,7 +521,7 @@ async fn after_a_restart_each_tenant_has_its_own_instances_and_fresh_ids() {
     let old = launch(&alice, 1).await.remove(0);
     assert_eq!(
         ids_of(&alice.describe_instances().send().await.unwrap()),
-        [old.clone()]
+        std::slice::from_ref(&old)
     );
     s.kill();
 
@@ -532,7 +532,7 @@ async fn after_a_restart_each_tenant_has_its_own_instances_and_fresh_ids() {
     assert_ne!(bobs, old, "bob was given alice's old id");
     assert_eq!(
         ids_of(&bob.describe_instances().send().await.unwrap()),
-        [bobs.clone()]
+        std::slice::from_ref(&bobs)
     );
     assert!(ids_of(&alice.describe_instances().send().await.unwrap()).is_empty());
     let e = alice

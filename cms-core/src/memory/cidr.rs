@@ -2,10 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::{Error, Operation, Result};
-
-/// The shortest and longest prefixes a network may have.
-const PREFIXES: std::ops::RangeInclusive<u8> = 8..=30;
+use crate::{Operation, Result};
 
 /// An IPv4 range `a.b.c.d/n` whose host bits are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,44 +12,11 @@ pub(super) struct Cidr {
 }
 
 impl Cidr {
-    /// Parses `a.b.c.d/n` with `n` in 8..=30; `InvalidArgument` naming `cidr` otherwise.
+    /// Parses a range by the model's rules ([`crate::parse_cidr`]: host bits are
+    /// cleared).
     pub(super) fn parse(text: &str, op: Operation) -> Result<Cidr> {
-        let bad = |why: String| {
-            Error::invalid_argument(
-                "cidr",
-                format!("`{text}` is not a usable IPv4 range: {why}"),
-            )
-            .with_operation(op)
-        };
-        let (addr, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| bad("expected `a.b.c.d/n`, such as `10.1.0.0/24`".into()))?;
-        let network: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| bad(format!("`{addr}` is not an IPv4 address")))?;
-        let prefix: u8 = Some(prefix)
-            .filter(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse().ok())
-            .filter(|p| PREFIXES.contains(p))
-            .ok_or_else(|| {
-                bad(format!(
-                    "the prefix length `/{prefix}` must be a number from {} to {}",
-                    PREFIXES.start(),
-                    PREFIXES.end()
-                ))
-            })?;
-        let cidr = Cidr { network, prefix };
-        if u32::from(network) & !cidr.mask() != 0 {
-            let base = Ipv4Addr::from(u32::from(network) & cidr.mask());
-            return Err(bad(format!(
-                "host bits are set; the range is `{base}/{prefix}`"
-            )));
-        }
-        Ok(cidr)
-    }
-
-    fn mask(self) -> u32 {
-        u32::MAX << (32 - u32::from(self.prefix))
+        let (network, prefix) = crate::parse_cidr(text).map_err(|e| e.with_operation(op))?;
+        Ok(Cidr { network, prefix })
     }
 
     /// The addresses instances may get: all but the network address, the gateway

@@ -192,67 +192,8 @@ impl MemoryCloud {
     }
 }
 
-/// The longest name of an instance, network or key pair, in characters.
-const MAX_NAME: usize = 255;
-/// The largest user data, in bytes (EC2's limit).
-const MAX_USER_DATA: usize = 16 * 1024;
-/// The longest client token, in characters.
-const MAX_CLIENT_TOKEN: usize = 255;
-
-/// Checks a name: at most [`MAX_NAME`] characters, no control characters, and not
-/// empty when `required`.
 fn check_name(argument: &str, name: &str, required: bool, op: Operation) -> Result<()> {
-    let why = if required && name.trim().is_empty() {
-        Some("must not be empty".to_owned())
-    } else if name.chars().count() > MAX_NAME {
-        Some(format!(
-            "`{}…` is longer than {MAX_NAME} characters",
-            name.chars().take(32).collect::<String>()
-        ))
-    } else if name.chars().any(char::is_control) {
-        Some(format!("{name:?} contains control characters"))
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(Error::invalid_argument(argument, why).with_operation(op)),
-        None => Ok(()),
-    }
-}
-
-fn check_tags(tags: &Tags, op: Operation) -> Result<()> {
-    crate::check_tags(tags).map_err(|e| e.with_operation(op))
-}
-
-fn check_instance_spec(spec: &InstanceSpec) -> Result<()> {
-    let op = Operation::CreateInstance;
-    check_name("name", &spec.name, false, op)?;
-    check_tags(&spec.tags, op)?;
-    if let Some(o) = &spec.owner {
-        crate::check_owner(o).map_err(|e| e.with_operation(op))?;
-    }
-    if let Some(data) = &spec.user_data {
-        if data.len() > MAX_USER_DATA {
-            return Err(Error::invalid_argument(
-                "user_data",
-                format!(
-                    "{} bytes given, at most {MAX_USER_DATA} allowed",
-                    data.len()
-                ),
-            )
-            .with_operation(op));
-        }
-    }
-    if let Some(token) = &spec.client_token {
-        if token.is_empty() || token.chars().count() > MAX_CLIENT_TOKEN {
-            return Err(Error::invalid_argument(
-                "client_token",
-                format!("must be 1 to {MAX_CLIENT_TOKEN} characters"),
-            )
-            .with_operation(op));
-        }
-    }
-    Ok(())
+    crate::check_name(argument, name, required).map_err(|e| e.with_operation(op))
 }
 
 #[async_trait]
@@ -281,7 +222,7 @@ impl Driver for MemoryCloud {
     }
 
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance> {
-        check_instance_spec(spec)?;
+        crate::check_instance_spec(spec)?;
         let now = Instant::now();
         let created_at = chrono::Utc::now();
         self.write(now)
@@ -354,8 +295,7 @@ impl Driver for MemoryCloud {
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<Network> {
         let op = Operation::CreateNetwork;
-        check_name("name", &spec.name, true, op)?;
-        check_tags(&spec.tags, op)?;
+        crate::check_network_spec(spec)?;
         let cidr = Cidr::parse(&spec.cidr, op)?;
         if let Some(l) = &spec.location_id {
             if !self.shared.catalogue.locations.iter().any(|x| x.id == *l) {

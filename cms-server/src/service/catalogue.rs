@@ -67,6 +67,7 @@ impl Service {
 
     /// Creates a network.
     pub async fn create_network(&self, p: &Provider, spec: &NetworkSpec) -> Result<Network, Error> {
+        cms_core::check_network_spec(spec).map_err(|e| e.with_provider(p.name.to_string()))?;
         p.cloud.create_network(spec).await
     }
 

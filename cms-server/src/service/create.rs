@@ -170,6 +170,8 @@ impl Service {
             .with_operation(op)
             .with_provider(p.name.to_string()));
         }
+        cms_core::check_instance_spec(&req.spec)
+            .map_err(|e| e.with_provider(p.name.to_string()))?;
         let mut spec = req.spec.clone();
         let shown_key = spec.key_name.clone();
         if let Some(k) = &shown_key {

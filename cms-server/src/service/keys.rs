@@ -10,8 +10,9 @@ use super::{Provider, Service};
 use crate::auth::Tenant;
 use crate::store::{Entry, Kind, Record, Seen};
 
-/// The longest key pair name a tenant may give.
-pub const MAX_KEY_NAME: usize = 255;
+/// The longest key pair name a tenant may give: the backend's name (at most
+/// [`cms_core::MAX_NAME`]) is it with the tenant's name (at most 64) and `@` before.
+pub const MAX_KEY_NAME: usize = cms_core::MAX_NAME - 65;
 
 /// The name a tenant's key pair has in the backend.
 pub fn backend_key_name(tenant: &str, name: &str) -> String {
@@ -28,19 +29,14 @@ pub fn shown_key_name<'a>(owner: Option<&str>, backend: &'a str) -> &'a str {
 }
 
 fn check_key_name(name: &str, op: Operation) -> Result<(), Error> {
-    let why = if name.is_empty() {
-        Some("must not be empty".to_owned())
-    } else if name.chars().count() > MAX_KEY_NAME {
-        Some(format!("is longer than {MAX_KEY_NAME} characters"))
-    } else if name.chars().any(|c| c.is_control()) {
-        Some(format!("{name:?} contains control characters"))
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(Error::invalid_argument("name", why).with_operation(op)),
-        None => Ok(()),
+    if name.chars().count() > MAX_KEY_NAME {
+        return Err(Error::invalid_argument(
+            "name",
+            format!("is longer than {MAX_KEY_NAME} characters"),
+        )
+        .with_operation(op));
     }
+    cms_core::check_name("name", name, true).map_err(|e| e.with_operation(op))
 }
 
 impl Service {
@@ -185,7 +181,8 @@ mod tests {
         assert_eq!(shown_key_name(None, "web"), "web");
         assert!(check_key_name("", Operation::CreateKeyPair).is_err());
         assert!(check_key_name("a\u{1}b", Operation::CreateKeyPair).is_err());
-        assert!(check_key_name(&"k".repeat(256), Operation::CreateKeyPair).is_err());
+        assert!(check_key_name(&"k".repeat(MAX_KEY_NAME + 1), Operation::CreateKeyPair).is_err());
+        assert!(check_key_name(&"k".repeat(MAX_KEY_NAME), Operation::CreateKeyPair).is_ok());
         assert!(check_key_name("web key", Operation::CreateKeyPair).is_ok());
     }
 }

@@ -573,3 +573,123 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The bin folder of the workspace's Python environment, after `scripts/python-env`
+/// made sure the pinned tools (moto, boto3, the AWS CLI, schemathesis) are installed
+/// (once per test process; cheap when they already are).
+pub fn python_env() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
+        let out = Command::new("bash")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "{script} failed ({}); see its output above",
+            out.status
+        );
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin"))
+    })
+}
+
+/// What a program run by [`run_in_group`] did.
+pub struct Run {
+    /// Its exit status; `None` when it was killed for running too long.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Run {
+    /// Fails the test, with both outputs and the end of the server's log, unless the
+    /// program exited with success.
+    pub fn assert_passed(&self, what: &str, limit: Duration, s: &Server) {
+        eprintln!("{what}: {:.1} s", self.took.as_secs_f64());
+        let passed = self.status.is_some_and(|s| s.success());
+        assert!(
+            passed,
+            "{what} {} after {:.1} s\n\
+             ---- stdout ----\n{}\n---- stderr ----\n{}\n\
+             ---- cms-server stderr (last 60 lines) ----\n{}",
+            match self.status {
+                Some(s) => format!("failed ({s})"),
+                None => format!("was killed: still running after {} s", limit.as_secs()),
+            },
+            self.took.as_secs_f64(),
+            self.stdout,
+            self.stderr,
+            tail(&s.stderr.text(), 60)
+        );
+    }
+}
+
+/// Runs `cmd` in a process group of its own, killed whole (with whatever it started)
+/// when it ends or when it is still running after `limit`.
+pub fn run_in_group(mut cmd: Command, limit: Duration) -> Run {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pgid = child.id();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    // Waited for without being reaped, so that its process group id cannot be reused
+    // before the group is killed below.
+    let mut timed_out = false;
+    while !has_exited(pgid) {
+        if started.elapsed() > limit {
+            timed_out = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+    let status = child.wait().ok().filter(|_| !timed_out);
+    Run {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        took: started.elapsed(),
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+pub fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Whether process `pid` (a child not yet waited for) has exited: it is a zombie.
+pub fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

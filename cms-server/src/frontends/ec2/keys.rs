@@ -43,10 +43,11 @@ pub(super) async fn create_key_pair(c: &Call<'_>, import: bool) -> Result<String
         },
     )?;
     let name = c.p.required("KeyName")?;
-    if name.len() > 255 || !name.is_ascii() {
-        return Err(Ec2Error::invalid_value(
-            "KeyName must be at most 255 ASCII characters",
-        ));
+    let max = crate::service::keys::MAX_KEY_NAME;
+    if name.len() > max || !name.is_ascii() {
+        return Err(Ec2Error::invalid_value(format!(
+            "KeyName must be at most {max} ASCII characters"
+        )));
     }
     let public_key = if import {
         let material = c.p.required("PublicKeyMaterial")?;

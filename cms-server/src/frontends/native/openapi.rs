@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::handlers;
+use serde_json::{json, Value};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -92,7 +93,7 @@ impl Modify for Common {
                         .parameter_in(ParameterIn::Header)
                         .required(Required::False)
                         .description(Some(
-                            "A request id to echo in the answer and the logs (1 to 128 visible ASCII characters); generated when absent",
+                            "A request id to echo in the answer and the logs; kept when it has 1 to 64 letters, digits or `.` `_` `-` `:` `/` `+` `=`, else a new one is made",
                         ))
                         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                         .build(),
@@ -138,7 +139,7 @@ fn problems(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::res
 }
 
 const BAD_REQUEST: &str =
-    "Invalid request: unknown or malformed query parameter or header, malformed body, invalid argument, bad page token";
+    "Invalid request: unknown or malformed query parameter or header, malformed body, invalid argument";
 const UNAUTHENTICATED: &str = "No API key, or an unknown one";
 const INTERNAL: &str = "An unexpected server error";
 
@@ -172,10 +173,13 @@ impl IntoResponses for ProviderProblems {
                 403,
                 "The tenant may not use the provider (permission_denied), or a quota would be exceeded (quota_exceeded)",
             ),
-            (404, "Unknown provider or resource (not_found)"),
+            (
+                404,
+                "Unknown provider or resource (not_found), or a page token this listing did not hand out (page_not_found)",
+            ),
             (
                 409,
-                "The resource exists (already_exists) or its state forbids the operation (invalid_state)",
+                "The resource exists (already_exists), its state forbids the operation (invalid_state), or the Idempotency-Key was used for another request (idempotency_conflict)",
             ),
             (429, "The provider asks to slow down (rate_limited)"),
             (500, INTERNAL),
@@ -199,10 +203,203 @@ impl IntoResponses for BodyProblems {
     }
 }
 
-/// The document, serialized.
+/// A string without control characters (Unicode `Cc`), as names are.
+const NO_CONTROL: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+/// The same, with at least one character that is not white space.
+const NOT_BLANK: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F\uFEFF][^\u0000-\u001F\u007F-\u009F]*$";
+/// An IPv4 range `a.b.c.d/n`, no leading zeros, `n` from 8 to 30.
+const CIDR: &str = r"^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}/([89]|[12][0-9]|30)$";
+/// A `tag` filter: `key` (no `=` in it) or `key=value`.
+const TAG_FILTER: &str = r"^[^=]{1,128}(=[\s\S]{0,256})?$";
+/// A page token: visible ASCII.
+const PAGE_TOKEN: &str = r"^[!-~]{1,1024}$";
+/// A provider name.
+const PROVIDER: &str = r"^[A-Za-z0-9_.-]{1,64}$";
+/// An `Idempotency-Key`.
+const IDEMPOTENCY_KEY: &str = r"^[!-~]{1,255}$";
+
+/// The rules the server enforces that the types alone do not say, written into the
+/// document so that clients (and generators of test requests) know them: the limits
+/// are the model's and the service's own constants.
+fn constrain(doc: &mut Value) {
+    use cms_core::{
+        MAX_ID, MAX_NAME, MAX_NETWORKS, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_USER_DATA,
+    };
+    let text = |min: usize, max: usize, pattern: Option<&str>| {
+        let mut v = json!({"minLength": min, "maxLength": max});
+        if let Some(p) = pattern {
+            v["pattern"] = json!(p);
+        }
+        v
+    };
+    let id = text(1, MAX_ID, None);
+    let tags = json!({
+        "type": "object",
+        "description": format!(
+            "Tags: at most {MAX_TAGS}, keys of 1 to {MAX_TAG_KEY} characters, values of at most {MAX_TAG_VALUE}"
+        ),
+        "maxProperties": MAX_TAGS,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_KEY},
+        "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE}
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["Tags"] = tags;
+    let fields: &[(&str, &str, Value)] = &[
+        (
+            "CreateInstanceRequest",
+            "name",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        ("CreateInstanceRequest", "image_id", id.clone()),
+        ("CreateInstanceRequest", "flavor_id", id.clone()),
+        ("CreateInstanceRequest", "location_id", id.clone()),
+        (
+            "CreateInstanceRequest",
+            "key_name",
+            text(1, MAX_NAME, Some(NOT_BLANK)),
+        ),
+        (
+            "CreateInstanceRequest",
+            "user_data",
+            json!({"maxLength": MAX_USER_DATA}),
+        ),
+        (
+            "CreateInstanceRequest",
+            "network_ids",
+            json!({"maxItems": MAX_NETWORKS, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}),
+        ),
+        (
+            "CreateNetworkRequest",
+            "name",
+            text(1, MAX_NAME, Some(NOT_BLANK)),
+        ),
+        ("CreateNetworkRequest", "cidr", json!({"pattern": CIDR})),
+        ("CreateNetworkRequest", "location_id", id.clone()),
+        (
+            "CreateKeyPairRequest",
+            "name",
+            text(1, crate::service::keys::MAX_KEY_NAME, Some(NOT_BLANK)),
+        ),
+        (
+            "CreateKeyPairRequest",
+            "public_key",
+            json!({"format": "openssh-public-key", "minLength": 1, "maxLength": 16384}),
+        ),
+    ];
+    for (schema, field, extra) in fields {
+        let prop = &mut schemas[*schema]["properties"][*field];
+        if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+    }
+    for schema in ["CreateInstanceRequest", "CreateNetworkRequest"] {
+        let t = &mut schemas[schema]["properties"]["tags"];
+        let description = t["description"].clone();
+        *t = json!({"$ref": "#/components/schemas/Tags", "description": description});
+    }
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(params) = op["parameters"].as_array_mut() else {
+                continue;
+            };
+            for p in params {
+                let extra = match (p["in"].as_str(), p["name"].as_str()) {
+                    (Some("query"), Some("name")) => text(0, MAX_NAME, Some(NO_CONTROL)),
+                    (Some("query"), Some("page_token")) => {
+                        text(1, super::query::MAX_PAGE_TOKEN, Some(PAGE_TOKEN))
+                    }
+                    (Some("query"), Some("tag")) => {
+                        json!({"items": {"type": "string", "pattern": TAG_FILTER}})
+                    }
+                    (Some("path"), Some("provider")) => json!({"pattern": PROVIDER}),
+                    (Some("path"), Some(_)) => json!({"minLength": 1}),
+                    (Some("header"), Some("Idempotency-Key")) => {
+                        json!({"pattern": IDEMPOTENCY_KEY})
+                    }
+                    _ => continue,
+                };
+                if let (Some(s), Some(e)) = (p["schema"].as_object_mut(), extra.as_object()) {
+                    s.extend(e.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Links from what a create answers to the operations on what it made, so that a
+/// client (or a stateful tester) can follow them.
+fn link(doc: &mut Value) {
+    let by = |path: &str, method: &str| -> String {
+        format!(
+            "#/paths/{}/{method}",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    };
+    let inst = "/v1/providers/{provider}/instances/{id}";
+    let net = "/v1/providers/{provider}/networks/{id}";
+    /// (create path, parameter, value, (link name, target operation)).
+    type Links<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, String)>);
+    let links: [Links<'_>; 3] = [
+        (
+            "/v1/providers/{provider}/instances",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetInstance", by(inst, "get")),
+                ("DeleteInstance", by(inst, "delete")),
+                ("StartInstance", by(&format!("{inst}/start"), "post")),
+                ("StopInstance", by(&format!("{inst}/stop"), "post")),
+                ("RebootInstance", by(&format!("{inst}/reboot"), "post")),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/networks",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetNetwork", by(net, "get")),
+                ("DeleteNetwork", by(net, "delete")),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/key-pairs",
+            "name",
+            "$response.body#/name",
+            vec![(
+                "DeleteKeyPair",
+                by("/v1/providers/{provider}/key-pairs/{name}", "delete"),
+            )],
+        ),
+    ];
+    for (path, param, value, targets) in links {
+        let created = &mut doc["paths"][path]["post"]["responses"]["201"];
+        let mut out = serde_json::Map::new();
+        for (name, target) in targets {
+            out.insert(
+                name.to_owned(),
+                json!({
+                    "operationRef": target,
+                    "parameters": {"provider": "$request.path.provider", param: value}
+                }),
+            );
+        }
+        created["links"] = Value::Object(out);
+    }
+}
+
+/// The document, with the server's constraints and links, serialized.
 pub fn document_json() -> Vec<u8> {
     // Serializing a document of plain data cannot fail.
-    serde_json::to_vec(&ApiDoc::openapi()).unwrap_or_default()
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    constrain(&mut doc);
+    link(&mut doc);
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -234,6 +431,52 @@ mod tests {
             .map(|r| (r.verb.as_str().to_owned(), r.template.to_owned()))
             .collect();
         assert_eq!(documented, served);
+    }
+
+    /// The document carries the server's own limits and the links of creates.
+    #[test]
+    fn constraints_and_links_are_documented() {
+        let doc: Value = serde_json::from_slice(&document_json()).unwrap();
+        let req = &doc["components"]["schemas"]["CreateInstanceRequest"]["properties"];
+        assert_eq!(req["name"]["maxLength"], cms_core::MAX_NAME);
+        assert_eq!(req["image_id"]["minLength"], 1);
+        assert_eq!(req["network_ids"]["uniqueItems"], true);
+        assert_eq!(req["tags"]["$ref"], "#/components/schemas/Tags");
+        let tags = &doc["components"]["schemas"]["Tags"];
+        assert_eq!(tags["maxProperties"], cms_core::MAX_TAGS);
+        assert_eq!(tags["propertyNames"]["minLength"], 1);
+        let net = &doc["components"]["schemas"]["CreateNetworkRequest"]["properties"];
+        assert!(net["cidr"]["pattern"].as_str().unwrap().contains("30"));
+        let list = &doc["paths"]["/v1/providers/{provider}/instances"]["get"]["parameters"];
+        let token = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "page_token")
+            .unwrap();
+        assert_eq!(token["schema"]["minLength"], 1);
+        let links = &doc["paths"]["/v1/providers/{provider}/instances"]["post"]["responses"]["201"]
+            ["links"];
+        assert_eq!(
+            links["GetInstance"]["parameters"]["id"],
+            "$response.body#/id"
+        );
+        assert!(links["StopInstance"]["operationRef"]
+            .as_str()
+            .unwrap()
+            .ends_with("~1stop/post"));
+        // Every operationRef points at an operation of the document.
+        for (_, item) in doc["paths"].as_object().unwrap() {
+            for (_, op) in item.as_object().unwrap() {
+                for (_, r) in op["responses"].as_object().into_iter().flatten() {
+                    for (_, l) in r["links"].as_object().into_iter().flatten() {
+                        let target = l["operationRef"].as_str().unwrap();
+                        let pointer = target.trim_start_matches('#');
+                        assert!(doc.pointer(pointer).is_some(), "{target}");
+                    }
+                }
+            }
+        }
     }
 
     /// Authenticated routes declare the bearer scheme; open ones do not.

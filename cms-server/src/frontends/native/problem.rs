@@ -32,6 +32,11 @@ pub enum ServerKind {
     UnsupportedMediaType,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
+    /// An `Idempotency-Key` used before with another request (409).
+    IdempotencyConflict,
+    /// A `page_token` that names no page of the listing: not one it handed out, or
+    /// one of another listing (404).
+    PageNotFound,
     /// Something the server did not expect (500).
     Internal,
 }
@@ -47,6 +52,8 @@ impl ServerKind {
             ServerKind::InvalidHeader => "invalid_header",
             ServerKind::UnsupportedMediaType => "unsupported_media_type",
             ServerKind::PayloadTooLarge => "payload_too_large",
+            ServerKind::IdempotencyConflict => "idempotency_conflict",
+            ServerKind::PageNotFound => "page_not_found",
             ServerKind::Internal => "internal",
         }
     }
@@ -60,6 +67,8 @@ impl ServerKind {
             }
             ServerKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerKind::IdempotencyConflict => StatusCode::CONFLICT,
+            ServerKind::PageNotFound => StatusCode::NOT_FOUND,
             ServerKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +82,8 @@ impl ServerKind {
             ServerKind::InvalidHeader => "Invalid header",
             ServerKind::UnsupportedMediaType => "Unsupported media type",
             ServerKind::PayloadTooLarge => "Payload too large",
+            ServerKind::IdempotencyConflict => "Idempotency key used for another request",
+            ServerKind::PageNotFound => "No such page",
             ServerKind::Internal => "Internal server error",
         }
     }
@@ -278,7 +289,18 @@ impl From<Error> for ApiError {
     /// A core error: its messages are safe to show (they carry no credentials).
     fn from(e: Error) -> Self {
         let kind = e.kind();
-        let mut out = ApiError::core(kind, e.to_string());
+        let mut out = match (kind, e.context_value("reason"), e.context_value("argument")) {
+            // The request conflicts with the one first made with its key.
+            (ErrorKind::InvalidArgument, Some("idempotent_parameter_mismatch"), _) => {
+                ApiError::server(ServerKind::IdempotencyConflict, e.to_string())
+            }
+            // A well-formed token that names no page of this listing: a page that is
+            // not there.
+            (ErrorKind::InvalidArgument, _, Some("page_token")) => {
+                ApiError::server(ServerKind::PageNotFound, e.to_string())
+            }
+            _ => ApiError::core(kind, e.to_string()),
+        };
         out.0.provider = e.provider().map(str::to_owned);
         out.0.operation = e.operation().map(|o| Cow::Borrowed(o.as_str()));
         if kind == ErrorKind::RateLimited {

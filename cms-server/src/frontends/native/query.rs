@@ -27,10 +27,11 @@ pub struct InstanceListQuery {
     /// Only instances carrying this tag: `key` (any value) or `key=value`; repeatable.
     #[param(style = Form, explode)]
     tag: Option<Vec<String>>,
-    /// At most this many items (1 to 1000; the provider's default when absent).
+    /// At most this many items (1 to 1000; 100 when absent).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// The `next_page_token` of the previous page.
+    /// The `next_page_token` of the previous page (a token the listing did not hand
+    /// out answers 404 `page_not_found`).
     page_token: Option<String>,
 }
 
@@ -94,9 +95,18 @@ fn parse_limit(v: &str) -> Result<u32, ApiError> {
     }
 }
 
+/// The longest `page_token`.
+pub const MAX_PAGE_TOKEN: usize = 1024;
+
 fn parse_page_token(v: &str) -> Result<PageToken, ApiError> {
     if v.is_empty() {
         return Err(invalid("query parameter `page_token` is empty".into()));
+    }
+    if v.len() > MAX_PAGE_TOKEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "query parameter `page_token` must be 1 to {MAX_PAGE_TOKEN} visible ASCII characters, \
+             as the `next_page_token` of the previous page"
+        )));
     }
     Ok(PageToken::new(v))
 }
@@ -136,7 +146,11 @@ pub fn instance_query(q: &str, paged: bool) -> Result<(InstanceFilter, PageReque
                     }
                 }
             }
-            "name" => set_once(&mut filter.name, "name", v.into_owned())?,
+            "name" => {
+                cms_core::check_name("name", &v, false)
+                    .map_err(|e| invalid(format!("query parameter {}", e.message())))?;
+                set_once(&mut filter.name, "name", v.into_owned())?
+            }
             "tag" => {
                 let (key, value) = match v.split_once('=') {
                     Some((k, v)) => (k, Some(v.to_owned())),
@@ -145,6 +159,17 @@ pub fn instance_query(q: &str, paged: bool) -> Result<(InstanceFilter, PageReque
                 if key.is_empty() {
                     return Err(invalid(format!(
                         "query parameter `tag`: `{v}` has an empty key; use `key` or `key=value`"
+                    )));
+                }
+                if key.chars().count() > cms_core::MAX_TAG_KEY
+                    || value
+                        .as_ref()
+                        .is_some_and(|v| v.chars().count() > cms_core::MAX_TAG_VALUE)
+                {
+                    return Err(invalid(format!(
+                        "query parameter `tag`: keys have at most {} characters, values at most {}",
+                        cms_core::MAX_TAG_KEY,
+                        cms_core::MAX_TAG_VALUE
                     )));
                 }
                 filter.tags.insert(key.to_owned(), value);
