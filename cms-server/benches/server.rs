@@ -1,54 +1,41 @@
 //! Load benchmark of the native API: `cargo bench -p cms-server --bench server`.
 //!
-//! Starts the release `cms-server` (Cargo builds it for the benchmark) on the memory cloud with 100 instances, then for
-//! 1, 16 and 64 keep-alive connections sends `GET /v1/providers/local/instances` back
-//! to back for a while (10 s each by default; `CMS_BENCH_SECONDS` to change) and prints
-//! throughput, p50/p99 latency and the server's peak RSS as a table.
+//! Starts the release `cms-server` (Cargo builds it for the benchmark) on the memory
+//! cloud, creates 100 instances, then sends `GET /v1/providers/local/instances?limit=100`
+//! back to back from 1, 16 and 64 keep-alive connections for a while (10 s per row by
+//! default; `CMS_BENCH_SECONDS` to change). In the same run, at 64 connections:
+//!
+//! - nginx (the Debian package; `scripts/bench-deps` installs it) serving the bytes of
+//!   one of cms's own answers as a static `application/json` file: the ceiling for those
+//!   bytes over HTTP/1.1 on this machine (skipped, with the reason, when not installed);
+//! - with `CMS_BENCH_BASELINE=/path/to/cms-server`, that binary (an earlier build) with
+//!   the same instances, so that two builds are compared under the same conditions.
+//!
+//! Prints the table (throughput, p50/p99 latency, CPU per request of the server, the
+//! client and everything else), the ratio cms/nginx and the server's peak RSS.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use reqwest::Client;
 
 mod common;
-use common::{peak_rss_kib, start_server, TempDir};
+use common::load::{cpu, cpu_tree, measure, print_table, rate_of, Row, Target};
+use common::nginx::{start_nginx, NGINX_WORKERS};
+use common::{peak_rss_kib, start_with, Server, TempDir, LOCAL};
 
 const KEY: &str = "bench-key-0123456789abcdef0123456789";
+const INSTANCES: usize = 100;
+const PATH: &str = "/v1/providers/local/instances?limit=100";
+const AIM_NGINX: f64 = 0.5;
 
-async fn seed(addr: SocketAddr, n: usize) {
-    let client = reqwest::Client::new();
-    let url = format!("http://{addr}/v1/providers/local/images");
-    let images: serde_json::Value = client
-        .get(&url)
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let image = images["items"][0]["id"].as_str().unwrap().to_owned();
-    let url = format!("http://{addr}/v1/providers/local/flavors");
-    let flavors: serde_json::Value = client
-        .get(&url)
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let flavor = flavors["items"][0]["id"].as_str().unwrap().to_owned();
-    let url = format!("http://{addr}/v1/providers/local/instances");
+/// Creates `n` instances through the API.
+async fn seed(s: &Server, n: usize) {
+    let client = Client::new();
+    let url = format!("http://{}/v1/providers/local/instances", s.addr);
     for k in 0..n {
         let body = serde_json::json!({
-            "name": format!("bench-{k}"), "image_id": image, "flavor_id": flavor,
-            "tags": {"bench": "yes"}
+            "name": format!("bench-{k}"), "image_id": "img-debian-12",
+            "flavor_id": "flv-1cpu-1gb", "tags": {"bench": "yes"}
         });
         let r = client
             .post(&url)
@@ -56,80 +43,33 @@ async fn seed(addr: SocketAddr, n: usize) {
             .json(&body)
             .send()
             .await
-            .unwrap();
+            .expect("create");
         assert_eq!(r.status(), 201, "seeding instance {k}");
     }
 }
 
-struct Run {
-    requests: u64,
-    errors: u64,
-    bytes: u64,
-    latency: Histogram<u64>,
-}
-
-/// One connection sending requests back to back until `until`.
-async fn connection(addr: SocketAddr, path: &'static str, until: Instant) -> Run {
-    let mut run = Run {
-        requests: 0,
-        errors: 0,
-        bytes: 0,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-    };
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+/// One answer of the listing.
+async fn answer(s: &Server) -> Vec<u8> {
+    let r = Client::new()
+        .get(format!("http://{}{PATH}", s.addr))
+        .bearer_auth(KEY)
+        .send()
         .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let auth = format!("Bearer {KEY}");
-    while Instant::now() < until {
-        let req = Request::get(path)
-            .header("host", addr.to_string())
-            .header("authorization", &auth)
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let started = Instant::now();
-        match send.send_request(req).await {
-            Ok(resp) => {
-                let ok = resp.status() == 200;
-                let body = resp.into_body().collect().await.map(|b| b.to_bytes());
-                let micros = started.elapsed().as_micros() as u64;
-                run.latency.record(micros.max(1)).ok();
-                run.requests += 1;
-                match body {
-                    Ok(b) if ok => run.bytes += b.len() as u64,
-                    _ => run.errors += 1,
-                }
-            }
-            Err(_) => {
-                run.errors += 1;
-                break;
-            }
-        }
-    }
-    run
+        .expect("list");
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.expect("body").to_vec();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(INSTANCES));
+    body
 }
 
-async fn measure(addr: SocketAddr, path: &'static str, conns: usize, secs: f64) -> Run {
-    let until = Instant::now() + Duration::from_secs_f64(secs);
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(connection(addr, path, until)))
-        .collect();
-    let mut total = Run {
-        requests: 0,
-        errors: 0,
-        bytes: 0,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-    };
-    for t in tasks {
-        let r = t.await.expect("connection task");
-        total.requests += r.requests;
-        total.errors += r.errors;
-        total.bytes += r.bytes;
-        total.latency.add(&r.latency).expect("merge");
-    }
-    total
+fn target(s: &Server) -> Target {
+    let mut t = Target::get(s.addr, PATH);
+    t.headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {KEY}").parse().expect("header"),
+    );
+    t
 }
 
 fn main() {
@@ -137,41 +77,83 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
+    let baseline = std::env::var("CMS_BENCH_BASELINE").ok();
     let dir = TempDir::new("native");
-    let server = start_server(&dir, &[("CMS_DEV_API_KEY", KEY)]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(seed(server.addr, 100));
-    let path = "/v1/providers/local/instances";
-    // Warm up.
-    rt.block_on(measure(server.addr, path, 4, 1.0));
-
+    let env = [("CMS_DEV_API_KEY", KEY)];
+    let this = start_with(env!("CARGO_BIN_EXE_cms-server").as_ref(), &dir, LOCAL, &env);
+    rt.block_on(seed(&this, INSTANCES));
+    let bytes = rt.block_on(answer(&this));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!(
-        "GET {path} (100 instances), {secs} s per row, server and client on the same {} cores",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        "GET {PATH} ({INSTANCES} instances, {} bytes of JSON), {secs} s per row, servers and client on the same {cores} cores",
+        bytes.len()
     );
     println!();
-    println!("| connections | requests | req/s | p50 ms | p99 ms | max ms | errors | body bytes |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+
+    let mut rows: Vec<Row> = Vec::new();
+    let pid = this.child.id().to_string();
+    rt.block_on(measure("warm-up", target(&this), 4, 1.0, || None));
     for conns in [1, 16, 64] {
-        let r = rt.block_on(measure(server.addr, path, conns, secs));
-        let q = |p: f64| r.latency.value_at_quantile(p) as f64 / 1000.0;
-        println!(
-            "| {conns} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
-            r.requests,
-            r.requests as f64 / secs,
-            q(0.5),
-            q(0.99),
-            r.latency.max() as f64 / 1000.0,
-            r.errors,
-            r.bytes / r.requests.max(1),
+        rows.push(rt.block_on(measure("cms", target(&this), conns, secs, || cpu(&pid))));
+    }
+    if let Some(path) = &baseline {
+        let old = start_with(path.as_ref(), &dir, LOCAL, &env);
+        rt.block_on(seed(&old, INSTANCES));
+        let old_bytes = rt.block_on(answer(&old));
+        println!("baseline {path}: answers of {} bytes", old_bytes.len());
+        let old_pid = old.child.id().to_string();
+        rt.block_on(measure("warm-up", target(&old), 4, 1.0, || None));
+        rows.push(
+            rt.block_on(measure("cms (baseline)", target(&old), 64, secs, || {
+                cpu(&old_pid)
+            })),
         );
     }
-    let rss = peak_rss_kib(server.child.id()).unwrap_or(0);
+    let nginx_skipped = match start_nginx(&dir.0, "instances.json", "application/json", &bytes) {
+        Ok(nginx) => {
+            let t = || Target::get(nginx.addr, "/instances.json");
+            rt.block_on(measure("warm-up", t(), 4, 1.0, || None));
+            let pid = nginx.child.id();
+            rows.push(rt.block_on(measure(
+                &format!("nginx (static file, {NGINX_WORKERS} workers)"),
+                t(),
+                64,
+                secs,
+                || cpu_tree(pid),
+            )));
+            None
+        }
+        Err(why) => Some(why),
+    };
+    print_table(&rows);
+    if let Some(why) = &nginx_skipped {
+        println!("nginx (static file): skipped: {why}");
+    }
     println!();
+    let at64 = rows
+        .iter()
+        .find(|r| r.name == "cms" && r.connections == 64)
+        .map(Row::rate)
+        .unwrap_or(0.0);
+    match rate_of(&rows, "nginx") {
+        Some(n) if n > 0.0 => println!(
+            "cms / nginx at 64 connections: {:.2}    (aim >= {AIM_NGINX})",
+            at64 / n
+        ),
+        _ => println!("cms / nginx: n/a"),
+    }
+    if let Some(old) = rate_of(&rows, "cms (baseline)") {
+        println!("this build / baseline at 64 connections: {:.2}", at64 / old);
+    }
+    let rss = peak_rss_kib(this.child.id()).unwrap_or(0);
     println!("server peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+    // Give the servers a moment to exit before the directory goes.
+    drop(this);
+    std::thread::sleep(Duration::from_millis(50));
 }

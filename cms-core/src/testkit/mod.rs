@@ -837,6 +837,9 @@ async fn tag_updates(ctx: &Ctx<'_>) -> Check {
         "update the tags of an unknown instance",
     )?;
     if caps.delete {
+        // Some backends refuse to delete an instance still booting (OpenNebula while
+        // BOOT): this check is about tags, so it waits.
+        ctx.wait(&vm.id, InstanceState::Running).await?;
         c.delete_instance(&vm.id).await?;
         ctx.wait_gone(&vm.id).await?;
     }

@@ -1,8 +1,11 @@
-//! What the load benchmarks share: a temporary directory and the release
-//! `cms-server` started on the memory cloud with no delays, its state in that
-//! directory.
+//! What the load benchmarks share: a temporary directory, the release `cms-server`
+//! started on the memory cloud with no delays (its state in that directory), load from
+//! many connections ([`load`]) and nginx serving the same bytes ([`nginx`]).
 
 #![allow(dead_code)]
+
+pub mod load;
+pub mod nginx;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,21 +42,33 @@ impl Drop for Server {
     }
 }
 
+/// The memory provider every benchmark uses: `local`, no delays.
+pub const LOCAL: &str = "[[providers]]\nname = \"local\"\ndriver = \"memory\"\nboot_delay_ms = 0\n";
+
 /// Starts the `cms-server` Cargo built for the benchmark: one memory provider `local`
 /// with no delays, its store in `dir`, with `env` (the development tenant's keys).
 pub fn start_server(dir: &TempDir, env: &[(&str, &str)]) -> Server {
-    let config = dir.0.join("cms.toml");
-    std::fs::write(
-        &config,
-        "[[providers]]\nname = \"local\"\ndriver = \"memory\"\nboot_delay_ms = 0\n",
-    )
-    .expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cms-server"));
+    start_with(env!("CARGO_BIN_EXE_cms-server").as_ref(), dir, LOCAL, env)
+}
+
+/// Starts the `cms-server` at `binary` with the configuration `config`, its store in
+/// `dir` (a fresh file each start).
+pub fn start_with(
+    binary: &std::path::Path,
+    dir: &TempDir,
+    config: &str,
+    env: &[(&str, &str)],
+) -> Server {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.0.join(format!("cms-{n}.toml"));
+    std::fs::write(&file, config).expect("write config");
+    let mut cmd = Command::new(binary);
     cmd.args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
+        .arg(&file)
         .env(
             "CMS_STATE",
-            format!("sqlite://{}", dir.0.join("state.db").display()),
+            format!("sqlite://{}", dir.0.join(format!("state-{n}.db")).display()),
         )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -544,13 +544,18 @@ mod tests {
                 })
             );
             // Finishing one keeps the count; ending it frees the place.
+            let won = tries
+                .iter()
+                .position(|b| matches!(b, Begin::Slots(_)))
+                .unwrap();
+            let token = format!("req{won}-0");
             a.finish_create(
                 "p",
-                "req0-0",
+                &token,
                 "vm-0",
                 &Record {
                     tenant: Some("t"),
-                    identity: Some("req0-0"),
+                    identity: Some(&token),
                     ..Record::default()
                 },
             )

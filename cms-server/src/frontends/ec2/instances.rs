@@ -235,7 +235,7 @@ async fn select(
     c: &Call<'_>,
     pushed: &InstanceFilter,
     max: Option<usize>,
-    keep: &(dyn Fn(&Owned) -> bool + Send + Sync),
+    keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)>,
 ) -> Result<Page<Owned>> {
     let ids = c.p.list("InstanceId")?;
     let s = c.service;
@@ -248,7 +248,12 @@ async fn select(
             Ok(items) => items,
             Err(missing) => return Err(missing_ids(INSTANCE_CODES.1, INSTANCE_CODES.2, &missing)),
         };
-        return Ok(Page::last(items.into_iter().filter(|o| keep(o)).collect()));
+        return Ok(Page::last(
+            items
+                .into_iter()
+                .filter(|o| keep.is_none_or(|k| k(o)))
+                .collect(),
+        ));
     }
     match max {
         Some(n) => {
@@ -256,7 +261,7 @@ async fn select(
                 limit: Some(n as u32),
                 token: page_token(&c.p)?,
             };
-            s.list_instances(c.tenant, c.provider, pushed, &page, true, Some(keep))
+            s.list_instances(c.tenant, c.provider, pushed, &page, true, keep)
                 .await
                 .map_err(paging_error)
         }
@@ -268,7 +273,7 @@ async fn select(
             };
             loop {
                 let got = s
-                    .list_instances(c.tenant, c.provider, pushed, &page, true, Some(keep))
+                    .list_instances(c.tenant, c.provider, pushed, &page, true, keep)
                     .await
                     .map_err(paging_error)?;
                 all.extend(got.items);
@@ -298,7 +303,10 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
                 .is_some_and(|vals| f.matches(vals.iter().map(String::as_str)))
         })
     };
-    let page = select(c, &pushdown(&fs), max, &keep).await?;
+    // Without filters, every instance the driver lists is kept: no filter to apply.
+    let keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)> =
+        if fs.is_empty() { None } else { Some(&keep) };
+    let page = select(c, &pushdown(&fs), max, keep).await?;
     // One reservation per launch, in the order its first instance appears.
     let mut order: Vec<Arc<str>> = Vec::new();
     let mut groups: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
@@ -387,7 +395,7 @@ pub(super) async fn describe_instance_status(c: &Call<'_>) -> Result<String> {
     if !include_all && pushed.states.is_empty() {
         pushed.states = vec![InstanceState::Running];
     }
-    let page = select(c, &pushed, max, &keep).await?;
+    let page = select(c, &pushed, max, Some(&keep)).await?;
     let mut x = Xml::response(
         "DescribeInstanceStatus",
         c.request_id,
