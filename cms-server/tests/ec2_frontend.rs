@@ -351,18 +351,7 @@ async fn the_store_survives_sigkill() {
     let state = StateDb::new("sigkill");
     let config = format!(
         r#"
-        [[providers]]
-        name = "onprem"
-        driver = "opennebula"
-        endpoint = "{}"
-        username = "{}"
-        password_env = "CMS_TEST_ONE_PASSWORD"
-        [[providers.sizes]]
-        name = "small"
-        cpu = 0.5
-        vcpu = 1
-        memory_mib = 512
-
+        {}
         [[tenants]]
         name = "alice"
         access_key_id = "{ALICE_ID}"
@@ -375,11 +364,10 @@ async fn the_store_survives_sigkill() {
         secret_access_key_env = "CMS_TEST_BOB_SECRET"
         providers = ["*"]
         "#,
-        oned.endpoint(),
-        oned.username()
+        opennebula_provider(&oned, "")
     );
     let mut env = env();
-    env.push(("CMS_TEST_ONE_PASSWORD".into(), oned.password().into()));
+    env.push(opennebula_env(&oned));
     let start = || {
         Server::start(Options {
             config: Some(config.clone()),
@@ -829,19 +817,7 @@ async fn a_launch_killed_before_its_answer_is_found_again() {
         format!(
             r#"
             lease_ms = 500
-            [[providers]]
-            name = "onprem"
-            driver = "opennebula"
-            endpoint = "{}"
-            username = "{}"
-            password_env = "CMS_TEST_ONE_PASSWORD"
-            timeout_ms = 20000
-            {chaos}
-            [[providers.sizes]]
-            name = "small"
-            cpu = 0.5
-            vcpu = 1
-            memory_mib = 512
+            {}
 
             [[tenants]]
             name = "alice"
@@ -855,12 +831,11 @@ async fn a_launch_killed_before_its_answer_is_found_again() {
             secret_access_key_env = "CMS_TEST_BOB_SECRET"
             providers = ["*"]
             "#,
-            oned.endpoint(),
-            oned.username()
+            opennebula_provider(&oned, &format!("timeout_ms = 20000\n{chaos}"))
         )
     };
     let mut env = env();
-    env.push(("CMS_TEST_ONE_PASSWORD".into(), oned.password().into()));
+    env.push(opennebula_env(&oned));
     let start = |chaos: &str| {
         Server::start(Options {
             config: Some(config(chaos)),

@@ -17,28 +17,12 @@ async fn native_api_over_opennebula() {
         delays: FakeDelays::uniform(Duration::from_millis(40)),
         ..FakeConfig::default()
     });
-    let config = format!(
-        r#"
-        [[providers]]
-        name = "onprem"
-        driver = "opennebula"
-        endpoint = "{}"
-        username = "{}"
-        password_env = "CMS_TEST_ONE_PASSWORD"
-        [[providers.sizes]]
-        name = "small"
-        cpu = 0.5
-        vcpu = 1
-        memory_mib = 512
-        "#,
-        oned.endpoint(),
-        oned.username()
-    );
+    let config = opennebula_provider(&oned, "");
     let s = Server::start(Options {
         config: Some(config),
         env: vec![
             ("CMS_DEV_API_KEY".into(), KEY.into()),
-            ("CMS_TEST_ONE_PASSWORD".into(), oned.password().into()),
+            opennebula_env(&oned),
         ],
         key: Some(KEY.into()),
         ..Options::default()

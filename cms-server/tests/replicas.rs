@@ -109,27 +109,13 @@ async fn replicas_on_one_store_and_one_opennebula() {
     let config = format!(
         r#"
         lease_ms = 1000
-        [[providers]]
-        name = "onprem"
-        driver = "opennebula"
-        endpoint = "{}"
-        username = "{}"
-        password_env = "CMS_TEST_ONE_PASSWORD"
-        [[providers.sizes]]
-        name = "small"
-        cpu = 0.5
-        vcpu = 1
-        memory_mib = 512
+        {}
         {}
         "#,
-        oned.endpoint(),
-        oned.username(),
+        opennebula_provider(&oned, ""),
         tenants()
     );
-    let env = vec![(
-        "CMS_TEST_ONE_PASSWORD".to_owned(),
-        oned.password().to_owned(),
-    )];
+    let env = vec![opennebula_env(&oned)];
     let (a, b) = replicas(&config, &env, &state);
     let made = || oned.calls("one.template.instantiate") + oned.calls("one.vm.allocate");
 
@@ -201,7 +187,12 @@ async fn replicas_on_one_store_and_one_opennebula() {
         Some("k-1"),
     )
     .await;
-    expect_problem(r, 400, "invalid_argument").await;
+    let p = expect_problem(r, 409, "idempotency_conflict").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`k-1`") && !detail.contains("native:"),
+        "{detail}"
+    );
 
     // The same key sent to both at once makes one instance, round after round.
     for round in 0..5 {

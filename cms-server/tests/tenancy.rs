@@ -434,26 +434,8 @@ async fn request_ids_are_kept_only_when_short_and_plain() {
 
 fn one_config(oned: &FakeOned, chaos: &str, extra_alice: &str) -> String {
     format!(
-        r#"
-        lease_ms = 500
-
-        [[providers]]
-        name = "onprem"
-        driver = "opennebula"
-        endpoint = "{}"
-        username = "{}"
-        password_env = "CMS_TEST_ONE_PASSWORD"
-        timeout_ms = 20000
-        {chaos}
-        [[providers.sizes]]
-        name = "small"
-        cpu = 0.5
-        vcpu = 1
-        memory_mib = 512
-        {}
-        "#,
-        oned.endpoint(),
-        oned.username(),
+        "lease_ms = 500\n{}{}",
+        opennebula_provider(oned, &format!("timeout_ms = 20000\n{chaos}")),
         tenants(extra_alice)
     )
 }

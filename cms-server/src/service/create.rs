@@ -49,6 +49,8 @@ const WAIT_LIMIT: Duration = Duration::from_secs(120);
 /// (a hash of its parameters).
 #[derive(Clone, Debug)]
 pub struct Idempotency {
+    /// Whose keys these are (`native`, `ec2`): each frontend's keys are apart.
+    pub scope: &'static str,
     /// The client's key.
     pub key: String,
     /// The request's fingerprint: a repeat with the key must have the same.
@@ -136,6 +138,22 @@ fn quota_exceeded(
     .temporary(false)
 }
 
+/// Counts a create this replica carries out while it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Service {
     fn quota(&self, tenant: &Tenant, p: &Provider) -> Quota {
         Quota {
@@ -182,16 +200,14 @@ impl Service {
 
         // The reservation, and a client token per instance.
         let mut reservation = random_id("r-");
-        if let Some(idem) = &req.idempotency {
+        let scoped_key = req
+            .idempotency
+            .as_ref()
+            .map(|i| format!("{}:{}", i.scope, i.key));
+        if let (Some(idem), Some(key)) = (&req.idempotency, &scoped_key) {
             let claim = self
                 .store
-                .claim_token(
-                    &tenant.name,
-                    &p.name,
-                    &idem.key,
-                    &idem.fingerprint,
-                    &reservation,
-                )
+                .claim_token(&tenant.name, &p.name, key, &idem.fingerprint, &reservation)
                 .await?;
             if !claim.same_request {
                 return Err(Error::new(
@@ -209,10 +225,7 @@ impl Service {
             }
             reservation = claim.reservation;
         }
-        let seed = match &req.idempotency {
-            Some(i) => i.key.clone(),
-            None => reservation.clone(),
-        };
+        let seed = scoped_key.unwrap_or_else(|| reservation.clone());
         let tokens: Vec<CreateToken> = (0..req.max)
             .map(|i| CreateToken {
                 token: derived_token(&tenant.name, &p.name, &seed, i),
@@ -419,6 +432,7 @@ impl Service {
     ) -> Result<Owned, Error> {
         let mut spec = spec.clone();
         spec.client_token = Some(t.token.clone());
+        let _flying = InFlight::new(&self.in_flight);
         match p.cloud.create_instance(&spec).await {
             Ok(i) => {
                 let entry = self

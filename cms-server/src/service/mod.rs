@@ -88,6 +88,8 @@ pub struct Service {
     store: Store,
     replica: String,
     lease: Duration,
+    /// Creates this replica is carrying out: their leases need renewing.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Service {
@@ -131,6 +133,7 @@ impl Service {
             store,
             replica,
             lease,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -183,8 +186,11 @@ impl Service {
                 _ = &mut stop => return,
                 _ = interval.tick() => {}
             }
-            if let Err(e) = self.store.renew_leases(&self.replica, self.lease).await {
-                tracing::warn!(error = %e, "could not renew the leases of creates in flight");
+            let busy = self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            if busy {
+                if let Err(e) = self.store.renew_leases(&self.replica, self.lease).await {
+                    tracing::warn!(error = %e, "could not renew the leases of creates in flight");
+                }
             }
             self.recover().await;
         }

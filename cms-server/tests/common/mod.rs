@@ -693,3 +693,32 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A `[[providers]]` table named `onprem` for the fake oned, with one size `small`;
+/// `extra` goes inside the table (a timeout, `[providers.chaos]`…). The password comes
+/// from `CMS_TEST_ONE_PASSWORD`: see [`opennebula_env`].
+pub fn opennebula_provider(oned: &cms_driver_opennebula::fake::FakeOned, extra: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "onprem"
+driver = "opennebula"
+endpoint = "{}"
+username = "{}"
+password_env = "CMS_TEST_ONE_PASSWORD"
+{extra}
+[[providers.sizes]]
+name = "small"
+cpu = 0.5
+vcpu = 1
+memory_mib = 512
+"#,
+        oned.endpoint(),
+        oned.username()
+    )
+}
+
+/// The environment [`opennebula_provider`] needs.
+pub fn opennebula_env(oned: &cms_driver_opennebula::fake::FakeOned) -> (String, String) {
+    ("CMS_TEST_ONE_PASSWORD".into(), oned.password().into())
+}

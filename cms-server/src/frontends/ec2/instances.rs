@@ -637,7 +637,8 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         min: min as u32,
         max: max as u32,
         idempotency: token.map(|t| Idempotency {
-            key: format!("ec2:{t}"),
+            scope: "ec2",
+            key: t.to_owned(),
             fingerprint: request_hash(p),
         }),
     };

@@ -520,7 +520,8 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
                 .map(|b| hex(&Sha256::digest(&b)))
                 .unwrap_or_default();
             Some(Idempotency {
-                key: format!("native:{key}"),
+                scope: "native",
+                key: key.to_owned(),
                 fingerprint,
             })
         }
