@@ -14,6 +14,9 @@ use crate::store::{Entry, Kind, Record, Seen};
 /// [`cms_core::MAX_NAME`]) is it with the tenant's name (at most 64) and `@` before.
 pub const MAX_KEY_NAME: usize = cms_core::MAX_NAME - 65;
 
+/// The longest public key a tenant may import, in characters.
+pub const MAX_PUBLIC_KEY: usize = 16 * 1024;
+
 /// The name a tenant's key pair has in the backend.
 pub fn backend_key_name(tenant: &str, name: &str) -> String {
     format!("{tenant}@{name}")
@@ -84,6 +87,17 @@ impl Service {
             None => Operation::CreateKeyPair,
         };
         check_key_name(&spec.name, op)?;
+        if let Some(k) = &spec.public_key {
+            let n = k.chars().count();
+            if n == 0 || n > MAX_PUBLIC_KEY {
+                return Err(Error::invalid_argument(
+                    "public_key",
+                    format!("must be 1 to {MAX_PUBLIC_KEY} characters, not {n}"),
+                )
+                .with_operation(op)
+                .with_provider(p.name.to_string()));
+            }
+        }
         let backend = backend_key_name(&tenant.name, &spec.name);
         let made = p
             .cloud
