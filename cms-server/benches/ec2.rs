@@ -7,6 +7,8 @@
 //!   cloud with no delays, 100 instances launched by a signed `RunInstances`;
 //! - moto: moto's EC2 server (`MotoServer`, from the workspace's `.venv`) holding 100
 //!   instances, the Python implementation many EC2 tests run against;
+//! - with `CMS_BENCH_BASELINE=/path/to/cms-server`, that binary (an earlier build), with
+//!   the same instances and load;
 //! - nginx: the Debian package (`scripts/bench-deps` installs it), serving the bytes of
 //!   one of cms's own `DescribeInstances` answers as a static file: the ceiling for those
 //!   bytes over HTTP/1.1 on this machine. Skipped, with the reason, when not installed.
@@ -156,6 +158,48 @@ fn main() {
         })),
     );
 
+    // An earlier build, when asked for: the same instances, the same load.
+    if let Ok(path) = std::env::var("CMS_BENCH_BASELINE") {
+        let old = common::start_with(
+            path.as_ref(),
+            &dir,
+            common::LOCAL,
+            &[
+                ("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID),
+                ("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ],
+        );
+        rt.block_on(async {
+            let images = Target::signed(
+                old.addr,
+                "/ec2/",
+                "local",
+                cms_keys,
+                "Action=DescribeImages&Version=2016-11-15".to_owned(),
+            );
+            let (status, xml) = call(&images).await;
+            assert_eq!(status, 200, "DescribeImages: {xml}");
+            let image = first(&xml, "imageId").expect("an image in DescribeImages");
+            seed(
+                old.addr,
+                "/ec2/",
+                "local",
+                cms_keys,
+                &format!("&ImageId={image}"),
+            )
+            .await;
+            describe(old.addr, "/ec2/", "local", cms_keys).await
+        });
+        let old_pid = old.child.id().to_string();
+        let sign = || Target::signed(old.addr, "/ec2/", "local", cms_keys, DESCRIBE.to_owned());
+        rt.block_on(measure("warm-up", sign(), CONNECTIONS, 1.0, || None));
+        rows.push(
+            rt.block_on(measure("cms (baseline)", sign(), CONNECTIONS, secs, || {
+                cpu(&old_pid)
+            })),
+        );
+    }
+
     let moto_target = Target::signed(
         moto_server.addr(),
         "/",
@@ -208,6 +252,9 @@ fn main() {
     println!();
     let rate = |name: &str| rate_of(&rows, name);
     let cms_rate = rate("cms").unwrap_or(0.0);
+    if let Some(old) = rate("cms (baseline)") {
+        println!("this build / baseline: {:.2}", cms_rate / old);
+    }
     match rate("moto") {
         Some(m) if m > 0.0 => {
             let ratio = cms_rate / m;

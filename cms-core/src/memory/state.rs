@@ -154,8 +154,8 @@ impl Stored {
         }
     }
 
-    /// A cheap test of the parts of `filter` that need no allocation; the full
-    /// [`InstanceFilter::matches`] runs on the view afterwards.
+    /// Whether the stored instance passes `filter`, ids aside (the listing takes the
+    /// candidates by id): states, name, owner and tags, with no allocation.
     fn may_match(&self, filter: &InstanceFilter, state: InstanceState) -> bool {
         (filter.states.is_empty() || filter.states.contains(&state))
             && filter.name.as_ref().is_none_or(|n| *n == self.name)
@@ -342,10 +342,9 @@ impl State {
                 continue;
             }
             let state = s.phase.state(now);
-            let view = s
-                .may_match(filter, state)
-                .then(|| s.view(now))
-                .filter(|v| filter.matches(v));
+            // `may_match` checks everything of the filter but the ids, which chose the
+            // candidates: no view is made of an instance that does not match.
+            let view = s.may_match(filter, state).then(|| s.view(now));
             let Some(view) = view else {
                 last_scanned = Some(key);
                 continue;

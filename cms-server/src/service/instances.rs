@@ -115,13 +115,18 @@ fn seen(i: &Instance) -> Seen<'_> {
 
 /// The instance as its tenant sees it: key names without the owner's prefix.
 pub(super) fn shown(mut i: Instance) -> Instance {
+    show(&mut i);
+    i
+}
+
+/// [`shown`] in place.
+fn show(i: &mut Instance) {
     if let Some(k) = &i.key_name {
         let s = shown_key_name(i.owner.as_deref(), k);
         if s.len() != k.len() {
             i.key_name = Some(s.to_owned());
         }
     }
-    i
 }
 
 fn limit_of(p: &Provider, page: &PageRequest) -> usize {
@@ -136,32 +141,34 @@ fn limit_of(p: &Provider, page: &PageRequest) -> usize {
 }
 
 impl Service {
-    /// Rows for instances the backend shows, when `entries`.
-    async fn owned(
+    /// The instances the backend shows as their tenant sees them, added to `out` (each
+    /// instance moved once), with their rows when `entries`; those `keep` refuses are
+    /// left out.
+    async fn show_into(
         &self,
         p: &Provider,
-        items: Vec<Instance>,
+        mut items: Vec<Instance>,
         entries: bool,
-    ) -> Result<Vec<Owned>, Error> {
-        if !entries {
-            return Ok(items
-                .into_iter()
-                .map(|i| Owned {
-                    instance: shown(i),
-                    entry: None,
-                })
-                .collect());
+        keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)>,
+        out: &mut Vec<Owned>,
+    ) -> Result<(), Error> {
+        items.iter_mut().for_each(show);
+        let rows = if entries {
+            let seen: Vec<Seen<'_>> = items.iter().map(seen).collect();
+            Some(self.store.map(&p.name, Kind::Instance, &seen).await?)
+        } else {
+            None
+        };
+        let mut rows = rows.map(Vec::into_iter);
+        out.reserve(items.len());
+        for instance in items {
+            let entry = rows.as_mut().and_then(Iterator::next);
+            out.push(Owned { instance, entry });
+            if keep.is_some_and(|k| !k(out.last().expect("just pushed"))) {
+                out.pop();
+            }
         }
-        let seen: Vec<Seen<'_>> = items.iter().map(seen).collect();
-        let rows = self.store.map(&p.name, Kind::Instance, &seen).await?;
-        Ok(items
-            .into_iter()
-            .zip(rows)
-            .map(|(i, e)| Owned {
-                instance: shown(i),
-                entry: Some(e),
-            })
-            .collect())
+        Ok(())
     }
 
     /// One page of the instances `tenant` may see on `p` that match `filter` (and
@@ -178,7 +185,6 @@ impl Service {
     ) -> Result<Page<Owned>, Error> {
         let filter = scoped(tenant, p, filter)?;
         let limit = limit_of(p, page);
-        let kept = |o: &Owned| keep.is_none_or(|k| k(o));
         let mut items: Vec<Owned> = Vec::with_capacity(limit.min(256));
         let mut cursor = page.token.clone();
         loop {
@@ -195,11 +201,8 @@ impl Service {
                 .await?;
             let mut got_items = got.items;
             got_items.truncate(need as usize);
-            for o in self.owned(p, got_items, entries).await? {
-                if kept(&o) {
-                    items.push(o);
-                }
-            }
+            self.show_into(p, got_items, entries, keep, &mut items)
+                .await?;
             match got.next {
                 None => return Ok(Page { items, next: None }),
                 // A driver that hands back the token it was given would loop forever.
@@ -227,7 +230,12 @@ impl Service {
                 .await?;
             let more = match keep {
                 None => !got.items.is_empty(),
-                Some(_) => self.owned(p, got.items, entries).await?.iter().any(&kept),
+                Some(_) => {
+                    let mut ahead = Vec::new();
+                    self.show_into(p, got.items, entries, keep, &mut ahead)
+                        .await?;
+                    !ahead.is_empty()
+                }
             };
             if more {
                 return Ok(Page { items, next });

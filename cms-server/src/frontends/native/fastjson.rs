@@ -218,9 +218,13 @@ pub fn write_instance(out: &mut Vec<u8>, i: &Instance) {
 }
 
 /// Appends a listing `{"items":[…],"next_page_token":…}` of instances.
-pub fn write_instance_page(out: &mut Vec<u8>, items: &[Instance], next: Option<&PageToken>) {
+pub fn write_instance_page<'a>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = &'a Instance>,
+    next: Option<&PageToken>,
+) {
     out.extend_from_slice(b"{\"items\":[");
-    for (n, i) in items.iter().enumerate() {
+    for (n, i) in items.into_iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }

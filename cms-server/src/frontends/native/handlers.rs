@@ -469,10 +469,13 @@ pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .service
         .list_instances(cx.tenant()?, p, &filter, &page, false, None)
         .await?;
-    let items: Vec<Instance> = page.items.into_iter().map(|o| o.instance).collect();
     // The hot path: written by hand, byte for byte what serde would write.
-    let mut buf = Vec::with_capacity(128 + items.len() * 512);
-    super::fastjson::write_instance_page(&mut buf, &items, page.next.as_ref());
+    let mut buf = Vec::with_capacity(128 + page.items.len() * 512);
+    super::fastjson::write_instance_page(
+        &mut buf,
+        page.items.iter().map(|o| &o.instance),
+        page.next.as_ref(),
+    );
     Ok(raw_json(StatusCode::OK, buf))
 }
 
