@@ -38,6 +38,9 @@ use cms_core::{Capabilities, Cloud, Error, ErrorKind};
 use crate::auth::Tenant;
 use crate::store::{Store, StoreError};
 
+/// What a public id names, and the row of an object: what frontends that show public
+/// ids read (they never touch the store itself).
+pub use crate::store::{Entry, Kind};
 pub use create::{CreateRequest, Idempotency, Launch};
 pub use instances::{InstanceRef, Owned};
 

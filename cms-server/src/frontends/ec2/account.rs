@@ -4,7 +4,7 @@ use super::actions::{caps, MAX_LAUNCH};
 use super::error::{Ec2Error, Result};
 use super::xml::Xml;
 use super::Call;
-use crate::store::Kind;
+use crate::service::Kind;
 
 pub(super) async fn describe_account_attributes(c: &Call<'_>) -> Result<String> {
     let wanted = c.p.list("AttributeName")?;

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::error::{Ec2Error, Result};
 use super::params::{unknown_filter, Filter, View};
 use super::{Action, Call};
-use crate::store::Kind;
+use crate::service::Kind;
 
 /// Instances launched by one RunInstances at most (EC2 has account limits instead).
 pub(super) const MAX_LAUNCH: i64 = 100;

@@ -16,7 +16,7 @@ use super::error::{Ec2Error, Result};
 use super::params::filters;
 use super::xml::Xml;
 use super::Call;
-use crate::store::Kind;
+use crate::service::Kind;
 
 /// The backend ids of the public ids a Describe* request names (`None`: it names none,
 /// so every object is wanted).

@@ -21,7 +21,7 @@ use super::params::{filters, Filter, View};
 use super::xml::Xml;
 use super::{Action, Call};
 use crate::service::{CreateRequest, Idempotency, InstanceRef, Owned};
-use crate::store::{Entry, Kind};
+use crate::service::{Entry, Kind};
 
 /// Creates in flight at once for one state change of many instances.
 const CONCURRENCY: usize = 8;

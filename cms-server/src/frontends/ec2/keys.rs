@@ -9,7 +9,7 @@ use super::error::{Ec2Error, Result};
 use super::params::filters;
 use super::xml::Xml;
 use super::Call;
-use crate::store::Entry;
+use crate::service::Entry;
 
 fn key_type(k: &KeyPair) -> &'static str {
     match k.public_key.as_deref() {

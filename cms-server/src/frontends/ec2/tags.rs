@@ -14,7 +14,7 @@ use super::params::filters;
 use super::xml::Xml;
 use super::Call;
 use crate::service::InstanceRef;
-use crate::store::Kind;
+use crate::service::Kind;
 
 /// The instance ids of `ResourceId.N`, checked: instances only, every one the
 /// tenant's.
