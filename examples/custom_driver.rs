@@ -195,6 +195,10 @@ impl Driver for TinyCloud {
         Ok(i.clone())
     }
 
+    async fn console_output(&self, id: &InstanceId) -> Result<ConsoleOutput> {
+        Err(Error::unsupported(Operation::GetConsoleOutput, "tiny").with_resource(id.to_string()))
+    }
+
     async fn list_images(&self, _page: &PageRequest) -> Result<Page<Image>> {
         Ok(Page::last(vec![Self::image()]))
     }

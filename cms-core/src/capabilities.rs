@@ -25,6 +25,10 @@ pub struct InstanceCapabilities {
     pub update_tags: bool,
     /// User data is passed to the instance.
     pub user_data: bool,
+    /// What an instance's console showed can be read
+    /// ([`Driver::console_output`](crate::Driver::console_output)).
+    #[serde(default)]
+    pub console_output: bool,
     /// Instances keep the owner given at creation ([`InstanceSpec::owner`](crate::InstanceSpec::owner)),
     /// in the same backend call, and listings filter by it
     /// ([`InstanceFilter::owner`](crate::InstanceFilter::owner)).
@@ -122,6 +126,7 @@ impl Capabilities {
                 tags: true,
                 update_tags: true,
                 user_data: true,
+                console_output: true,
                 owner: true,
                 max_page_size: 1000,
             },
@@ -158,6 +163,7 @@ impl Capabilities {
             RebootInstance => self.instances.reboot,
             DeleteInstance => self.instances.delete,
             UpdateInstanceTags => self.instances.update_tags,
+            GetConsoleOutput => self.instances.console_output,
             ListImages => self.images.list,
             GetImage => self.images.get,
             ListFlavors => self.flavors.list,

@@ -70,6 +70,11 @@ pub trait Driver: Send + Sync + Debug + 'static {
     async fn update_instance_tags(&self, id: &InstanceId, changes: &TagChanges)
         -> Result<Instance>;
 
+    /// What the instance's console showed (its serial console: boot messages and the
+    /// like), as the backend keeps it: the latest part, empty when there is none yet.
+    /// `NotFound` when the instance is unknown.
+    async fn console_output(&self, id: &InstanceId) -> Result<ConsoleOutput>;
+
     /// One page of images.
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>>;
 

@@ -105,6 +105,7 @@ pub enum Operation {
     RebootInstance,
     DeleteInstance,
     UpdateInstanceTags,
+    GetConsoleOutput,
     ListImages,
     GetImage,
     ListFlavors,
@@ -121,7 +122,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 20] = [
+    pub const ALL: [Operation; 21] = [
         Operation::ListInstances,
         Operation::GetInstance,
         Operation::CreateInstance,
@@ -130,6 +131,7 @@ impl Operation {
         Operation::RebootInstance,
         Operation::DeleteInstance,
         Operation::UpdateInstanceTags,
+        Operation::GetConsoleOutput,
         Operation::ListImages,
         Operation::GetImage,
         Operation::ListFlavors,
@@ -155,6 +157,7 @@ impl Operation {
             Operation::RebootInstance => "reboot_instance",
             Operation::DeleteInstance => "delete_instance",
             Operation::UpdateInstanceTags => "update_instance_tags",
+            Operation::GetConsoleOutput => "get_console_output",
             Operation::ListImages => "list_images",
             Operation::GetImage => "get_image",
             Operation::ListFlavors => "list_flavors",

@@ -613,6 +613,37 @@ pub struct Instance {
     pub owner: Option<String>,
 }
 
+/// What an instance's console showed: the answer of
+/// [`Driver::console_output`](crate::Driver::console_output).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsoleOutput {
+    /// The text, the latest part the backend keeps (at most [`MAX_CONSOLE_OUTPUT`]
+    /// bytes); empty when there is none yet.
+    pub text: String,
+    /// When it was last written, when the backend says.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The most console output a driver answers, in bytes (the latest part is kept):
+/// EC2's own limit.
+pub const MAX_CONSOLE_OUTPUT: usize = 64 * 1024;
+
+impl ConsoleOutput {
+    /// Keeps the last [`MAX_CONSOLE_OUTPUT`] bytes of `text`, cut at a character
+    /// boundary.
+    pub fn latest(text: &str, updated_at: Option<DateTime<Utc>>) -> ConsoleOutput {
+        let mut start = text.len().saturating_sub(MAX_CONSOLE_OUTPUT);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        ConsoleOutput {
+            text: text[start..].to_owned(),
+            updated_at,
+        }
+    }
+}
+
 /// What to create: the arguments of [`Driver::create_instance`](crate::Driver::create_instance).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -973,11 +1004,14 @@ impl InstanceAction {
     /// | action | pending | running | rebooting | stopping | stopped | terminating | terminated |
     /// |---|---|---|---|---|---|---|---|
     /// | start | as is | refuse | refuse | refuse | **proceed** | refuse | refuse |
-    /// | stop | refuse | **proceed** | refuse | as is | refuse | refuse | refuse |
+    /// | stop | refuse | **proceed** | **proceed** | as is | refuse | refuse | refuse |
     /// | reboot | refuse | **proceed** | as is | refuse | refuse | refuse | refuse |
     /// | delete | **proceed** | **proceed** | **proceed** | **proceed** | **proceed** | as is | as is |
     ///
-    /// In `suspended`, `error` and `unknown` the backend judges (proceed). A driver that
+    /// A reboot leaves the instance running (the reboot only happens inside it), so a
+    /// stop right after one proceeds, as on EC2, where a client polling for `running`
+    /// has nothing else to wait for. In `suspended`, `error` and `unknown` the backend
+    /// judges (proceed). A driver that
     /// knows more than the state (which action a transition came from, a backend's
     /// finer states) may refine this, never contradict it.
     pub fn decide(self, state: InstanceState) -> ActionDecision {
@@ -988,12 +1022,12 @@ impl InstanceAction {
             (_, Unknown | Error | Suspended) => Proceed,
             (Delete, Terminating | Terminated) => AsIs,
             (Delete, _) => Proceed,
-            (Start, Stopped) | (Stop | Reboot, Running) => Proceed,
+            (Start, Stopped) | (Stop | Reboot, Running) | (Stop, Rebooting) => Proceed,
             (Start, Pending) | (Stop, Stopping) | (Reboot, Rebooting) => AsIs,
             (Start, Running | Rebooting) => Refuse("; there is nothing to start"),
             (Start, Stopping) => Refuse("; wait until it is stopped"),
             (Stop, Stopped) => Refuse("; there is nothing to stop"),
-            (Stop | Reboot, Pending) | (Stop, Rebooting) => Refuse("; wait until it is running"),
+            (Stop | Reboot, Pending) => Refuse("; wait until it is running"),
             (Reboot, Stopped | Stopping) => Refuse("; start it instead"),
             (_, Terminating | Terminated) => Refuse("; it is gone"),
         }
@@ -1036,6 +1070,10 @@ mod tests {
             ActionDecision::Refuse("; there is nothing to stop")
         );
         assert_eq!(InstanceAction::Stop.decide(Stopping), ActionDecision::AsIs);
+        assert_eq!(
+            InstanceAction::Stop.decide(Rebooting),
+            ActionDecision::Proceed
+        );
         assert_eq!(
             InstanceAction::Reboot.decide(Stopped),
             ActionDecision::Refuse("; start it instead")

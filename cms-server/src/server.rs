@@ -131,7 +131,7 @@ where
         Some(id) => id.to_owned(),
         None => app.next_request_id(),
     };
-    if ec2::is_ec2_path(path) {
+    if ec2::is_ec2_request(&method, path, query, &headers) {
         ec2::handle_http(app, method, path, query, headers, body, request_id, started).await
     } else {
         native::handle_http(app, method, path, query, headers, body, request_id, started).await
@@ -349,6 +349,24 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
                 }
             }
         }
+        // Where each API is, as a client is told to reach it (an unspecified address
+        // is reached on loopback).
+        let reach = if addr.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        let mut regions: Vec<&str> = app.service.providers().iter().map(|p| &*p.name).collect();
+        regions.sort_unstable();
+        let _ = writeln!(
+            out,
+            "native API: http://{reach}/v1 (OpenAPI document: http://{reach}/v1/openapi.json)"
+        );
+        let _ = writeln!(
+            out,
+            "EC2 API: --endpoint-url http://{reach}/ec2 (or http://{reach}), SigV4 region = the provider: {}",
+            regions.join(", ")
+        );
         let _ = writeln!(out, "listening on http://{addr}");
         let _ = out.flush();
     }

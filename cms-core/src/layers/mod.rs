@@ -166,6 +166,11 @@ impl<I: Interceptor> Driver for Layered<I> {
         .await
     }
 
+    async fn console_output(&self, id: &InstanceId) -> Result<ConsoleOutput> {
+        self.run(Operation::GetConsoleOutput, |d| d.console_output(id))
+            .await
+    }
+
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
         self.run(Operation::ListImages, |d| d.list_images(page))
             .await

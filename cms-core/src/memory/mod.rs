@@ -255,6 +255,11 @@ impl Driver for MemoryCloud {
         self.write(now).update_tags(id, changes, now)
     }
 
+    async fn console_output(&self, id: &InstanceId) -> Result<ConsoleOutput> {
+        let now = Instant::now();
+        self.read(now).console_output(id, now)
+    }
+
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
         paging::page_of(
             &self.shared.catalogue.images,

@@ -126,9 +126,77 @@ struct Stored {
     phase: Phase,
     /// When a deleted instance disappears.
     expires_at: Option<Instant>,
+    /// The actions taken since the create, for the console (`None` until the first:
+    /// most instances never have one, and a box costs them one word where a `Vec`
+    /// would cost three).
+    #[allow(clippy::box_collection)]
+    history: Option<Box<Vec<Event>>>,
+}
+
+/// An action on an instance, as its console tells it.
+#[derive(Debug)]
+struct Event {
+    action: InstanceAction,
+    at: DateTime<Utc>,
+    /// When the state it leads to is reached.
+    done: DateTime<Utc>,
 }
 
 impl Stored {
+    /// The console of the simulated instance: a line when it boots (and gets its SSH
+    /// key), and one for each action asked and each state reached, up to `wall`.
+    fn console(&self, boot_delay: Duration, wall: DateTime<Utc>) -> ConsoleOutput {
+        let mut lines: Vec<(DateTime<Utc>, String)> = Vec::new();
+        let id = &self.id;
+        lines.push((
+            self.created_at,
+            format!(
+                "{id} boots image {} on flavor {} in {}",
+                self.image_id, self.flavor_id, self.location_id
+            ),
+        ));
+        if self.key_name.is_some() {
+            lines.push((
+                self.created_at,
+                "an SSH public key is installed for the default user".into(),
+            ));
+        }
+        let after = |t: DateTime<Utc>, d: Duration| {
+            t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+        };
+        let events = self.history.as_deref().map(Vec::as_slice).unwrap_or(&[]);
+        // A state is reached unless the next action came first.
+        let reached = |done: DateTime<Utc>, next: Option<&Event>| {
+            done <= wall && next.is_none_or(|n| done <= n.at)
+        };
+        let boot_done = after(self.created_at, boot_delay);
+        if reached(boot_done, events.first()) {
+            lines.push((boot_done, format!("{id} is running")));
+        }
+        for (i, e) in events.iter().enumerate() {
+            let (asked, state) = match e.action {
+                InstanceAction::Start => ("start", "running"),
+                InstanceAction::Stop => ("stop", "stopped"),
+                InstanceAction::Reboot => ("reboot", "running"),
+                InstanceAction::Delete => ("shutdown", "terminated"),
+            };
+            lines.push((e.at, format!("{asked} requested")));
+            if reached(e.done, events.get(i + 1)) {
+                lines.push((e.done, format!("{id} is {state}")));
+            }
+        }
+        lines.retain(|(t, _)| *t <= wall);
+        let updated_at = lines.last().map(|(t, _)| *t);
+        let mut text = String::new();
+        for (t, line) in &lines {
+            text.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            text.push_str(" cms memory cloud: ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        ConsoleOutput::latest(&text, updated_at)
+    }
+
     fn visible(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|e| now < e)
     }
@@ -279,6 +347,16 @@ impl State {
     }
 
     // ---- instances ----
+
+    pub(super) fn console_output(&self, id: &InstanceId, now: Instant) -> Result<ConsoleOutput> {
+        parse_instance_id(id.as_str())
+            .and_then(|key| self.instances.get(&key))
+            .filter(|s| s.visible(now))
+            .map(|s| s.console(self.config.boot_delay, Utc::now()))
+            .ok_or_else(|| {
+                Error::not_found("instance", id).with_operation(Operation::GetConsoleOutput)
+            })
+    }
 
     pub(super) fn get_instance(&self, id: &InstanceId, now: Instant) -> Result<Instance> {
         parse_instance_id(id.as_str())
@@ -563,6 +641,7 @@ impl State {
                 self.config.boot_delay,
             ),
             expires_at: None,
+            history: None,
         };
         let view = stored.view(now);
         if let Some(o) = &spec.owner {
@@ -626,6 +705,12 @@ impl State {
             return Err(Error::not_found("instance", id).with_operation(op));
         };
         let current = s.phase.state(now);
+        let delay = match action {
+            InstanceAction::Start => cfg.start_delay,
+            InstanceAction::Stop => cfg.stop_delay,
+            InstanceAction::Reboot => cfg.reboot_delay,
+            InstanceAction::Delete => cfg.terminate_delay,
+        };
         let phase = match action.decide(current) {
             // Repeating an action under way answers the instance as it is (as EC2
             // does), so a caller that lost the answer may safely try again.
@@ -641,6 +726,12 @@ impl State {
             },
         };
         s.phase = phase;
+        let at = Utc::now();
+        s.history.get_or_insert_default().push(Event {
+            action,
+            at,
+            done: at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        });
         if action == InstanceAction::Delete {
             s.expires_at = phase
                 .at

@@ -1205,6 +1205,7 @@ async fn unsupported(ctx: &Ctx<'_>) -> Check {
                     .await
                     .map(drop),
             ),
+            Operation::GetConsoleOutput => kind(c.console_output(id).await.map(drop)),
             Operation::ListImages => kind(c.list_images(&page).await.map(drop)),
             Operation::GetImage => kind(c.get_image(&ctx.config.unknown_image_id).await.map(drop)),
             Operation::ListFlavors => kind(c.list_flavors(&page).await.map(drop)),

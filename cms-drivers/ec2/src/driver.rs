@@ -13,9 +13,10 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types as ec2;
 use cms_core::{
-    ActionDecision, Capabilities, Driver, Error, ErrorKind, Flavor, Image, ImageId, Instance,
-    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
-    Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result, TagChanges,
+    ActionDecision, Capabilities, ConsoleOutput, Driver, Error, ErrorKind, Flavor, Image, ImageId,
+    Instance, InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair,
+    KeyPairSpec, Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result,
+    TagChanges,
 };
 
 use crate::config::Ec2Config;
@@ -931,6 +932,35 @@ impl Driver for Ec2Driver {
         changes: &TagChanges,
     ) -> Result<Instance> {
         self.update_tags(id, changes).await
+    }
+
+    /// EC2's GetConsoleOutput: the instance's serial console, base64 on the wire.
+    async fn console_output(&self, id: &InstanceId) -> Result<ConsoleOutput> {
+        let op = Operation::GetConsoleOutput;
+        // GetConsoleOutput of an unknown id is not always an error on EC2-compatible
+        // servers: the instance is looked up first.
+        self.describe_instance(id, op).await?;
+        let out = self
+            .ec2()
+            .get_console_output()
+            .instance_id(id.as_str())
+            .send()
+            .await
+            .map_err(self.fail(op, Some(format!("instance {id}"))))?;
+        let text = match out.output() {
+            Some(b64) => {
+                let bytes = aws_smithy_types::base64::decode(b64).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Backend,
+                        format!("GetConsoleOutput answered output that is not base64: {e}"),
+                    )
+                    .with_operation(op)
+                })?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            None => String::new(),
+        };
+        Ok(ConsoleOutput::latest(&text, model::time(out.timestamp())))
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

@@ -92,10 +92,10 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use cms_core::{
-    Capabilities, Driver, Error, ErrorKind, Flavor, FlavorId, Image, ImageId, ImageKind, Instance,
-    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
-    Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, PageToken,
-    Result, TagChanges, Tags,
+    Capabilities, ConsoleOutput, Driver, Error, ErrorKind, Flavor, FlavorId, Image, ImageId,
+    ImageKind, Instance, InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState,
+    KeyPair, KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page,
+    PageRequest, PageToken, Result, TagChanges, Tags,
 };
 
 use crate::client::{OneClient, RpcError, Target};
@@ -1993,6 +1993,15 @@ impl Driver for OpenNebulaDriver {
         self.update_tags(id, changes)
             .await
             .map_err(with_op(Operation::UpdateInstanceTags))
+    }
+
+    /// OpenNebula keeps no serial console output that its API hands out (its
+    /// consoles are VNC and SPICE sessions).
+    async fn console_output(&self, _id: &InstanceId) -> Result<ConsoleOutput> {
+        Err(Error::unsupported(
+            Operation::GetConsoleOutput,
+            "opennebula",
+        ))
     }
 
     async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {

@@ -110,3 +110,12 @@ where
         }
     }
 }
+
+/// Whether a `Content-Type` is `application/x-www-form-urlencoded` (parameters such
+/// as `charset` aside).
+pub fn is_form(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|t| {
+        t.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}

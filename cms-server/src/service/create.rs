@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use super::instances::{no_owners, shown, Owned};
 use super::{Provider, Service};
 use crate::auth::Tenant;
+use crate::store::details::USER_DATA;
 use crate::store::{
     creates::CreateToken, random_id, Begin, CreateSlot, Entry, Kind, PendingCreate, Quota,
     QuotaScope, Record,
@@ -435,6 +436,8 @@ impl Service {
         let _flying = InFlight::new(&self.in_flight);
         match p.cloud.create_instance(&spec).await {
             Ok(i) => {
+                let user_data = spec.user_data.as_deref().map(|u| (USER_DATA, u));
+                let attributes: Vec<(&str, &str)> = user_data.into_iter().collect();
                 let entry = self
                     .store
                     .finish_create(
@@ -446,6 +449,8 @@ impl Service {
                             identity: Some(&t.token),
                             reservation: Some(reservation),
                             launch_index: t.launch_index,
+                            attributes: &attributes,
+                            tenant_tags: &[],
                         },
                     )
                     .await?;
@@ -580,6 +585,10 @@ impl Service {
                             identity: Some(&c.token),
                             reservation: Some(&c.reservation),
                             launch_index: c.launch_index,
+                            // The spec is not journaled: the user data of an
+                            // interrupted create is not known here.
+                            attributes: &[],
+                            tenant_tags: &[],
                         },
                     )
                     .await?;

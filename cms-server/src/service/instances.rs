@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use cms_core::{
-    Error, ErrorKind, Instance, InstanceAction, InstanceFilter, InstanceId, InstanceState,
-    Operation, Page, PageRequest, PageToken, TagChanges,
+    ConsoleOutput, Error, ErrorKind, Instance, InstanceAction, InstanceFilter, InstanceId,
+    InstanceState, Operation, Page, PageRequest, PageToken, TagChanges,
 };
 
 use super::keys::shown_key_name;
@@ -416,32 +416,101 @@ impl Service {
         r: InstanceRef<'_>,
         action: InstanceAction,
     ) -> Result<(InstanceState, Owned), Error> {
+        self.act_when(tenant, p, r, action, |_| Ok(true)).await
+    }
+
+    /// [`act`](Self::act), asking `when` first, with the instance as it is: `true`
+    /// acts, `false` answers the instance as it is (an action that has nothing to do),
+    /// an error is the answer. When the backend refuses the action for the state the
+    /// instance is in (it changed since), `when` is asked again with the new state:
+    /// a frontend with its own rules for each state (EC2's) keeps them even then.
+    pub async fn act_when<E: From<Error>>(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        r: InstanceRef<'_>,
+        action: InstanceAction,
+        when: impl Fn(&Instance) -> Result<bool, E>,
+    ) -> Result<(InstanceState, Owned), E> {
         let op = action.operation();
+        if !p.capabilities().supports(op) {
+            return Err(Error::unsupported(op, p.driver)
+                .with_provider(p.name.to_string())
+                .into());
+        }
+        let mut before = self.instance(tenant, p, r, op).await?;
+        let mut retried = false;
+        loop {
+            if !when(&before.instance)? {
+                return Ok((before.instance.state, before));
+            }
+            let id = before.instance.id.clone();
+            let c = &p.cloud;
+            let done = match action {
+                InstanceAction::Start => c.start_instance(&id).await,
+                InstanceAction::Stop => c.stop_instance(&id).await,
+                InstanceAction::Reboot => c.reboot_instance(&id).await,
+                InstanceAction::Delete => c.delete_instance(&id).await,
+            };
+            let after = match done {
+                Ok(after) => after,
+                Err(e) if e.kind() == ErrorKind::InvalidState && !retried => {
+                    retried = true;
+                    let now = self.instance(tenant, p, r, op).await?;
+                    if now.instance.state == before.instance.state {
+                        return Err(e.renamed(id.as_str(), r.shown()).into());
+                    }
+                    before = now;
+                    continue;
+                }
+                Err(e) => return Err(e.renamed(id.as_str(), r.shown()).into()),
+            };
+            if action == InstanceAction::Delete {
+                self.store
+                    .mark_ended(&p.name, Kind::Instance, &[id.as_str()])
+                    .await
+                    .map_err(Error::from)?;
+            }
+            return Ok((
+                before.instance.state,
+                Owned {
+                    instance: shown(after),
+                    entry: before.entry,
+                },
+            ));
+        }
+    }
+
+    /// What the console of an instance the tenant may see showed.
+    pub async fn console_output(
+        &self,
+        tenant: &Tenant,
+        p: &Provider,
+        r: InstanceRef<'_>,
+    ) -> Result<(Owned, ConsoleOutput), Error> {
+        let op = Operation::GetConsoleOutput;
         if !p.capabilities().supports(op) {
             return Err(Error::unsupported(op, p.driver).with_provider(p.name.to_string()));
         }
-        let before = self.instance(tenant, p, r, op).await?;
-        let id = before.instance.id.clone();
-        let c = &p.cloud;
-        let after = match action {
-            InstanceAction::Start => c.start_instance(&id).await,
-            InstanceAction::Stop => c.stop_instance(&id).await,
-            InstanceAction::Reboot => c.reboot_instance(&id).await,
-            InstanceAction::Delete => c.delete_instance(&id).await,
+        let o = self.instance(tenant, p, r, op).await?;
+        let out = p
+            .cloud
+            .console_output(&o.instance.id)
+            .await
+            .map_err(|e| e.renamed(o.instance.id.as_str(), r.shown()))?;
+        Ok((o, out))
+    }
+
+    /// The user data an instance was launched with through cms (`None`: none, or not
+    /// launched through cms).
+    pub async fn user_data(&self, o: &Owned) -> Result<Option<String>, Error> {
+        match &o.entry {
+            Some(e) => Ok(self
+                .store
+                .attribute(&e.public_id, crate::store::details::USER_DATA)
+                .await?),
+            None => Ok(None),
         }
-        .map_err(|e| e.renamed(id.as_str(), r.shown()))?;
-        if action == InstanceAction::Delete {
-            self.store
-                .mark_ended(&p.name, Kind::Instance, &[id.as_str()])
-                .await?;
-        }
-        Ok((
-            before.instance.state,
-            Owned {
-                instance: shown(after),
-                entry: before.entry,
-            },
-        ))
     }
 
     /// Changes the tags of an instance the tenant may see.

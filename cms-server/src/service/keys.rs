@@ -8,7 +8,16 @@ use cms_core::{Error, ErrorKind, KeyPair, KeyPairSpec, Operation};
 
 use super::{Provider, Service};
 use crate::auth::Tenant;
-use crate::store::{Entry, Kind, Record, Seen};
+use crate::store::{Entry, Kind, Record, Seen, CREATED};
+
+/// What a frontend keeps with a key pair it creates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyPairExtra<'a> {
+    /// Attributes (see [`Service::attributes`]).
+    pub attributes: &'a [(&'a str, &'a str)],
+    /// The tenant's tags on it.
+    pub tags: Option<&'a cms_core::Tags>,
+}
 
 /// The longest key pair name a tenant may give: the backend's name (at most
 /// [`cms_core::MAX_NAME`]) is it with the tenant's name (at most 64) and `@` before.
@@ -75,12 +84,16 @@ impl Service {
     }
 
     /// Creates (generates or imports) a key pair of `tenant`: `AlreadyExists` when the
-    /// tenant has one of that name.
+    /// tenant has one of that name. What `extra` holds is kept with its row: a
+    /// frontend's attributes (the time it was made is always kept, as
+    /// [`CREATED`](crate::store::CREATED)) and the tenant's tags on it (checked here by
+    /// the model's rules before anything is made).
     pub async fn create_key_pair(
         &self,
         tenant: &Tenant,
         p: &Provider,
         spec: &KeyPairSpec,
+        extra: &KeyPairExtra<'_>,
     ) -> Result<(KeyPair, Entry), Error> {
         let op = match spec.public_key {
             Some(_) => Operation::ImportKeyPair,
@@ -98,6 +111,9 @@ impl Service {
                 .with_provider(p.name.to_string()));
             }
         }
+        if let Some(tags) = extra.tags {
+            cms_core::check_tags(tags).map_err(|e| e.with_operation(op))?;
+        }
         let backend = backend_key_name(&tenant.name, &spec.name);
         let made = p
             .cloud
@@ -107,6 +123,15 @@ impl Service {
             })
             .await
             .map_err(|e| e.renamed(&backend, &spec.name))?;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut attributes: Vec<(&str, &str)> = vec![(CREATED, &created)];
+        attributes.extend(extra.attributes.iter().copied());
+        let tags: Vec<(&str, &str)> = extra
+            .tags
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let entry = self
             .store
             .record(
@@ -115,6 +140,8 @@ impl Service {
                 &made.name,
                 &Record {
                     tenant: Some(&tenant.name),
+                    attributes: &attributes,
+                    tenant_tags: &tags,
                     ..Record::default()
                 },
             )

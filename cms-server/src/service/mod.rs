@@ -27,6 +27,7 @@ pub mod catalogue;
 pub mod create;
 pub mod instances;
 pub mod keys;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use sqlx::{AnyConnection, Executor, Row};
 
 use super::objects::{record_on, Entry, Record, Resolved};
-use super::{err, ms, now_ms, placeholders, Dialect, Kind, Store, StoreError};
+use super::{err, ms, now_ms, placeholders, Kind, Store, StoreError};
 
 /// A tenant's instance limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -343,11 +343,7 @@ impl Store {
             .acquire()
             .await
             .map_err(err("cannot connect to record a create"))?;
-        let begin = match self.dialect() {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        };
-        conn.execute(begin)
+        conn.execute(self.dialect().begin_write())
             .await
             .map_err(err("cannot begin a transaction"))?;
         let r: Result<Resolved, StoreError> = async {
@@ -615,6 +611,7 @@ mod tests {
                         identity: Some("launch-0"),
                         reservation: Some("r-1"),
                         launch_index: 0,
+                        ..Record::default()
                     },
                 )
                 .await

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod creates;
+pub mod details;
 pub mod objects;
 pub mod tokens;
 
@@ -49,6 +50,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 pub use creates::{Begin, CreateSlot, PendingCreate, Quota, QuotaScope};
+pub use details::{CREATED, FINGERPRINT, USER_DATA};
 pub use objects::{Entry, Record, Resolved, Seen};
 pub use tokens::TokenClaim;
 
@@ -118,6 +120,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE cms_locks (
         name TEXT PRIMARY KEY,
         n BIGINT NOT NULL DEFAULT 0
+    )",
+    // 3: what frontends keep beside an object (an instance's user data, a key pair's
+    // fingerprint), and each tenant's own tags on objects it does not own alone
+    // (images) or whose backend keeps none (key pairs).
+    "CREATE TABLE cms_attributes (
+        public_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (public_id, name)
+    );
+    CREATE TABLE cms_tags (
+        tenant TEXT NOT NULL,
+        public_id TEXT NOT NULL,
+        tag_key TEXT NOT NULL,
+        tag_value TEXT NOT NULL,
+        PRIMARY KEY (tenant, public_id, tag_key)
     )",
 ];
 
@@ -243,6 +261,18 @@ pub(crate) fn err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreE
 pub enum Dialect {
     Sqlite,
     Postgres,
+}
+
+impl Dialect {
+    /// The statement that opens a write transaction: on SQLite an immediate one,
+    /// which takes the write lock at once (another writer waits for it rather than
+    /// failing at its first write).
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
 }
 
 /// The server's SQL store, with the process's cache of what never changes in it.
@@ -394,11 +424,7 @@ impl Store {
             let version = i as i64 + 1;
             // SQLite: an immediate transaction takes the write lock at once, so another
             // process starting now waits here and then sees the migration done.
-            let begin = match self.dialect {
-                Dialect::Sqlite => "BEGIN IMMEDIATE",
-                Dialect::Postgres => "BEGIN",
-            };
-            conn.execute(begin)
+            conn.execute(self.dialect.begin_write())
                 .await
                 .map_err(err("cannot begin a migration"))?;
             let applied = self.apply(conn, version, sql).await;

@@ -93,6 +93,11 @@ pub struct Record<'a> {
     pub reservation: Option<&'a str>,
     /// Instances: their position in the launch.
     pub launch_index: u32,
+    /// What to keep beside it (see [`Store::attributes`]), written with the row.
+    pub attributes: &'a [(&'a str, &'a str)],
+    /// The owner's own tags on it (see [`Store::tenant_tags`]), written with the row;
+    /// checked by the model's tag rules before.
+    pub tenant_tags: &'a [(&'a str, &'a str)],
 }
 
 #[derive(Clone, Debug)]
@@ -295,6 +300,8 @@ impl Store {
                         identity: s.identity,
                         reservation: journaled.as_ref().map(|(r, _)| r.as_str()),
                         launch_index: journaled.as_ref().map_or(0, |(_, i)| *i),
+                        attributes: &[],
+                        tenant_tags: &[],
                     };
                     self.record(provider, kind, s.backend_id, &rec).await?
                 }
@@ -430,6 +437,9 @@ impl Store {
         .await
         .map_err(err("cannot write the id map"))?;
         self.forget_cached(provider, kind, backend_id);
+        if let Some(p) = &public {
+            self.forget_details(p).await?;
+        }
         if let Some(p) = public {
             self.cache
                 .write()
@@ -524,6 +534,25 @@ impl Store {
 
 /// [`Store::record`] on a connection (or inside a transaction).
 pub(crate) async fn record_on(
+    conn: &mut AnyConnection,
+    provider: &str,
+    kind: Kind,
+    backend_id: &str,
+    rec: &Record<'_>,
+) -> Result<Resolved, StoreError> {
+    let r = row_on(conn, provider, kind, backend_id, rec).await?;
+    for (name, value) in rec.attributes {
+        super::details::set_attribute_on(conn, &r.entry.public_id, name, value).await?;
+    }
+    if let Some(tenant) = rec.tenant {
+        for (key, value) in rec.tenant_tags {
+            super::details::set_tenant_tag_on(conn, tenant, &r.entry.public_id, key, value).await?;
+        }
+    }
+    Ok(r)
+}
+
+async fn row_on(
     conn: &mut AnyConnection,
     provider: &str,
     kind: Kind,
@@ -646,6 +675,7 @@ mod tests {
             identity: Some(identity),
             reservation: Some("r-1"),
             launch_index: 0,
+            ..Record::default()
         }
     }
 

@@ -574,26 +574,37 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// Runs a set-up script of `scripts/` once per test process and answers what it
+/// printed (a path); its progress goes to the test's output.
+fn setup_script(name: &str) -> PathBuf {
+    let script = format!("{}/../scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed ({}); see its output above",
+        out.status
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The bin folder of the workspace's Python environment, after `scripts/python-env`
-/// made sure the pinned tools (moto, boto3, the AWS CLI, schemathesis) are installed
-/// (once per test process; cheap when they already are).
+/// made sure the pinned tools (moto, boto3, the AWS CLI, Libcloud, schemathesis) are
+/// installed (once per test process; cheap when they already are).
 pub fn python_env() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
-        let out = Command::new("bash")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(
-            out.status.success(),
-            "{script} failed ({}); see its output above",
-            out.status
-        );
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin"))
-    })
+    BIN.get_or_init(|| setup_script("python-env").join("bin"))
+}
+
+/// The folder of the JavaScript suite with its pinned clients installed, after
+/// `scripts/node-env` (once per test process; cheap when they already are).
+pub fn node_env() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| setup_script("node-env"))
 }
 
 /// What a program run by [`run_in_group`] did.

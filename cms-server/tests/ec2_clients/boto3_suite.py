@@ -620,15 +620,15 @@ class TagsAndKeyPairs(Ec2TestCase):
         self.assertEqual(k["KeyName"], name)
         self.assertRegex(k["KeyPairId"], KEY_PAIR_ID)
         # The material is a private key a user can load, matching the fingerprint.
+        # EC2's default: RSA, PKCS#1 PEM, fingerprinted by the SHA-1 of its PKCS#8 form.
         material = k["KeyMaterial"].encode()
-        self.assertTrue(material.startswith(b"-----BEGIN "), material[:40])
-        if b"OPENSSH PRIVATE KEY" in material:
-            private = serialization.load_ssh_private_key(material, password=None)
-        else:
-            private = serialization.load_pem_private_key(material, password=None)
+        self.assertTrue(material.startswith(b"-----BEGIN RSA PRIVATE KEY-----\n"), material[:40])
+        private = serialization.load_pem_private_key(material, password=None)
         public = private.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-        self.assertIn(ssh_fingerprint(public), k["KeyFingerprint"])
+        pkcs8 = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        self.assertEqual(k["KeyFingerprint"], ":".join(f"{b:02x}" for b in hashlib.sha1(pkcs8).digest()))
 
         (d,) = self.ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"]
         self.assertEqual((d["KeyName"], d["KeyPairId"], d["KeyFingerprint"]),
@@ -665,7 +665,8 @@ class TagsAndKeyPairs(Ec2TestCase):
         self.assertEqual(k["KeyName"], name)
         self.assertRegex(k["KeyPairId"], KEY_PAIR_ID)
         self.assertNotIn("KeyMaterial", k)
-        self.assertIn(ssh_fingerprint(public.decode()), k["KeyFingerprint"])
+        # EC2 shows an ed25519 key by its base64 SHA-256, padding kept.
+        self.assertEqual(k["KeyFingerprint"], ssh_fingerprint(public.decode()) + "=")
         (d,) = self.ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"]
         self.assertEqual(d["KeyFingerprint"], k["KeyFingerprint"])
         self.assertEqual(d["KeyType"], "ed25519")

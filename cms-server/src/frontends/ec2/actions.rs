@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use cms_core::{Capabilities, Instance, InstanceState, PageToken};
+use cms_core::{Capabilities, Instance, InstanceState, PageToken, Tags};
 use sha2::{Digest, Sha256};
 
 use super::error::{Ec2Error, Result};
@@ -18,7 +18,7 @@ use crate::service::Kind;
 pub(super) const MAX_LAUNCH: i64 = 100;
 
 pub(super) async fn run(action: Action, c: &Call<'_>) -> Result<String> {
-    use super::{account, catalogue, instances, keys, tags};
+    use super::{account, addresses, attributes, catalogue, instances, keys, tags};
     match action {
         Action::RunInstances => instances::run_instances(c).await,
         Action::DescribeInstances => instances::describe_instances(c).await,
@@ -41,6 +41,110 @@ pub(super) async fn run(action: Action, c: &Call<'_>) -> Result<String> {
         Action::DescribeKeyPairs => keys::describe_key_pairs(c).await,
         Action::DeleteKeyPair => keys::delete_key_pair(c).await,
         Action::DescribeAccountAttributes => account::describe_account_attributes(c).await,
+        Action::DescribeAddresses => addresses::describe_addresses(c).await,
+        Action::DescribeInstanceAttribute => attributes::describe_instance_attribute(c).await,
+        Action::GetConsoleOutput => attributes::get_console_output(c).await,
+    }
+}
+
+/// The parameters every action takes: the action, the API version, `DryRun`, and
+/// those of a presigned (query-string) SigV4 signature.
+pub(super) const COMMON: &[&str] = &[
+    "Action",
+    "Version",
+    "DryRun",
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+const FILTERS: [&str; 2] = ["Filter.N.Name", "Filter.N.Value.N"];
+const PAGES: [&str; 2] = ["MaxResults", "NextToken"];
+
+/// The parameters each action takes beyond [`COMMON`], as patterns (`N`: a list
+/// position; see [`describes`](super::params::describes)). Each is read by the action;
+/// any other is refused with `UnknownParameter`.
+pub(super) fn parameters(action: Action) -> &'static [&'static str] {
+    macro_rules! with_filters {
+        ($($p:expr),* $(,)?) => {{
+            const P: &[&str] = &[FILTERS[0], FILTERS[1], $($p),*];
+            P
+        }};
+    }
+    macro_rules! with_pages {
+        ($($p:expr),* $(,)?) => {
+            with_filters!(PAGES[0], PAGES[1], $($p),*)
+        };
+    }
+    match action {
+        Action::RunInstances => &[
+            "ImageId",
+            "InstanceType",
+            "MinCount",
+            "MaxCount",
+            "KeyName",
+            "UserData",
+            "SubnetId",
+            "Placement.AvailabilityZone",
+            "SecurityGroupId.N",
+            "SecurityGroup.N",
+            "TagSpecification.N.ResourceType",
+            "TagSpecification.N.Tag.N.Key",
+            "TagSpecification.N.Tag.N.Value",
+            "ClientToken",
+            "Monitoring.Enabled",
+            "EbsOptimized",
+            "DisableApiTermination",
+            "DisableApiStop",
+            "InstanceInitiatedShutdownBehavior",
+        ],
+        Action::DescribeInstances => with_pages!("InstanceId.N"),
+        Action::DescribeInstanceStatus => with_pages!("InstanceId.N", "IncludeAllInstances"),
+        Action::StartInstances | Action::RebootInstances | Action::TerminateInstances => {
+            &["InstanceId.N"]
+        }
+        Action::StopInstances => &["InstanceId.N", "Force", "Hibernate"],
+        Action::DescribeImages => with_pages!(
+            "ImageId.N",
+            "Owner.N",
+            "ExecutableBy.N",
+            "IncludeDeprecated",
+            "IncludeDisabled",
+        ),
+        Action::DescribeInstanceTypes => with_pages!("InstanceType.N"),
+        Action::DescribeRegions => with_filters!("RegionName.N", "AllRegions"),
+        Action::DescribeAvailabilityZones => {
+            with_filters!("ZoneName.N", "ZoneId.N", "AllAvailabilityZones")
+        }
+        Action::DescribeVpcs => with_pages!("VpcId.N"),
+        Action::DescribeSubnets => with_pages!("SubnetId.N"),
+        Action::CreateTags | Action::DeleteTags => &["ResourceId.N", "Tag.N.Key", "Tag.N.Value"],
+        Action::DescribeTags => with_pages!(),
+        Action::CreateKeyPair => &[
+            "KeyName",
+            "KeyType",
+            "KeyFormat",
+            "TagSpecification.N.ResourceType",
+            "TagSpecification.N.Tag.N.Key",
+            "TagSpecification.N.Tag.N.Value",
+        ],
+        Action::ImportKeyPair => &[
+            "KeyName",
+            "PublicKeyMaterial",
+            "TagSpecification.N.ResourceType",
+            "TagSpecification.N.Tag.N.Key",
+            "TagSpecification.N.Tag.N.Value",
+        ],
+        Action::DescribeKeyPairs => with_filters!("KeyName.N", "KeyPairId.N", "IncludePublicKey"),
+        Action::DeleteKeyPair => &["KeyName", "KeyPairId"],
+        Action::DescribeAccountAttributes => &["AttributeName.N"],
+        Action::DescribeAddresses => with_filters!("PublicIp.N", "AllocationId.N"),
+        Action::DescribeInstanceAttribute => &["InstanceId", "Attribute"],
+        Action::GetConsoleOutput => &["InstanceId", "Latest"],
     }
 }
 
@@ -231,11 +335,28 @@ pub(super) async fn resolve_catalogue(
     }
 }
 
+/// The id of something cms shows for an object without keeping it apart: an
+/// instance's root volume (`vol-`), a VPC's default security group (`sg-`), an
+/// image's root snapshot (`snap-`). It is the object's own id with the other prefix
+/// (the 17 digits are the object's, so the id is as stable and as unique as it).
+pub(super) fn derived_id(prefix: &str, of: &str) -> String {
+    let digits = of.split_once('-').map(|(_, d)| d).unwrap_or(of);
+    format!("{prefix}-{digits}")
+}
+
+/// The name of the security group every VPC has until cms models security groups.
+pub(super) const DEFAULT_GROUP: &str = "default";
+
+/// The device name of the root volume cms shows for every instance and image.
+pub(super) const ROOT_DEVICE: &str = "/dev/sda1";
+
 /// EC2 ids of an instance's image and first network, for answers.
 pub(super) struct Refs {
     pub image: Option<Arc<str>>,
     pub subnet: Option<Arc<str>>,
     pub vpc: Option<Arc<str>>,
+    /// The VPC's default security group.
+    pub group: Option<Arc<str>>,
 }
 
 /// The EC2 ids of the images and networks a request has met, so that a listing of
@@ -243,8 +364,11 @@ pub(super) struct Refs {
 #[derive(Default)]
 pub(super) struct Memo {
     images: HashMap<Arc<str>, Arc<str>>,
-    networks: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
+    networks: HashMap<Arc<str>, NetworkIds>,
 }
+
+/// A network's subnet, VPC and default security group ids.
+type NetworkIds = (Arc<str>, Arc<str>, Arc<str>);
 
 pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result<Refs> {
     let s = c.service;
@@ -260,26 +384,33 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
         }),
         None => None,
     };
-    let (subnet, vpc) = match vm.network_ids.first() {
+    let (subnet, vpc, group) = match vm.network_ids.first() {
         Some(n) => {
-            let (sn, v) = match memo.networks.get(n.as_str()) {
+            let (sn, v, g) = match memo.networks.get(n.as_str()) {
                 Some(ids) => ids.clone(),
                 None => {
+                    let vpc = s.public_ids(p, Kind::Vpc, &[n.as_str()]).await?.remove(0);
                     let ids = (
                         s.public_ids(p, Kind::Subnet, &[n.as_str()])
                             .await?
                             .remove(0),
-                        s.public_ids(p, Kind::Vpc, &[n.as_str()]).await?.remove(0),
+                        vpc.clone(),
+                        Arc::from(derived_id("sg", &vpc)),
                     );
                     memo.networks.insert(n.as_str().into(), ids.clone());
                     ids
                 }
             };
-            (Some(sn), Some(v))
+            (Some(sn), Some(v), Some(g))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
-    Ok(Refs { image, subnet, vpc })
+    Ok(Refs {
+        image,
+        subnet,
+        vpc,
+        group,
+    })
 }
 
 /// The tags shown for an instance: `Name` is its name (cms has a name where EC2 has
@@ -296,6 +427,27 @@ pub(super) fn shown_tags(vm: &Instance) -> Vec<(&str, &str)> {
             .map(|(k, v)| (k.as_str(), v.as_str())),
     );
     t
+}
+
+/// `TagSpecification.N` tags for `resource_type`, the one thing the action makes;
+/// specifications for other resource types are refused (cms makes no volumes or
+/// interfaces with it), never silently dropped.
+pub(super) fn tag_specifications(p: &View<'_>, resource_type: &str) -> Result<Tags> {
+    let mut tags = Tags::new();
+    for spec in p.structs("TagSpecification")? {
+        let t = spec.required("ResourceType")?;
+        if t != resource_type {
+            return Err(Ec2Error::invalid_value(format!(
+                "{}: this action makes a `{resource_type}`, not a `{t}`",
+                spec.full_name("ResourceType")
+            )));
+        }
+        for tag in spec.structs("Tag")? {
+            let key = tag.required("Key")?;
+            tags.insert(key.to_owned(), tag.get("Value").unwrap_or("").to_owned());
+        }
+    }
+    Ok(tags)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use cms_core::{Flavor, Image, Location, Network};
 
 use super::actions::{
-    caps, catalogue_owner, check_filters, max_results, paginate, require, resolve_catalogue,
-    IMAGE_CODES,
+    caps, catalogue_owner, check_filters, derived_id, max_results, paginate, require,
+    resolve_catalogue, IMAGE_CODES, ROOT_DEVICE,
 };
 use super::error::{Ec2Error, Result};
 use super::params::filters;
@@ -49,9 +49,33 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         "image-type",
         "is-public",
         "owner-id",
+        "tag-key",
+        "root-device-type",
+        "root-device-name",
+        "virtualization-type",
+        "hypervisor",
+        "platform-details",
+        "block-device-mapping.device-name",
+        "block-device-mapping.delete-on-termination",
+        "block-device-mapping.volume-type",
+        "block-device-mapping.encrypted",
     ];
     check_filters(&fs, KNOWN, &["tag:"])?;
     let max = max_results(&c.p, 5..=1000)?;
+    // Every image is public, so executable by every account (the `all` group, `self`
+    // and any account id alike); the values are only checked for their form.
+    for who in c.p.list("ExecutableBy")? {
+        if who != "all"
+            && who != "self"
+            && !(who.len() == 12 && who.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Ec2Error::invalid_value(format!(
+                "Value ({who}) for parameter ExecutableBy is invalid: `all`, `self` or a 12-digit account id"
+            )));
+        }
+    }
+    c.p.bool("IncludeDeprecated")?;
+    c.p.bool("IncludeDisabled")?;
     let ids = c.p.list("ImageId")?;
     let wanted = wanted_ids(c, Kind::Image, &ids, IMAGE_CODES).await?;
     let owner = catalogue_owner(c);
@@ -76,6 +100,19 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         .public_ids(c.provider, Kind::Image, &backend)
         .await?;
     let arch = |i: &Image| i.architecture.clone().unwrap_or_else(|| "x86_64".into());
+    // The tenant's own tags over the backend's.
+    let ids: Vec<&str> = ec2.iter().map(|i| &**i).collect();
+    let mut mine = c.service.tenant_tags(c.tenant, &ids).await?;
+    let images: Vec<Image> = ec2
+        .iter()
+        .zip(images)
+        .map(|(id, mut i)| {
+            if let Some(t) = mine.remove(id) {
+                i.tags.extend(t);
+            }
+            i
+        })
+        .collect();
     let mut rows: Vec<(Arc<str>, Image)> = ec2
         .into_iter()
         .zip(images)
@@ -89,6 +126,20 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
                 "image-type" => f.matches(["machine"]),
                 "is-public" => f.matches(["true"]),
                 "owner-id" => f.matches([owner.as_str()]),
+                "tag-key" => f.matches(i.tags.keys().map(String::as_str)),
+                "root-device-type" | "block-device-mapping.volume-type" => {
+                    f.matches([if f.name == "root-device-type" {
+                        "ebs"
+                    } else {
+                        "gp2"
+                    }])
+                }
+                "root-device-name" | "block-device-mapping.device-name" => f.matches([ROOT_DEVICE]),
+                "virtualization-type" => f.matches(["hvm"]),
+                "hypervisor" => f.matches(["xen"]),
+                "platform-details" => f.matches(["Linux/UNIX"]),
+                "block-device-mapping.delete-on-termination" => f.matches(["true"]),
+                "block-device-mapping.encrypted" => f.matches(["false"]),
                 other => {
                     let key = other.strip_prefix("tag:").unwrap_or("");
                     f.matches(i.tags.get(key).map(String::as_str))
@@ -98,6 +149,18 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let (page, next) = paginate(rows, |(id, _)| id.to_string(), max, &c.p)?;
+    // The root volume of an image that states no size is the smallest a flavor gives.
+    let smallest_disk =
+        if page.iter().any(|(_, i)| i.min_disk_gib.is_none()) && caps(c).flavors.list {
+            c.service
+                .collect_flavors(c.provider)
+                .await?
+                .iter()
+                .filter_map(|f| f.disk_gib)
+                .min()
+        } else {
+            None
+        };
     let mut x = Xml::response("DescribeImages", c.request_id, 256 + page.len() * 700);
     x.open("imagesSet");
     for (id, i) in &page {
@@ -113,10 +176,18 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
             .leaf("name", &i.name);
         x.leaf_opt("description", i.description.as_deref());
         x.leaf("rootDeviceType", "ebs")
-            .leaf("rootDeviceName", "/dev/sda1")
-            .empty("blockDeviceMapping")
-            .leaf("virtualizationType", "hvm")
-            .leaf("hypervisor", "xen");
+            .leaf("rootDeviceName", ROOT_DEVICE)
+            .raw("<blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs>")
+            .leaf("snapshotId", &derived_id("snap", id));
+        if let Some(size) = i.min_disk_gib.or(smallest_disk) {
+            x.num("volumeSize", size);
+        }
+        x.raw(
+            "<deleteOnTermination>true</deleteOnTermination><volumeType>gp2</volumeType>\
+             <encrypted>false</encrypted></ebs></item></blockDeviceMapping>",
+        )
+        .leaf("virtualizationType", "hvm")
+        .leaf("hypervisor", "xen");
         x.tags(
             "tagSet",
             i.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),

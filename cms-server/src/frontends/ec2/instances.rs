@@ -7,18 +7,19 @@ use std::sync::Arc;
 use base64::Engine as _;
 use cms_core::{
     FlavorId, ImageId, Instance, InstanceAction, InstanceFilter, InstanceSpec, InstanceState,
-    LocationId, NetworkId, Page, PageRequest, Tags,
+    LocationId, NetworkId, Page, PageRequest,
 };
 use sha2::{Digest, Sha256};
 
 use super::actions::{
-    account_id, caps, check_filters, check_shape, ec2_state, max_results, missing_ids, next_token,
-    page_token, paging_error, refs, require, resolve_catalogue, shown_tags, Memo, Refs,
-    IMAGE_CODES, INSTANCE_CODES, MAX_LAUNCH, SUBNET_CODES,
+    account_id, caps, check_filters, check_shape, derived_id, ec2_state, max_results, missing_ids,
+    next_token, page_token, paging_error, refs, require, resolve_catalogue, shown_tags,
+    tag_specifications, Memo, Refs, DEFAULT_GROUP, IMAGE_CODES, INSTANCE_CODES, MAX_LAUNCH,
+    ROOT_DEVICE, SUBNET_CODES,
 };
 use super::error::{Ec2Error, Result};
 use super::params::{filters, Filter, View};
-use super::xml::Xml;
+use super::xml::{time_text, Xml};
 use super::{Action, Call};
 use crate::service::{CreateRequest, Idempotency, InstanceRef, Owned};
 use crate::service::{Entry, Kind};
@@ -39,10 +40,7 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
     let private_ip = vm.private_ips.first().map(String::as_str);
     let public_ip = vm.public_ips.first().map(String::as_str);
     match private_ip {
-        Some(ip) => x.leaf(
-            "privateDnsName",
-            &format!("ip-{}.ec2.internal", ip.replace('.', "-")),
-        ),
+        Some(ip) => x.leaf("privateDnsName", &private_dns(ip)),
         None => x.raw("<privateDnsName/>"),
     };
     x.raw("<dnsName/><reason/>");
@@ -66,23 +64,19 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
     x.leaf_opt("vpcId", r.vpc.as_deref());
     x.leaf_opt("privateIpAddress", private_ip);
     x.leaf_opt("ipAddress", public_ip);
-    x.raw("<sourceDestCheck>true</sourceDestCheck><groupSet/>");
+    x.raw("<sourceDestCheck>true</sourceDestCheck>");
+    write_groups(x, r);
     if vm.state == InstanceState::Error {
         x.raw("<stateReason><code>Server.InternalError</code>")
-            .leaf(
-                "message",
-                &format!(
-                    "Server.InternalError: the backend reports `{}`",
-                    vm.raw_state
-                ),
-            )
+            .leaf("message", &state_reason(vm))
             .raw("</stateReason>");
     }
     x.raw(
         "<architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType>\
-         <rootDeviceName>/dev/sda1</rootDeviceName><blockDeviceMapping/>\
-         <virtualizationType>hvm</virtualizationType>",
+         <rootDeviceName>/dev/sda1</rootDeviceName>",
     );
+    write_devices(x, vm, e);
+    x.raw("<virtualizationType>hvm</virtualizationType>");
     x.tags("tagSet", shown_tags(vm));
     x.raw(
         "<hypervisor>xen</hypervisor><networkInterfaceSet/>\
@@ -90,7 +84,82 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
     );
 }
 
-const INSTANCE_FILTERS: &[&str] = &[
+/// `groupSet`: the VPC's default security group (an instance outside any VPC has
+/// none).
+pub(super) fn write_groups(x: &mut Xml, r: &Refs) {
+    match &r.group {
+        Some(g) => x
+            .raw("<groupSet><item>")
+            .leaf("groupId", g)
+            .leaf("groupName", DEFAULT_GROUP)
+            .raw("</item></groupSet>"),
+        None => x.raw("<groupSet/>"),
+    };
+}
+
+/// The root volume of an instance, as EBS shows it: attached at launch, deleted on
+/// termination (so a terminated instance has none).
+pub(super) fn root_volume(vm: &Instance) -> bool {
+    vm.state != InstanceState::Terminated
+}
+
+/// `blockDeviceMapping`: the root volume.
+pub(super) fn write_devices(x: &mut Xml, vm: &Instance, e: &Entry) {
+    if !root_volume(vm) {
+        x.raw("<blockDeviceMapping/>");
+        return;
+    }
+    x.raw("<blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs>")
+        .leaf("volumeId", &derived_id("vol", &e.public_id))
+        .leaf("status", volume_status(vm));
+    if let Some(t) = &vm.created_at {
+        x.time("attachTime", t);
+    }
+    x.raw("<deleteOnTermination>true</deleteOnTermination></ebs></item></blockDeviceMapping>");
+}
+
+fn volume_status(vm: &Instance) -> &'static str {
+    match vm.state {
+        InstanceState::Terminating => "detaching",
+        _ => "attached",
+    }
+}
+
+/// Every DescribeInstances filter of the EC2 API (its 2016-11-15 model), so that
+/// one cms does not serve is told apart from a misspelt one.
+const EC2_INSTANCE_FILTERS: &[&str] = &[
+    "affinity", "architecture", "availability-zone", "availability-zone-id",
+    "block-device-mapping.attach-time", "block-device-mapping.delete-on-termination",
+    "block-device-mapping.device-name", "block-device-mapping.status",
+    "block-device-mapping.volume-id", "boot-mode", "capacity-reservation-id",
+    "capacity-reservation-specification.capacity-reservation-preference",
+    "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-id",
+    "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-resource-group-arn",
+    "client-token", "current-instance-boot-mode", "dns-name", "ebs-optimized", "ena-support",
+    "enclave-options.enabled", "hibernation-options.configured", "host-id", "hypervisor",
+    "iam-instance-profile.arn", "iam-instance-profile.id", "image-id", "instance-id",
+    "instance-lifecycle", "instance-state-code", "instance-state-name", "instance-type",
+    "instance.group-id", "instance.group-name", "ip-address", "ipv6-address", "kernel-id",
+    "key-name", "launch-index", "launch-time", "maintenance-options.auto-recovery",
+    "metadata-options.http-endpoint", "metadata-options.http-protocol-ipv4",
+    "metadata-options.http-protocol-ipv6", "metadata-options.http-put-response-hop-limit",
+    "metadata-options.http-tokens", "metadata-options.instance-metadata-tags",
+    "metadata-options.state", "monitoring-state", "network-performance-options.bandwidth-weighting",
+    "operator.managed", "operator.principal", "outpost-arn", "owner-id", "placement-group-name",
+    "placement-partition-number", "platform", "platform-details", "private-dns-name",
+    "private-dns-name-options.enable-resource-name-dns-a-record",
+    "private-dns-name-options.enable-resource-name-dns-aaaa-record",
+    "private-dns-name-options.hostname-type", "private-ip-address", "product-code",
+    "product-code.type", "ramdisk-id", "reason", "requester-id", "reservation-id",
+    "root-device-name", "root-device-type", "source-dest-check", "spot-instance-request-id",
+    "state-reason-code", "state-reason-message", "subnet-id", "tag-key", "tenancy",
+    "tpm-support", "usage-operation", "usage-operation-update-time", "virtualization-type",
+    "vpc-id",
+];
+
+/// The DescribeInstances filters on what cms shows (and `tag:KEY`), each read by
+/// [`instance_field`].
+const SERVED: &[&str] = &[
     "instance-id",
     "instance-state-name",
     "instance-state-code",
@@ -98,15 +167,79 @@ const INSTANCE_FILTERS: &[&str] = &[
     "instance-type",
     "key-name",
     "availability-zone",
+    "availability-zone-id",
     "subnet-id",
     "vpc-id",
+    "instance.group-id",
+    "instance.group-name",
     "reservation-id",
+    "launch-index",
     "private-ip-address",
+    "private-dns-name",
     "ip-address",
+    "dns-name",
+    "reason",
+    "launch-time",
+    "owner-id",
+    "architecture",
+    "hypervisor",
+    "virtualization-type",
+    "tenancy",
+    "monitoring-state",
+    "platform-details",
+    "root-device-type",
+    "root-device-name",
+    "source-dest-check",
+    "ebs-optimized",
+    "block-device-mapping.device-name",
+    "block-device-mapping.volume-id",
+    "block-device-mapping.status",
+    "block-device-mapping.delete-on-termination",
+    "block-device-mapping.attach-time",
+    "state-reason-code",
+    "state-reason-message",
     "tag-key",
     "tag-value",
-    "owner-id",
 ];
+
+/// Filters on what no cms instance has (spot requests, kernels, dedicated hosts, …):
+/// served, and they match no instance, as on EC2 for instances without it.
+const ABSENT: &[&str] = &[
+    "affinity",
+    "capacity-reservation-id",
+    "host-id",
+    "iam-instance-profile.arn",
+    "iam-instance-profile.id",
+    "instance-lifecycle",
+    "ipv6-address",
+    "kernel-id",
+    "outpost-arn",
+    "placement-group-name",
+    "placement-partition-number",
+    "platform",
+    "product-code",
+    "product-code.type",
+    "ramdisk-id",
+    "requester-id",
+    "spot-instance-request-id",
+];
+
+/// The error for a DescribeInstances filter cms does not serve: one EC2 has
+/// (naming what cms lacks) or a name EC2 does not know.
+fn unserved_filter(name: &str) -> Ec2Error {
+    if name.starts_with("network-interface.") {
+        return Ec2Error::invalid_value(format!(
+            "The filter '{name}' is not supported here: cms shows no network interfaces \
+             (filter by private-ip-address, ip-address, subnet-id or vpc-id instead)"
+        ));
+    }
+    if EC2_INSTANCE_FILTERS.contains(&name) {
+        return Ec2Error::invalid_value(format!(
+            "The filter '{name}' is not supported here: cms instances do not show it"
+        ));
+    }
+    super::params::unknown_filter(name)
+}
 
 /// The public ids of the catalogue a request's filters compare with (loaded only when
 /// a filter names images or networks).
@@ -126,10 +259,12 @@ impl CatalogueIds {
             let public = s.public_ids(c.provider, Kind::Image, &backend).await?;
             ids.images = backend.into_iter().map(Arc::from).zip(public).collect();
         }
-        if fs
-            .iter()
-            .any(|f| f.name == "subnet-id" || f.name == "vpc-id")
-        {
+        if fs.iter().any(|f| {
+            matches!(
+                f.name.as_str(),
+                "subnet-id" | "vpc-id" | "instance.group-id" | "instance.group-name"
+            )
+        }) {
             let nets = s.collect_networks(c.provider).await?;
             let backend: Vec<&str> = nets.iter().map(|n| n.id.as_str()).collect();
             let subnets = s.public_ids(c.provider, Kind::Subnet, &backend).await?;
@@ -144,18 +279,22 @@ impl CatalogueIds {
     }
 }
 
-/// The value(s) a DescribeInstances filter looks at; `None`: not a filter we know.
+/// The value(s) a DescribeInstances filter looks at; `None`: not a filter cms
+/// serves. Every value is as the answer shows it.
 fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>> {
     let vm = &o.instance;
     let e = o.entry();
     let one = |s: Option<&str>| s.map(|s| vec![s.to_owned()]).unwrap_or_default();
+    let is = |s: &str| vec![s.to_owned()];
     let net = vm
         .network_ids
         .first()
         .and_then(|n| ids.networks.get(n.as_str()));
+    let root = root_volume(vm);
+    let when = |b: bool, v: Vec<String>| if b { v } else { Vec::new() };
     Some(match f {
         "instance-id" => vec![e.public_id.to_string()],
-        "instance-state-name" => vec![ec2_state(vm.state).1.to_owned()],
+        "instance-state-name" => is(ec2_state(vm.state).1),
         "instance-state-code" => vec![ec2_state(vm.state).0.to_string()],
         "image-id" => one(vm
             .image_id
@@ -164,15 +303,50 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
             .map(|s| &**s)),
         "instance-type" => one(vm.flavor_id.as_ref().map(|f| f.as_str())),
         "key-name" => one(vm.key_name.as_deref()),
-        "availability-zone" => one(vm.location_id.as_ref().map(|l| l.as_str())),
+        "availability-zone" | "availability-zone-id" => {
+            one(vm.location_id.as_ref().map(|l| l.as_str()))
+        }
         "subnet-id" => one(net.map(|(s, _)| &**s)),
         "vpc-id" => one(net.map(|(_, v)| &**v)),
+        "instance.group-id" => one(net.map(|(_, v)| derived_id("sg", v)).as_deref()),
+        "instance.group-name" => when(net.is_some(), is(DEFAULT_GROUP)),
         "reservation-id" => one(e.reservation.as_deref()),
+        "launch-index" => vec![e.launch_index.to_string()],
         "private-ip-address" => vm.private_ips.clone(),
+        "private-dns-name" => vm
+            .private_ips
+            .first()
+            .map(|ip| private_dns(ip))
+            .into_iter()
+            .collect(),
         "ip-address" => vm.public_ips.clone(),
+        // cms shows no public DNS names (`<dnsName/>`) and no reason.
+        "dns-name" | "reason" => is(""),
+        "launch-time" => vm.created_at.as_ref().map(time_text).into_iter().collect(),
         "owner-id" => one(owner_of(o).map(account_id).as_deref()),
+        "architecture" => is("x86_64"),
+        "hypervisor" => is("xen"),
+        "virtualization-type" => is("hvm"),
+        "tenancy" => is("default"),
+        "monitoring-state" => is("disabled"),
+        "platform-details" => is("Linux/UNIX"),
+        "root-device-type" => is("ebs"),
+        "root-device-name" => is(ROOT_DEVICE),
+        "source-dest-check" => is("true"),
+        "ebs-optimized" => is("false"),
+        "block-device-mapping.device-name" => when(root, is(ROOT_DEVICE)),
+        "block-device-mapping.volume-id" => when(root, vec![derived_id("vol", &e.public_id)]),
+        "block-device-mapping.status" => when(root, is(volume_status(vm))),
+        "block-device-mapping.delete-on-termination" => when(root, is("true")),
+        "block-device-mapping.attach-time" => when(
+            root,
+            vm.created_at.as_ref().map(time_text).into_iter().collect(),
+        ),
+        "state-reason-code" => when(vm.state == InstanceState::Error, is("Server.InternalError")),
+        "state-reason-message" => when(vm.state == InstanceState::Error, vec![state_reason(vm)]),
         "tag-key" => shown_tags(vm).iter().map(|(k, _)| k.to_string()).collect(),
         "tag-value" => shown_tags(vm).iter().map(|(_, v)| v.to_string()).collect(),
+        absent if ABSENT.contains(&absent) => Vec::new(),
         _ => {
             let key = f.strip_prefix("tag:")?;
             shown_tags(vm)
@@ -182,6 +356,18 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
                 .collect()
         }
     })
+}
+
+/// The private DNS name EC2 gives an address.
+fn private_dns(ip: &str) -> String {
+    format!("ip-{}.ec2.internal", ip.replace('.', "-"))
+}
+
+fn state_reason(vm: &Instance) -> String {
+    format!(
+        "Server.InternalError: the backend reports `{}`",
+        vm.raw_state
+    )
 }
 
 /// The tenant an instance belongs to, when known.
@@ -289,7 +475,14 @@ async fn select(
 pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
     require(c, caps(c).instances.list, "listing instances")?;
     let fs = filters(&c.p)?;
-    check_filters(&fs, INSTANCE_FILTERS, &["tag:"])?;
+    for f in &fs {
+        if !f.name.starts_with("tag:")
+            && !SERVED.contains(&f.name.as_str())
+            && !ABSENT.contains(&f.name.as_str())
+        {
+            return Err(unserved_filter(&f.name));
+        }
+    }
     let max = max_results(&c.p, 5..=1000)?;
     if max.is_some() && !c.p.list("InstanceId")?.is_empty() {
         return Err(Ec2Error::combination(
@@ -431,6 +624,43 @@ pub(super) async fn describe_instance_status(c: &Call<'_>) -> Result<String> {
     Ok(x.finish("DescribeInstanceStatus"))
 }
 
+/// What EC2 does with a state change asked of an instance in a state: act, answer
+/// the instance as it is (nothing to do), or refuse. This is the table of the EC2
+/// frontend's documentation (README, "EC2 state changes"), in AWS's words; states
+/// cms has and EC2 lacks go by the EC2 state they are shown as, except `error` and
+/// `unknown`, which the backend decides.
+fn ec2_step(action: Action, vm: &Instance, id: &str) -> Result<bool> {
+    let refuse = |message: String| Err(Ec2Error::new("IncorrectInstanceState", 400, message));
+    if matches!(vm.state, InstanceState::Error | InstanceState::Unknown) {
+        return Ok(true);
+    }
+    let state = ec2_state(vm.state).1;
+    match (action, state) {
+        (Action::StartInstances, "stopped") => Ok(true),
+        (Action::StartInstances, "pending" | "running") => Ok(false),
+        (Action::StartInstances, _) => refuse(format!(
+            "The instance '{id}' is not in a state from which it can be started."
+        )),
+        (Action::StopInstances, "running") => Ok(true),
+        (Action::StopInstances, "stopping" | "stopped") => Ok(false),
+        (Action::StopInstances, "pending") => refuse(format!(
+            "Instance '{id}' cannot be stopped as it has never reached the 'running' state."
+        )),
+        (Action::StopInstances, _) => refuse(format!(
+            "This instance '{id}' is not in a state from which it can be stopped."
+        )),
+        // A reboot is queued: one under way already is the one asked for, and a
+        // pending instance is booting anyway; those of terminated instances are ignored.
+        (Action::RebootInstances, "running") => Ok(vm.state != InstanceState::Rebooting),
+        (Action::RebootInstances, "pending" | "shutting-down" | "terminated") => Ok(false),
+        (Action::RebootInstances, _) => refuse(format!(
+            "The instance '{id}' is not in a state from which it can be rebooted."
+        )),
+        (_, "shutting-down" | "terminated") => Ok(false),
+        _ => Ok(true),
+    }
+}
+
 pub(super) async fn change_state(c: &Call<'_>, action: Action) -> Result<String> {
     let ic = &caps(c).instances;
     let (supported, what, act) = match action {
@@ -440,24 +670,42 @@ pub(super) async fn change_state(c: &Call<'_>, action: Action) -> Result<String>
         _ => (ic.delete, "terminating instances", InstanceAction::Delete),
     };
     require(c, supported && ic.get, what)?;
+    if action == Action::StopInstances && c.p.bool("Hibernate")? == Some(true) {
+        return Err(Ec2Error::unsupported(
+            "cms instances do not hibernate (Hibernate=true); stop them without it",
+        ));
+    }
+    // `Force` asks to stop without a clean shutdown; cms drivers stop as their backend
+    // does, which a forced stop may also be.
+    c.p.bool("Force")?;
     let ids = c.p.list("InstanceId")?;
     if ids.is_empty() {
         return Err(Ec2Error::missing("InstanceId.1"));
     }
     check_shape(&ids, Kind::Instance, INSTANCE_CODES)?;
-    // Every id is checked before anything is done.
-    if let Err(missing) = c
+    // Every id and every instance's state is checked before anything is done: a
+    // refused request changes nothing.
+    let found = c
         .service
-        .resolve_instances(c.tenant, c.provider, &ids)
-        .await?
-    {
-        return Err(missing_ids(INSTANCE_CODES.1, INSTANCE_CODES.2, &missing));
+        .instances_by_public_id(c.tenant, c.provider, &ids, &InstanceFilter::default())
+        .await?;
+    let found = match found {
+        Ok(found) => found,
+        Err(missing) => return Err(missing_ids(INSTANCE_CODES.1, INSTANCE_CODES.2, &missing)),
+    };
+    for (id, o) in ids.iter().zip(&found) {
+        ec2_step(action, &o.instance, id)?;
     }
     let mut results: Vec<(InstanceState, Owned)> = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CONCURRENCY) {
         let done = futures::future::join_all(chunk.iter().map(|id| {
-            c.service
-                .act(c.tenant, c.provider, InstanceRef::Public(id), act)
+            c.service.act_when(
+                c.tenant,
+                c.provider,
+                InstanceRef::Public(id),
+                act,
+                |vm: &Instance| ec2_step(action, vm, id),
+            )
         }))
         .await;
         for r in done {
@@ -490,24 +738,91 @@ pub(super) async fn change_state(c: &Call<'_>, action: Action) -> Result<String>
     Ok(x.finish(name))
 }
 
-/// `TagSpecification.N` tags for `resource_type`; other resource types are refused
-/// (cms has no volumes or interfaces to tag), never silently dropped.
-fn tag_specifications(p: &View<'_>) -> Result<Tags> {
-    let mut tags = Tags::new();
-    for spec in p.structs("TagSpecification")? {
-        let t = spec.required("ResourceType")?;
-        if t != "instance" {
-            return Err(Ec2Error::invalid_value(format!(
-                "{}: cms tags instances only, not `{t}`",
-                spec.full_name("ResourceType")
-            )));
-        }
-        for tag in spec.structs("Tag")? {
-            let key = tag.required("Key")?;
-            tags.insert(key.to_owned(), tag.get("Value").unwrap_or("").to_owned());
+/// The launch options cms takes in their EC2 default only: detailed monitoring,
+/// EBS optimization, termination and stop protection, and what a shutdown from
+/// inside the instance does. Another value is refused, never ignored.
+fn launch_options(p: &View<'_>) -> Result<()> {
+    let refuse = |name: &str, what: &str| {
+        Err(Ec2Error::unsupported(format!(
+            "{name}: cms instances have no {what}; leave it out or give its default"
+        )))
+    };
+    for (name, what) in [
+        ("Monitoring.Enabled", "detailed monitoring"),
+        ("EbsOptimized", "EBS optimization"),
+        ("DisableApiTermination", "termination protection"),
+        ("DisableApiStop", "stop protection"),
+    ] {
+        if p.bool(name)? == Some(true) {
+            return refuse(name, what);
         }
     }
-    Ok(tags)
+    match p.get("InstanceInitiatedShutdownBehavior") {
+        None | Some("stop") => Ok(()),
+        Some("terminate") => refuse(
+            "InstanceInitiatedShutdownBehavior",
+            "other shutdown behaviour than `stop`",
+        ),
+        Some(v) => Err(Ec2Error::invalid_value(format!(
+            "Value ({v}) for parameter InstanceInitiatedShutdownBehavior is invalid. Expected stop or terminate."
+        ))),
+    }
+}
+
+/// `SecurityGroupId.N` and `SecurityGroup.N` of a launch: cms has one security group
+/// per VPC, its `default` one, which every instance is in; naming it is fine, naming
+/// another is `InvalidGroup.NotFound`.
+async fn check_groups(c: &Call<'_>, network: Option<&NetworkId>) -> Result<()> {
+    let ids = c.p.list("SecurityGroupId")?;
+    let names = c.p.list("SecurityGroup")?;
+    if ids.is_empty() && names.is_empty() {
+        return Ok(());
+    }
+    let backend = match network {
+        Some(n) => Some(n.as_str().to_owned()),
+        None if caps(c).networks.list => c
+            .service
+            .collect_networks(c.provider)
+            .await?
+            .into_iter()
+            .find(|n| n.is_default)
+            .map(|n| n.id.to_string()),
+        None => None,
+    };
+    let vpc = match backend {
+        Some(b) => Some(
+            c.service
+                .public_ids(c.provider, Kind::Vpc, &[b.as_str()])
+                .await?
+                .remove(0),
+        ),
+        None => None,
+    };
+    let group = vpc.as_deref().map(|v| derived_id("sg", v));
+    let missing = |what: &str| {
+        Ec2Error::new(
+            "InvalidGroup.NotFound",
+            400,
+            match &vpc {
+                Some(v) => format!(
+                    "The security group '{what}' does not exist in VPC '{v}' (cms has one group per VPC, `default`, {})",
+                    group.as_deref().unwrap_or_default()
+                ),
+                None => format!("The security group '{what}' does not exist"),
+            },
+        )
+    };
+    for id in ids {
+        if Some(id) != group.as_deref() {
+            return Err(missing(id));
+        }
+    }
+    for name in names {
+        if name != DEFAULT_GROUP || group.is_none() {
+            return Err(missing(name));
+        }
+    }
+    Ok(())
 }
 
 fn request_hash(p: &View<'_>) -> String {
@@ -566,6 +881,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
             .map(|f| f.id.clone())
             .ok_or_else(|| Ec2Error::missing("InstanceType"))?,
     };
+    launch_options(p)?;
     let key_name = p
         .get("KeyName")
         .filter(|k| !k.is_empty())
@@ -578,6 +894,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
             .collect(),
         None => Vec::new(),
     };
+    check_groups(c, network_ids.first()).await?;
     let location_id = match p
         .nested("Placement")
         .get("AvailabilityZone")
@@ -608,7 +925,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         }
         None => None,
     };
-    let mut tags = tag_specifications(p)?;
+    let mut tags = tag_specifications(p, "instance")?;
     if !tags.is_empty() {
         require(c, ic.tags, "tags")?;
     }

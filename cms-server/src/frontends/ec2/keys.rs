@@ -1,22 +1,24 @@
 //! Key pairs: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair. Names
-//! are the tenant's own (the service keeps them apart from other tenants').
+//! are the tenant's own (the service keeps them apart from other tenants'). Key
+//! material and fingerprints follow AWS's rules ([`super::keymat`]); the fingerprint
+//! EC2 shows, the creation time and the tenant's tags are kept with the key pair's
+//! row, as the backends keep none of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
-use cms_core::{ErrorKind, KeyPair, KeyPairSpec};
+use cms_core::{ErrorKind, KeyPair, KeyPairSpec, Tags};
 
-use super::actions::{caps, check_filters, require};
+use super::actions::{caps, check_filters, require, tag_specifications, unsupported};
 use super::error::{Ec2Error, Result};
+use super::keymat::{self, KeyFormat, KeyType};
 use super::params::filters;
 use super::xml::Xml;
 use super::Call;
+use crate::service::keys::KeyPairExtra;
 use crate::service::Entry;
-
-fn key_type(k: &KeyPair) -> &'static str {
-    match k.public_key.as_deref() {
-        Some(p) if p.starts_with("ssh-rsa") => "rsa",
-        _ => "ed25519",
-    }
-}
+use crate::store::{CREATED, FINGERPRINT};
 
 fn duplicate(name: &str) -> Ec2Error {
     Ec2Error::new(
@@ -26,63 +28,150 @@ fn duplicate(name: &str) -> Ec2Error {
     )
 }
 
-async fn owned_key_pairs(c: &Call<'_>) -> Result<Vec<(KeyPair, Entry)>> {
+fn bad_key(why: impl Into<String>) -> Ec2Error {
+    Ec2Error::new("InvalidKey.Format", 400, why)
+}
+
+/// A key pair of the tenant as EC2 shows it.
+struct Shown {
+    key: KeyPair,
+    entry: Entry,
+    fingerprint: String,
+    kind: &'static str,
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    tags: Tags,
+}
+
+/// The tenant's key pairs with what the store keeps of them. The fingerprint is the
+/// one kept when the key was made; for key pairs made before (or by another
+/// frontend) it is computed from the public key by EC2's import rule, and only when
+/// the backend gives no public key is it the backend's own.
+async fn owned_key_pairs(c: &Call<'_>) -> Result<Vec<Shown>> {
     require(c, caps(c).key_pairs.list, "listing key pairs")?;
-    Ok(c.service.list_key_pairs(c.tenant, c.provider).await?)
+    let owned = c.service.list_key_pairs(c.tenant, c.provider).await?;
+    let ids: Vec<&str> = owned.iter().map(|(_, e)| &*e.public_id).collect();
+    let mut fingerprints = c.service.attributes(&ids, FINGERPRINT).await?;
+    let mut created = c.service.attributes(&ids, CREATED).await?;
+    let mut tags: HashMap<Arc<str>, Tags> = c.service.tenant_tags(c.tenant, &ids).await?;
+    Ok(owned
+        .into_iter()
+        .map(|(key, entry)| {
+            let imported = key
+                .public_key
+                .as_deref()
+                .and_then(|k| keymat::imported(k).ok());
+            let kind = match (&imported, key.public_key.as_deref()) {
+                (Some((t, _)), _) => *t,
+                (None, Some(k)) => KeyType::of_public_key(k).unwrap_or(KeyType::Ed25519),
+                (None, None) => KeyType::Ed25519,
+            }
+            .as_str();
+            let fingerprint = fingerprints
+                .remove(&entry.public_id)
+                .or(imported.map(|(_, f)| f))
+                .unwrap_or_else(|| key.fingerprint.clone());
+            Shown {
+                fingerprint,
+                kind,
+                created: created
+                    .remove(&entry.public_id)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc)),
+                tags: tags.remove(&entry.public_id).unwrap_or_default(),
+                key,
+                entry,
+            }
+        })
+        .collect())
+}
+
+/// What a CreateKeyPair makes: the key here when the backend imports keys (both
+/// types, both formats), else the backend's own (ed25519, PEM only).
+enum Made {
+    Here(keymat::Generated),
+    ByBackend,
 }
 
 pub(super) async fn create_key_pair(c: &Call<'_>, import: bool) -> Result<String> {
     let kc = &caps(c).key_pairs;
-    require(
-        c,
-        kc.create && (!import || kc.import),
-        if import {
-            "importing key pairs"
-        } else {
-            "creating key pairs"
-        },
-    )?;
     let name = c.p.required("KeyName")?;
     let max = crate::service::keys::MAX_KEY_NAME;
-    if name.len() > max || !name.is_ascii() {
+    if name.is_empty() || name.chars().count() > max || !name.is_ascii() {
         return Err(Ec2Error::invalid_value(format!(
-            "KeyName must be at most {max} ASCII characters"
+            "KeyName must be 1 to {max} ASCII characters"
         )));
     }
-    let public_key = if import {
+    let tags = tag_specifications(&c.p, "key-pair")?;
+    let (public_key, made, fingerprint) = if import {
+        require(c, kc.create && kc.import, "importing key pairs")?;
         let material = c.p.required("PublicKeyMaterial")?;
-        let bytes = base64::engine::general_purpose::STANDARD
+        // Clients send the key base64-encoded (as the API says); some send the text.
+        let text = base64::engine::general_purpose::STANDARD
             .decode(material.trim())
-            .map_err(|_| Ec2Error::invalid_value("PublicKeyMaterial is not valid base64"))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Ec2Error::new(
-                "InvalidKey.Format",
-                400,
-                "Key is not in valid OpenSSH public key format",
-            )
-        })?;
-        Some(text.trim().to_owned())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| material.to_owned());
+        let text = text.trim().to_owned();
+        let (_, fingerprint) = keymat::imported(&text).map_err(|e| bad_key(e.0))?;
+        (Some(text), None, Some(fingerprint))
     } else {
-        if let Some(t) = c.p.get("KeyType").filter(|t| *t != "ed25519") {
-            return Err(Ec2Error::invalid_value(format!(
-                "KeyType `{t}`: cms generates ed25519 key pairs; import an RSA key with ImportKeyPair"
-            )));
+        let kind = match c.p.get("KeyType") {
+            None => KeyType::Rsa,
+            Some(t) => KeyType::parse(t).ok_or_else(|| {
+                Ec2Error::invalid_value(format!(
+                    "Value ({t}) for parameter KeyType is invalid. Valid values: rsa, ed25519"
+                ))
+            })?,
+        };
+        let format = match c.p.get("KeyFormat") {
+            None => KeyFormat::Pem,
+            Some(f) => KeyFormat::parse(f).ok_or_else(|| {
+                Ec2Error::invalid_value(format!(
+                    "Value ({f}) for parameter KeyFormat is invalid. Valid values: pem, ppk"
+                ))
+            })?,
+        };
+        if kc.create && kc.import {
+            let comment = name.to_owned();
+            let g = tokio::task::spawn_blocking(move || keymat::generate(kind, format, &comment))
+                .await
+                .map_err(|e| Ec2Error::internal(format!("key generation stopped: {e}")))?
+                .map_err(|e| Ec2Error::internal(e.0))?;
+            let fingerprint = g.fingerprint.clone();
+            (
+                Some(g.public_key.clone()),
+                Some(Made::Here(g)),
+                Some(fingerprint),
+            )
+        } else if kc.create && kind == KeyType::Ed25519 && format == KeyFormat::Pem {
+            (None, Some(Made::ByBackend), None)
+        } else {
+            return Err(unsupported(
+                c,
+                &format!("creating {} key pairs in {format:?} format", kind.as_str()),
+            ));
         }
-        None
     };
+    let attributes: Vec<(&str, &str)> = fingerprint
+        .as_deref()
+        .map(|f| (FINGERPRINT, f))
+        .into_iter()
+        .collect();
     let spec = KeyPairSpec {
         name: name.to_owned(),
         public_key,
     };
+    let extra = KeyPairExtra {
+        attributes: &attributes,
+        tags: Some(&tags),
+    };
     let (key, entry) = c
         .service
-        .create_key_pair(c.tenant, c.provider, &spec)
+        .create_key_pair(c.tenant, c.provider, &spec, &extra)
         .await
         .map_err(|e| match e.kind() {
             ErrorKind::AlreadyExists => duplicate(name),
-            ErrorKind::InvalidArgument if import => {
-                Ec2Error::new("InvalidKey.Format", 400, e.to_string())
-            }
+            ErrorKind::InvalidArgument if import => bad_key(e.to_string()),
             _ => e.into(),
         })?;
     let action = if import {
@@ -90,13 +179,23 @@ pub(super) async fn create_key_pair(c: &Call<'_>, import: bool) -> Result<String
     } else {
         "CreateKeyPair"
     };
-    let mut x = Xml::response(action, c.request_id, 1024);
+    let mut x = Xml::response(action, c.request_id, 4096);
     x.leaf("keyName", name)
-        .leaf("keyFingerprint", &key.fingerprint)
+        .leaf(
+            "keyFingerprint",
+            fingerprint.as_deref().unwrap_or(&key.fingerprint),
+        )
         .leaf("keyPairId", &entry.public_id);
-    if !import {
-        x.leaf("keyMaterial", key.private_key.as_deref().unwrap_or(""));
+    match &made {
+        Some(Made::Here(g)) => {
+            x.leaf("keyMaterial", &g.private_key);
+        }
+        Some(Made::ByBackend) => {
+            x.leaf("keyMaterial", key.private_key.as_deref().unwrap_or(""));
+        }
+        None => {}
     }
+    x.tags("tagSet", tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Ok(x.finish(action))
 }
 
@@ -104,15 +203,21 @@ pub(super) async fn describe_key_pairs(c: &Call<'_>) -> Result<String> {
     let fs = filters(&c.p)?;
     check_filters(
         &fs,
-        &["key-name", "fingerprint", "key-pair-id", "key-type"],
-        &[],
+        &[
+            "key-name",
+            "fingerprint",
+            "key-pair-id",
+            "key-type",
+            "tag-key",
+        ],
+        &["tag:"],
     )?;
     let names = c.p.list("KeyName")?;
     let ids = c.p.list("KeyPairId")?;
     let include_public = c.p.bool("IncludePublicKey")?.unwrap_or(false);
     let owned = owned_key_pairs(c).await?;
     for n in &names {
-        if !owned.iter().any(|(k, _)| k.name == *n) {
+        if !owned.iter().any(|k| k.key.name == *n) {
             return Err(Ec2Error::not_found(
                 "InvalidKeyPair.NotFound",
                 "key pair",
@@ -121,7 +226,7 @@ pub(super) async fn describe_key_pairs(c: &Call<'_>) -> Result<String> {
         }
     }
     for i in &ids {
-        if !owned.iter().any(|(_, e)| &*e.public_id == *i) {
+        if !owned.iter().any(|k| &*k.entry.public_id == *i) {
             return Err(Ec2Error::not_found(
                 "InvalidKeyPair.NotFound",
                 "key pair ID",
@@ -129,30 +234,42 @@ pub(super) async fn describe_key_pairs(c: &Call<'_>) -> Result<String> {
             ));
         }
     }
-    let mut rows: Vec<(KeyPair, Entry)> = owned
+    let mut rows: Vec<Shown> = owned
         .into_iter()
-        .filter(|(k, e)| {
-            (names.is_empty() || names.contains(&k.name.as_str()))
-                && (ids.is_empty() || ids.contains(&&*e.public_id))
+        .filter(|k| {
+            (names.is_empty() || names.contains(&k.key.name.as_str()))
+                && (ids.is_empty() || ids.contains(&&*k.entry.public_id))
                 && fs.iter().all(|f| match f.name.as_str() {
-                    "key-name" => f.matches([k.name.as_str()]),
+                    "key-name" => f.matches([k.key.name.as_str()]),
                     "fingerprint" => f.matches([k.fingerprint.as_str()]),
-                    "key-pair-id" => f.matches([&*e.public_id]),
-                    _ => f.matches([key_type(k)]),
+                    "key-pair-id" => f.matches([&*k.entry.public_id]),
+                    "key-type" => f.matches([k.kind]),
+                    "tag-key" => f.matches(k.tags.keys().map(String::as_str)),
+                    other => {
+                        let key = other.strip_prefix("tag:").unwrap_or("");
+                        f.matches(k.tags.get(key).map(String::as_str))
+                    }
                 })
         })
         .collect();
-    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let mut x = Xml::response("DescribeKeyPairs", c.request_id, 256 + rows.len() * 300);
+    rows.sort_by(|a, b| a.key.name.cmp(&b.key.name));
+    let mut x = Xml::response("DescribeKeyPairs", c.request_id, 256 + rows.len() * 400);
     x.open("keySet");
-    for (k, e) in &rows {
+    for k in &rows {
         x.open("item")
-            .leaf("keyPairId", &e.public_id)
-            .leaf("keyName", &k.name)
+            .leaf("keyPairId", &k.entry.public_id)
+            .leaf("keyName", &k.key.name)
             .leaf("keyFingerprint", &k.fingerprint)
-            .leaf("keyType", key_type(k));
+            .leaf("keyType", k.kind);
+        x.tags(
+            "tagSet",
+            k.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         if include_public {
-            x.leaf_opt("publicKey", k.public_key.as_deref());
+            x.leaf_opt("publicKey", k.key.public_key.as_deref());
+        }
+        if let Some(t) = &k.created {
+            x.time("createTime", t);
         }
         x.close("item");
     }

@@ -15,9 +15,12 @@
 
 mod account;
 mod actions;
+mod addresses;
+mod attributes;
 mod catalogue;
 pub mod error;
 mod instances;
+mod keymat;
 mod keys;
 pub mod params;
 pub mod sigv4;
@@ -49,6 +52,28 @@ pub fn is_ec2_path(path: &str) -> bool {
         || path
             .strip_prefix(PREFIX)
             .is_some_and(|r| r.starts_with('/'))
+}
+
+/// Whether a request is the frontend's: its path is (see [`is_ec2_path`]), or it is
+/// an EC2 Query request sent to the root, as clients whose endpoint is the server's
+/// address alone send them (Libcloud, an SDK given `http://host:port`): a GET naming
+/// an `Action`, or a form-encoded POST.
+pub fn is_ec2_request(method: &Method, path: &str, query: &str, headers: &HeaderMap) -> bool {
+    if is_ec2_path(path) {
+        return true;
+    }
+    if path != "/" {
+        return false;
+    }
+    let names_action = query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("Action"));
+    let form_post = *method == Method::POST
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(body::is_form);
+    names_action || form_post
 }
 
 macro_rules! actions {
@@ -96,6 +121,9 @@ actions!(
     DescribeKeyPairs,
     DeleteKeyPair,
     DescribeAccountAttributes,
+    DescribeAddresses,
+    DescribeInstanceAttribute,
+    GetConsoleOutput,
 );
 
 /// What the server logs of an EC2 request.
@@ -184,7 +212,7 @@ async fn serve(
             format!("the EC2 API takes GET and POST, not {method}"),
         ));
     }
-    if path != PREFIX && path != "/ec2/" {
+    if path != PREFIX && path != "/ec2/" && path != "/" {
         return Err(Ec2Error::new(
             "InvalidAction",
             400,
@@ -197,12 +225,7 @@ async fn serve(
         let form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';').next().is_some_and(|t| {
-                    t.trim()
-                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-                })
-            });
+            .is_some_and(body::is_form);
         if !form {
             return Err(Ec2Error::invalid_value(
                 "a POST body must be application/x-www-form-urlencoded",
@@ -269,6 +292,18 @@ async fn serve(
         ));
     };
     out.action = Some(action.as_str());
+    // Nothing a client sends is ignored: a parameter the action does not take is
+    // refused, before anything is done, as EC2 does.
+    if let Some(unknown) = params.unknown(&[actions::COMMON, actions::parameters(action)]) {
+        return Err(Ec2Error::new(
+            "UnknownParameter",
+            400,
+            format!(
+                "The parameter {unknown} is not recognized (by {} here; see the EC2 API's documentation in the cms README for what it takes)",
+                action.as_str()
+            ),
+        ));
+    }
     p.required("Version")?;
     if p.bool("DryRun")? == Some(true) {
         return Err(Ec2Error::new(

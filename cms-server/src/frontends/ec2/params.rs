@@ -54,6 +54,20 @@ impl Params {
         Ok(())
     }
 
+    /// The first parameter (in name order) that none of `allowed` describes; see
+    /// [`describes`] for the patterns.
+    pub fn unknown(&self, allowed: &[&[&str]]) -> Option<&str> {
+        self.map
+            .keys()
+            .find(|k| {
+                !allowed
+                    .iter()
+                    .flat_map(|a| a.iter())
+                    .any(|p| describes(p, k))
+            })
+            .map(String::as_str)
+    }
+
     /// The top-level view.
     pub fn view(&self) -> View<'_> {
         View {
@@ -101,9 +115,14 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The numbered entries `name.1`, `name.2`, … (the `N` of each, in order).
-    fn numbers(&self, name: &str) -> Result<Vec<u32>> {
-        let head = format!("{}.", self.key(name));
+    /// The positions of the entries `name.N…` in order. Positions are whole numbers
+    /// written without leading zeros; `0` is one (some clients count from it). A
+    /// value given without a position (`KeyName=web`, not `KeyName.1=web`) is read
+    /// as position 1, as the client means it; given with `name.1` as well, the
+    /// request is refused rather than one of them dropped.
+    fn numbers(&self, name: &str, bare: bool) -> Result<Vec<u32>> {
+        let whole = self.key(name);
+        let head = format!("{whole}.");
         let mut ns: Vec<u32> = Vec::new();
         for k in self.map.range(head.clone()..).map(|(k, _)| k) {
             let Some(rest) = k.strip_prefix(&head) else {
@@ -113,29 +132,43 @@ impl<'a> View<'a> {
             let n = digits
                 .parse::<u32>()
                 .ok()
-                .filter(|n| *n >= 1 && !digits.starts_with('0'))
+                .filter(|_| digits == "0" || !digits.starts_with('0'))
+                .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| {
                     Ec2Error::invalid_value(format!(
-                        "parameter `{k}`: `{digits}` is not a list position (1, 2, …)"
+                        "parameter `{k}`: `{digits}` is not a list position (0, 1, 2, …)"
                     ))
                 })?;
             if ns.last() != Some(&n) && !ns.contains(&n) {
                 ns.push(n);
             }
         }
+        if bare && self.map.contains_key(&whole) {
+            if ns.contains(&1) {
+                return Err(Ec2Error::combination(format!(
+                    "The request gives both {whole} and {whole}.1; give one of them"
+                )));
+            }
+            ns.push(1);
+        }
         ns.sort_unstable();
         Ok(ns)
     }
 
-    /// A list of values: `name.1`, `name.2`, … in order.
+    /// A list of values: `name.1`, `name.2`, … in order (`name` alone is `name.1`).
     pub fn list(&self, name: &str) -> Result<Vec<&'a str>> {
-        let ns = self.numbers(name)?;
+        let ns = self.numbers(name, true)?;
+        let whole = self.key(name);
         ns.iter()
             .map(|n| {
-                let k = format!("{}.{n}", self.key(name));
-                self.map.get(&k).map(String::as_str).ok_or_else(|| {
-                    Ec2Error::invalid_value(format!("parameter `{k}` is a structure, not a value"))
-                })
+                let k = format!("{whole}.{n}");
+                let bare = || (*n == 1).then(|| self.map.get(&whole)).flatten();
+                match self.map.get(&k).or_else(bare) {
+                    Some(v) => Ok(v.as_str()),
+                    None => Err(Ec2Error::invalid_value(format!(
+                        "parameter `{k}` is a structure, not a value"
+                    ))),
+                }
             })
             .collect()
     }
@@ -143,7 +176,7 @@ impl<'a> View<'a> {
     /// A list of structures: one view per `name.N.`, in order.
     pub fn structs(&self, name: &str) -> Result<Vec<View<'a>>> {
         Ok(self
-            .numbers(name)?
+            .numbers(name, false)?
             .into_iter()
             .map(|n| View {
                 map: self.map,
@@ -190,6 +223,26 @@ impl<'a> View<'a> {
                 "Value ({v}) for parameter {} is invalid. Expected true or false.",
                 self.key(name)
             ))),
+        }
+    }
+}
+
+/// Whether the parameter `key` is one that `pattern` describes: the same
+/// dot-separated parts, where `N` stands for a list position (digits); a pattern that
+/// ends in `.N` (a list of values) also describes its name given alone, which
+/// [`View::list`] reads as position 1. `Filter.N.Value.N` describes `Filter.1.Value.2`
+/// and `Filter.1.Value`, not `Filter.Value` or `Filter.1.Values`.
+pub fn describes(pattern: &str, key: &str) -> bool {
+    let position = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut p = pattern.split('.');
+    let mut k = key.split('.');
+    loop {
+        match (p.next(), k.next()) {
+            (None, None) => return true,
+            (Some("N"), None) => return p.next().is_none(),
+            (Some("N"), Some(part)) if position(part) => {}
+            (Some(a), Some(b)) if a == b && a != "N" => {}
+            _ => return false,
         }
     }
 }
@@ -326,6 +379,62 @@ mod tests {
         let e = v.int("MaxResults", 5..=1000).unwrap_err();
         assert!(e.message.contains("MaxResults"), "{e:?}");
         assert!(v.bool("DryRun").unwrap_err().message.contains("DryRun"));
+    }
+
+    #[test]
+    fn lists_count_from_zero_or_one_and_take_a_bare_member() {
+        let p = params("ResourceId.0=i-a&ResourceId.1=i-b&Tag.0.Key=k&Tag.0.Value=v");
+        let v = p.view();
+        assert_eq!(v.list("ResourceId").unwrap(), ["i-a", "i-b"]);
+        let tags = v.structs("Tag").unwrap();
+        assert_eq!(tags[0].get("Key"), Some("k"));
+        assert_eq!(
+            params("KeyName=web").view().list("KeyName").unwrap(),
+            ["web"]
+        );
+        assert_eq!(
+            params("KeyName=a&KeyName.2=b")
+                .view()
+                .list("KeyName")
+                .unwrap(),
+            ["a", "b"]
+        );
+        let both = params("KeyName=a&KeyName.1=b");
+        let e = both.view().list("KeyName").unwrap_err();
+        assert_eq!(e.code, "InvalidParameterCombination");
+        assert!(params("InstanceId.01=i").view().list("InstanceId").is_err());
+        assert!(params("InstanceId.+1=i").view().list("InstanceId").is_err());
+        let f = filters(&params("Filter.1.Name=key-name&Filter.1.Value=web").view()).unwrap();
+        assert_eq!(f[0].values, ["web"]);
+    }
+
+    #[test]
+    fn patterns_describe_parameters() {
+        assert!(describes("InstanceId.N", "InstanceId.1"));
+        assert!(describes("InstanceId.N", "InstanceId.0"));
+        assert!(describes("InstanceId.N", "InstanceId"));
+        assert!(!describes("InstanceId.N", "InstanceId.x"));
+        assert!(!describes("InstanceId.N", "InstanceId.1.Foo"));
+        assert!(!describes("InstanceId.N", "instanceId.1"));
+        assert!(describes("Filter.N.Value.N", "Filter.2.Value.10"));
+        assert!(describes("Filter.N.Value.N", "Filter.2.Value"));
+        assert!(!describes("Filter.N.Name", "Filter.Name"));
+        assert!(!describes("Filter.N.Name", "Filter.1"));
+        assert!(describes(
+            "Placement.AvailabilityZone",
+            "Placement.AvailabilityZone"
+        ));
+        assert!(!describes("Placement.AvailabilityZone", "Placement"));
+        assert!(!describes("Version", "Version.1"));
+        let p = params("Action=X&Version=1&Bogus=1&InstanceId.1=i");
+        assert_eq!(
+            p.unknown(&[&["Action", "Version", "InstanceId.N"]]),
+            Some("Bogus")
+        );
+        assert_eq!(
+            p.unknown(&[&["Action", "Version", "InstanceId.N", "Bogus"]]),
+            None
+        );
     }
 
     #[test]

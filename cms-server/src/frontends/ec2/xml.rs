@@ -30,6 +30,39 @@ pub fn escape_into(out: &mut String, s: &str) {
     }
 }
 
+/// A timestamp as EC2 writes them: `2026-11-22T10:00:00.000Z` (what filters on
+/// times match against, too).
+pub fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    String::from_utf8_lossy(&time_bytes(t)).into_owned()
+}
+
+fn time_bytes(t: &chrono::DateTime<chrono::Utc>) -> [u8; 24] {
+    use chrono::{Datelike, Timelike};
+    let mut b = [0u8; 24];
+    let mut put = |at: usize, n: u32, width: usize| {
+        let mut n = n;
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, t.year().clamp(0, 9999) as u32, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    put(20, t.timestamp_subsec_millis().min(999), 3);
+    b[4] = b'-';
+    b[7] = b'-';
+    b[10] = b'T';
+    b[13] = b':';
+    b[16] = b':';
+    b[19] = b'.';
+    b[23] = b'Z';
+    b
+}
+
 /// An answer being written.
 pub struct Xml {
     buf: String,
@@ -100,29 +133,7 @@ impl Xml {
 
     /// `<tag>2026-11-22T10:00:00.000Z</tag>`: a timestamp as EC2 writes them.
     pub fn time(&mut self, tag: &str, t: &chrono::DateTime<chrono::Utc>) -> &mut Self {
-        use chrono::{Datelike, Timelike};
-        let mut b = [0u8; 24];
-        let mut put = |at: usize, n: u32, width: usize| {
-            let mut n = n;
-            for i in (0..width).rev() {
-                b[at + i] = b'0' + (n % 10) as u8;
-                n /= 10;
-            }
-        };
-        put(0, t.year().clamp(0, 9999) as u32, 4);
-        put(5, t.month(), 2);
-        put(8, t.day(), 2);
-        put(11, t.hour(), 2);
-        put(14, t.minute(), 2);
-        put(17, t.second(), 2);
-        put(20, t.timestamp_subsec_millis().min(999), 3);
-        b[4] = b'-';
-        b[7] = b'-';
-        b[10] = b'T';
-        b[13] = b':';
-        b[16] = b':';
-        b[19] = b'.';
-        b[23] = b'Z';
+        let b = time_bytes(t);
         self.open(tag);
         self.buf
             .push_str(std::str::from_utf8(&b).unwrap_or_default());

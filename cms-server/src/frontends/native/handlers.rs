@@ -807,7 +807,7 @@ pub async fn create_key_pair(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (kp, _) = cx
         .app
         .service
-        .create_key_pair(cx.tenant()?, p, &spec)
+        .create_key_pair(cx.tenant()?, p, &spec, &Default::default())
         .await?;
     Ok(json_response(StatusCode::CREATED, &kp, 2048))
 }
