@@ -62,6 +62,26 @@ async fn instance_lifecycle_over_http() {
     );
     wait_state(&s, &location, "running").await;
 
+    // The console shows the boot and every action, oldest first.
+    let r = s.get(&format!("{location}/console")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let console: Value = r.json().await.unwrap();
+    let text = console["text"].as_str().unwrap();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the console:\n{text}"))
+    };
+    assert!(at("boots image") < at("stop requested"), "{text}");
+    assert!(at("stop requested") < at("start requested"), "{text}");
+    assert!(at("start requested") < at("reboot requested"), "{text}");
+    assert!(console["updated_at"].is_string(), "{console}");
+    let r = s
+        .get("/v1/providers/local/instances/nope/console")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 404, "not_found").await;
+
     let r = s.delete(&location).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let v: Value = r.json().await.unwrap();

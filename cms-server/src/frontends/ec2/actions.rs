@@ -361,10 +361,14 @@ pub(super) struct Refs {
 
 /// The EC2 ids of the images and networks a request has met, so that a listing of
 /// instances sharing an image asks once.
+/// The last image and network met are kept apart: instances listed together mostly
+/// share them, and comparing two ids costs less than hashing one.
 #[derive(Default)]
 pub(super) struct Memo {
     images: HashMap<Arc<str>, Arc<str>>,
     networks: HashMap<Arc<str>, NetworkIds>,
+    last_image: Option<(Arc<str>, Arc<str>)>,
+    last_network: Option<(Arc<str>, NetworkIds)>,
 }
 
 /// A network's subnet, VPC and default security group ids.
@@ -374,11 +378,18 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
     let s = c.service;
     let p = c.provider;
     let image = match &vm.image_id {
-        Some(i) => Some(match memo.images.get(i.as_str()) {
-            Some(id) => id.clone(),
-            None => {
-                let id = s.public_ids(p, Kind::Image, &[i.as_str()]).await?.remove(0);
-                memo.images.insert(i.as_str().into(), id.clone());
+        Some(i) => Some(match &memo.last_image {
+            Some((k, id)) if **k == *i.as_str() => id.clone(),
+            _ => {
+                let id = match memo.images.get(i.as_str()) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = s.public_ids(p, Kind::Image, &[i.as_str()]).await?.remove(0);
+                        memo.images.insert(i.as_str().into(), id.clone());
+                        id
+                    }
+                };
+                memo.last_image = Some((i.as_str().into(), id.clone()));
                 id
             }
         }),
@@ -386,9 +397,14 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
     };
     let (subnet, vpc, group) = match vm.network_ids.first() {
         Some(n) => {
-            let (sn, v, g) = match memo.networks.get(n.as_str()) {
-                Some(ids) => ids.clone(),
-                None => {
+            let (sn, v, g) = match (&memo.last_network, memo.networks.get(n.as_str())) {
+                (Some((k, ids)), _) if **k == *n.as_str() => ids.clone(),
+                (_, Some(ids)) => {
+                    let ids = ids.clone();
+                    memo.last_network = Some((n.as_str().into(), ids.clone()));
+                    ids
+                }
+                (_, None) => {
                     let vpc = s.public_ids(p, Kind::Vpc, &[n.as_str()]).await?.remove(0);
                     let ids = (
                         s.public_ids(p, Kind::Subnet, &[n.as_str()])
@@ -398,6 +414,7 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
                         Arc::from(derived_id("sg", &vpc)),
                     );
                     memo.networks.insert(n.as_str().into(), ids.clone());
+                    memo.last_network = Some((n.as_str().into(), ids.clone()));
                     ids
                 }
             };

@@ -89,7 +89,10 @@ pub(super) async fn describe_instance_attribute(c: &Call<'_>) -> Result<String> 
         "sourceDestCheck" => value(&mut x, attribute, "true"),
         "instanceInitiatedShutdownBehavior" => value(&mut x, attribute, "stop"),
         "rootDeviceName" => value(&mut x, attribute, ROOT_DEVICE),
-        "blockDeviceMapping" => write_devices(&mut x, vm, o.entry()),
+        "blockDeviceMapping" => {
+            let launched = vm.created_at.as_ref().map(super::xml::time_text);
+            write_devices(&mut x, vm, o.entry(), launched.as_deref())
+        }
         "productCodes" => {
             x.empty("productCodes");
         }

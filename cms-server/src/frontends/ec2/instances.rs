@@ -19,7 +19,7 @@ use super::actions::{
 };
 use super::error::{Ec2Error, Result};
 use super::params::{filters, Filter, View};
-use super::xml::{time_text, Xml};
+use super::xml::{id_leaf, leaf, time_bytes, time_text, Xml};
 use super::{Action, Call};
 use crate::service::{CreateRequest, Idempotency, InstanceRef, Owned};
 use crate::service::{Entry, Kind};
@@ -31,39 +31,50 @@ const CONCURRENCY: usize = 8;
 pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
     // The hot path of DescribeInstances: constant runs are written in one piece.
     let (code, name) = ec2_state(vm.state);
-    x.raw("<item>").leaf("instanceId", &e.public_id);
-    x.leaf_opt("imageId", r.image.as_deref());
-    x.raw("<instanceState>")
-        .num("code", code)
-        .leaf("name", name)
-        .raw("</instanceState>");
+    id_leaf!(x.raw("<item>"), "instanceId", &e.public_id);
+    if let Some(i) = r.image.as_deref() {
+        id_leaf!(x, "imageId", i);
+    }
+    x.raw("<instanceState>").num("code", code);
+    leaf!(x, "name", name).raw("</instanceState>");
     let private_ip = vm.private_ips.first().map(String::as_str);
     let public_ip = vm.public_ips.first().map(String::as_str);
     match private_ip {
-        Some(ip) => x.leaf("privateDnsName", &private_dns(ip)),
+        Some(ip) => x.private_dns("privateDnsName", ip),
         None => x.raw("<privateDnsName/>"),
     };
     x.raw("<dnsName/><reason/>");
-    x.leaf_opt("keyName", vm.key_name.as_deref());
+    if let Some(k) = vm.key_name.as_deref() {
+        leaf!(x, "keyName", k);
+    }
     x.num("amiLaunchIndex", e.launch_index)
         .raw("<productCodes/>");
-    x.leaf_opt("instanceType", vm.flavor_id.as_ref().map(|f| f.as_str()));
-    if let Some(t) = &vm.created_at {
-        x.time("launchTime", t);
+    if let Some(f) = &vm.flavor_id {
+        leaf!(x, "instanceType", f.as_str());
     }
-    x.raw("<placement>")
-        .leaf(
-            "availabilityZone",
-            vm.location_id.as_ref().map(|l| l.as_str()).unwrap_or(""),
-        )
-        .raw(
-            "<groupName/><tenancy>default</tenancy></placement>\
+    // The launch time is also the root volume's attach time: written once.
+    let launched = vm.created_at.as_ref().map(time_bytes);
+    let launched = launched
+        .as_ref()
+        .map(|b| std::str::from_utf8(b).unwrap_or_default());
+    x.leaf_opt("launchTime", launched);
+    let zone = vm.location_id.as_ref().map(|l| l.as_str()).unwrap_or("");
+    leaf!(x.raw("<placement>"), "availabilityZone", zone).raw(
+        "<groupName/><tenancy>default</tenancy></placement>\
              <monitoring><state>disabled</state></monitoring>",
-        );
-    x.leaf_opt("subnetId", r.subnet.as_deref());
-    x.leaf_opt("vpcId", r.vpc.as_deref());
-    x.leaf_opt("privateIpAddress", private_ip);
-    x.leaf_opt("ipAddress", public_ip);
+    );
+    if let Some(s) = r.subnet.as_deref() {
+        id_leaf!(x, "subnetId", s);
+    }
+    if let Some(v) = r.vpc.as_deref() {
+        id_leaf!(x, "vpcId", v);
+    }
+    if let Some(ip) = private_ip {
+        leaf!(x, "privateIpAddress", ip);
+    }
+    if let Some(ip) = public_ip {
+        leaf!(x, "ipAddress", ip);
+    }
     x.raw("<sourceDestCheck>true</sourceDestCheck>");
     write_groups(x, r);
     if vm.state == InstanceState::Error {
@@ -75,7 +86,7 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
         "<architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType>\
          <rootDeviceName>/dev/sda1</rootDeviceName>",
     );
-    write_devices(x, vm, e);
+    write_devices(x, vm, e, launched);
     x.raw("<virtualizationType>hvm</virtualizationType>");
     x.tags("tagSet", shown_tags(vm));
     x.raw(
@@ -88,11 +99,8 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
 /// none).
 pub(super) fn write_groups(x: &mut Xml, r: &Refs) {
     match &r.group {
-        Some(g) => x
-            .raw("<groupSet><item>")
-            .leaf("groupId", g)
-            .leaf("groupName", DEFAULT_GROUP)
-            .raw("</item></groupSet>"),
+        Some(g) => id_leaf!(x.raw("<groupSet><item>"), "groupId", g)
+            .raw("<groupName>default</groupName></item></groupSet>"),
         None => x.raw("<groupSet/>"),
     };
 }
@@ -103,25 +111,27 @@ pub(super) fn root_volume(vm: &Instance) -> bool {
     vm.state != InstanceState::Terminated
 }
 
-/// `blockDeviceMapping`: the root volume.
-pub(super) fn write_devices(x: &mut Xml, vm: &Instance, e: &Entry) {
+/// `blockDeviceMapping`: the root volume, attached when the instance was launched
+/// (`launched`, as EC2 writes times).
+pub(super) fn write_devices(x: &mut Xml, vm: &Instance, e: &Entry, launched: Option<&str>) {
     if !root_volume(vm) {
         x.raw("<blockDeviceMapping/>");
         return;
     }
     x.raw("<blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs>")
-        .leaf("volumeId", &derived_id("vol", &e.public_id))
-        .leaf("status", volume_status(vm));
-    if let Some(t) = &vm.created_at {
-        x.time("attachTime", t);
+        .derived_id("volumeId", "vol", &e.public_id)
+        .raw(volume_status(vm).1);
+    if let Some(t) = launched {
+        leaf!(x, "attachTime", t);
     }
     x.raw("<deleteOnTermination>true</deleteOnTermination></ebs></item></blockDeviceMapping>");
 }
 
-fn volume_status(vm: &Instance) -> &'static str {
+/// The root volume's status, and its `<status>` element.
+fn volume_status(vm: &Instance) -> (&'static str, &'static str) {
     match vm.state {
-        InstanceState::Terminating => "detaching",
-        _ => "attached",
+        InstanceState::Terminating => ("detaching", "<status>detaching</status>"),
+        _ => ("attached", "<status>attached</status>"),
     }
 }
 
@@ -336,7 +346,7 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
         "ebs-optimized" => is("false"),
         "block-device-mapping.device-name" => when(root, is(ROOT_DEVICE)),
         "block-device-mapping.volume-id" => when(root, vec![derived_id("vol", &e.public_id)]),
-        "block-device-mapping.status" => when(root, is(volume_status(vm))),
+        "block-device-mapping.status" => when(root, is(volume_status(vm).0)),
         "block-device-mapping.delete-on-termination" => when(root, is("true")),
         "block-device-mapping.attach-time" => when(
             root,
@@ -359,8 +369,14 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
 }
 
 /// The private DNS name EC2 gives an address.
+/// EC2's private DNS name of an address, as [`Xml::private_dns`] writes it (for
+/// filters).
 fn private_dns(ip: &str) -> String {
-    format!("ip-{}.ec2.internal", ip.replace('.', "-"))
+    if ip.parse::<std::net::Ipv4Addr>().is_ok() {
+        format!("ip-{}.ec2.internal", ip.replace('.', "-"))
+    } else {
+        ip.to_owned()
+    }
 }
 
 fn state_reason(vm: &Instance) -> String {
@@ -503,22 +519,35 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
     // One reservation per launch, in the order its first instance appears.
     let mut order: Vec<Arc<str>> = Vec::new();
     let mut groups: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+    // Instances of one launch are mostly listed one after the other: the last
+    // reservation is compared before the map is asked.
+    let mut last: Option<(Arc<str>, Vec<usize>)> = None;
     for (i, o) in page.items.iter().enumerate() {
         let r = o
             .entry()
             .reservation
             .clone()
             .unwrap_or_else(|| "r-00000000000000000".into());
-        groups
-            .entry(r.clone())
-            .or_insert_with(|| {
-                order.push(r);
-                Vec::new()
-            })
-            .push(i);
+        match &mut last {
+            Some((l, members)) if *l == r => members.push(i),
+            _ => {
+                if let Some((l, members)) = last.take() {
+                    groups.insert(l, members);
+                }
+                let mut members = groups.remove(&r).unwrap_or_else(|| {
+                    order.push(r.clone());
+                    Vec::new()
+                });
+                members.push(i);
+                last = Some((r, members));
+            }
+        }
+    }
+    if let Some((l, members)) = last {
+        groups.insert(l, members);
     }
     let items = &page.items;
-    let mut x = Xml::response("DescribeInstances", c.request_id, 512 + items.len() * 1200);
+    let mut x = Xml::response("DescribeInstances", c.request_id, 512 + items.len() * 1600);
     let mut memo = Memo::default();
     if items.is_empty() {
         x.empty("reservationSet");
@@ -528,8 +557,7 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
             let mut members = groups.remove(r).unwrap_or_default();
             members.sort_by_key(|&i| items[i].entry().launch_index);
             let owner = owner_of(&items[members[0]]).unwrap_or(&c.tenant.name);
-            x.open("item")
-                .leaf("reservationId", r)
+            id_leaf!(x.open("item"), "reservationId", r)
                 .leaf("ownerId", &account_id(owner))
                 .empty("groupSet")
                 .open("instancesSet");
@@ -976,7 +1004,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
     let mut x = Xml::response(
         "RunInstances",
         c.request_id,
-        512 + launch.instances.len() * 1200,
+        512 + launch.instances.len() * 1600,
     );
     x.leaf("reservationId", &launch.reservation)
         .leaf("ownerId", &account_id(&c.tenant.name))

@@ -338,6 +338,7 @@ pub async fn dispatch(id: RouteId, cx: &Ctx<'_>) -> Result<Response, ApiError> {
         RouteId::StartInstance => start_instance(cx).await,
         RouteId::StopInstance => stop_instance(cx).await,
         RouteId::RebootInstance => reboot_instance(cx).await,
+        RouteId::GetConsoleOutput => get_console_output(cx).await,
         RouteId::ListImages => list_images(cx).await,
         RouteId::GetImage => get_image(cx).await,
         RouteId::ListFlavors => list_flavors(cx).await,
@@ -580,6 +581,24 @@ pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let vm = cx.instance(p, Operation::GetInstance).await?;
     Ok(json_response(StatusCode::OK, &vm, 1024))
+}
+
+/// What the instance's console showed: the latest part the backend keeps (at most
+/// 64 KiB), as text.
+#[utoipa::path(get, path = "/v1/providers/{provider}/instances/{id}/console", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 200, description = "The console output", body = cms_core::ConsoleOutput), ProviderProblems))]
+pub async fn get_console_output(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let (_, out) = cx
+        .app
+        .service
+        .console_output(cx.tenant()?, p, InstanceRef::Backend(cx.id()))
+        .await?;
+    Ok(json_response(StatusCode::OK, &out, 256 + out.text.len()))
 }
 
 /// Deletes (terminates) an instance; it goes through `terminating` to `terminated`.

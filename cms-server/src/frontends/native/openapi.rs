@@ -37,6 +37,7 @@ use super::problem::{Problem, PROBLEM_JSON};
         handlers::start_instance,
         handlers::stop_instance,
         handlers::reboot_instance,
+        handlers::get_console_output,
         handlers::list_images,
         handlers::get_image,
         handlers::list_flavors,
