@@ -128,8 +128,8 @@ fn run_suite(s: &Server, suite: &str) -> Run {
 
 /// Runs the JavaScript suite `tests/ec2_clients/js/{suite}` with node's test runner.
 fn run_js_suite(s: &Server, suite: &str) -> Run {
-    let dir = node_env();
-    let mut cmd = Command::new("node");
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ec2_clients/js"));
+    let mut cmd = Command::new(node_env());
     cmd.current_dir(dir)
         .arg("--test")
         .arg("--test-reporter=spec")

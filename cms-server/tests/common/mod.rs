@@ -600,11 +600,11 @@ pub fn python_env() -> &'static Path {
     BIN.get_or_init(|| setup_script("python-env").join("bin"))
 }
 
-/// The folder of the JavaScript suite with its pinned clients installed, after
-/// `scripts/node-env` (once per test process; cheap when they already are).
+/// The node (20 or newer) to run the JavaScript suite with, after `scripts/node-env`
+/// installed its pinned clients (once per test process; cheap when they already are).
 pub fn node_env() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| setup_script("node-env"))
+    static NODE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| setup_script("node-env"))
 }
 
 /// What a program run by [`run_in_group`] did.
