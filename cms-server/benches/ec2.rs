@@ -34,6 +34,11 @@ use common::{peak_rss_kib, start_server, TempDir};
 /// The development tenant's EC2 keys (`CMS_DEV_ACCESS_KEY_ID`, `CMS_DEV_SECRET_ACCESS_KEY`).
 const ACCESS_KEY_ID: &str = "AKIACMSBENCH0000EC2";
 const SECRET_ACCESS_KEY: &str = "cms-bench-secret-0123456789abcdef";
+/// The environment that gives the development tenant those keys.
+const DEV_KEYS: &[(&str, &str)] = &[
+    ("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID),
+    ("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+];
 const CONNECTIONS: usize = 64;
 const INSTANCES: usize = 100;
 const DESCRIBE: &str = "Action=DescribeInstances&Version=2016-11-15";
@@ -57,6 +62,24 @@ async fn seed(addr: SocketAddr, path: &str, region: &str, keys: (&str, &str), ex
 }
 
 /// Fetches one DescribeInstances answer and checks it lists every instance.
+/// Launches the instances into a cms server (from its first image) and answers its
+/// DescribeInstances.
+async fn seed_cms(addr: SocketAddr) -> String {
+    let keys = (ACCESS_KEY_ID, SECRET_ACCESS_KEY);
+    let images = Target::signed(
+        addr,
+        "/ec2/",
+        "local",
+        keys,
+        "Action=DescribeImages&Version=2016-11-15".to_owned(),
+    );
+    let (status, xml) = call(&images).await;
+    assert_eq!(status, 200, "DescribeImages: {xml}");
+    let image = first(&xml, "imageId").expect("an image in DescribeImages");
+    seed(addr, "/ec2/", "local", keys, &format!("&ImageId={image}")).await;
+    describe(addr, "/ec2/", "local", keys).await
+}
+
 async fn describe(addr: SocketAddr, path: &str, region: &str, keys: (&str, &str)) -> String {
     let t = Target::signed(addr, path, region, keys, DESCRIBE.to_owned());
     let (status, xml) = call(&t).await;
@@ -94,34 +117,8 @@ fn main() {
     let cms_keys = (ACCESS_KEY_ID, SECRET_ACCESS_KEY);
 
     // cms: 100 instances from the memory cloud's first image.
-    let cms = start_server(
-        &dir,
-        &[
-            ("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID),
-            ("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-        ],
-    );
-    let answer = rt.block_on(async {
-        let images = Target::signed(
-            cms.addr,
-            "/ec2/",
-            "local",
-            cms_keys,
-            "Action=DescribeImages&Version=2016-11-15".to_owned(),
-        );
-        let (status, xml) = call(&images).await;
-        assert_eq!(status, 200, "DescribeImages: {xml}");
-        let image = first(&xml, "imageId").expect("an image in DescribeImages");
-        seed(
-            cms.addr,
-            "/ec2/",
-            "local",
-            cms_keys,
-            &format!("&ImageId={image}"),
-        )
-        .await;
-        describe(cms.addr, "/ec2/", "local", cms_keys).await
-    });
+    let cms = start_server(&dir, DEV_KEYS);
+    let answer = rt.block_on(seed_cms(cms.addr));
 
     // moto: 100 instances.
     let moto_server = rt.block_on(MotoServer::start());
@@ -160,36 +157,8 @@ fn main() {
 
     // An earlier build, when asked for: the same instances, the same load.
     if let Ok(path) = std::env::var("CMS_BENCH_BASELINE") {
-        let old = common::start_with(
-            path.as_ref(),
-            &dir,
-            common::LOCAL,
-            &[
-                ("CMS_DEV_ACCESS_KEY_ID", ACCESS_KEY_ID),
-                ("CMS_DEV_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-            ],
-        );
-        rt.block_on(async {
-            let images = Target::signed(
-                old.addr,
-                "/ec2/",
-                "local",
-                cms_keys,
-                "Action=DescribeImages&Version=2016-11-15".to_owned(),
-            );
-            let (status, xml) = call(&images).await;
-            assert_eq!(status, 200, "DescribeImages: {xml}");
-            let image = first(&xml, "imageId").expect("an image in DescribeImages");
-            seed(
-                old.addr,
-                "/ec2/",
-                "local",
-                cms_keys,
-                &format!("&ImageId={image}"),
-            )
-            .await;
-            describe(old.addr, "/ec2/", "local", cms_keys).await
-        });
+        let old = common::start_with(path.as_ref(), &dir, common::LOCAL, DEV_KEYS);
+        rt.block_on(seed_cms(old.addr));
         let old_pid = old.child.id().to_string();
         let sign = || Target::signed(old.addr, "/ec2/", "local", cms_keys, DESCRIBE.to_owned());
         rt.block_on(measure("warm-up", sign(), CONNECTIONS, 1.0, || None));

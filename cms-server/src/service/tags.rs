@@ -27,16 +27,7 @@ impl Service {
         tenant: &Tenant,
         p: &Provider,
     ) -> Result<HashMap<Arc<str>, Tags>, Error> {
-        let all = self.store.all_tenant_tags(&tenant.name).await?;
-        let mut out = HashMap::with_capacity(all.len());
-        for (id, tags) in all {
-            if let Some(r) = self.store.resolve(&id).await? {
-                if *r.provider == *p.name {
-                    out.insert(id, tags);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.store.tenant_tags_on(&tenant.name, &p.name).await?)
     }
 
     /// The attribute `name` of each of `public_ids` that has it (see

@@ -133,17 +133,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Every tag `tenant` keeps here, by public id.
-    pub async fn all_tenant_tags(
+    /// Every tag `tenant` keeps on objects of `provider`, by public id (one query).
+    pub async fn tenant_tags_on(
         &self,
         tenant: &str,
+        provider: &str,
     ) -> Result<HashMap<Arc<str>, Tags>, StoreError> {
-        let rows =
-            sqlx::query("SELECT public_id, tag_key, tag_value FROM cms_tags WHERE tenant = $1")
-                .bind(tenant)
-                .fetch_all(self.pool())
-                .await
-                .map_err(err("cannot read tags"))?;
+        let rows = sqlx::query(
+            "SELECT t.public_id, t.tag_key, t.tag_value FROM cms_tags t
+             JOIN cms_objects o ON o.public_id = t.public_id
+             WHERE t.tenant = $1 AND o.provider = $2",
+        )
+        .bind(tenant)
+        .bind(provider)
+        .fetch_all(self.pool())
+        .await
+        .map_err(err("cannot read tags"))?;
         let mut out = HashMap::new();
         read_tags(rows, &mut out)?;
         Ok(out)
@@ -290,11 +295,12 @@ mod tests {
                 .await
                 .unwrap()
                 .is_err());
-            assert_eq!(s.all_tenant_tags("team-a").await.unwrap()[id].len(), 1);
+            assert_eq!(s.tenant_tags_on("team-a", "p").await.unwrap()[id].len(), 1);
+            assert!(s.tenant_tags_on("team-a", "q").await.unwrap().is_empty());
 
             s.forget("p", Kind::KeyPair, "team-a@web").await.unwrap();
             assert_eq!(s.attribute(id, "user_data").await.unwrap(), None);
-            assert!(s.all_tenant_tags("team-a").await.unwrap().is_empty());
+            assert!(s.tenant_tags_on("team-a", "p").await.unwrap().is_empty());
         }
     }
 }

@@ -126,7 +126,6 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
                 "image-type" => f.matches(["machine"]),
                 "is-public" => f.matches(["true"]),
                 "owner-id" => f.matches([owner.as_str()]),
-                "tag-key" => f.matches(i.tags.keys().map(String::as_str)),
                 "root-device-type" | "block-device-mapping.volume-type" => {
                     f.matches([if f.name == "root-device-type" {
                         "ebs"
@@ -140,10 +139,8 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
                 "platform-details" => f.matches(["Linux/UNIX"]),
                 "block-device-mapping.delete-on-termination" => f.matches(["true"]),
                 "block-device-mapping.encrypted" => f.matches(["false"]),
-                other => {
-                    let key = other.strip_prefix("tag:").unwrap_or("");
-                    f.matches(i.tags.get(key).map(String::as_str))
-                }
+                // `tag-key` and `tag:KEY`, the rest checked above.
+                _ => f.on_tags(&i.tags).unwrap_or(false),
             })
         })
         .collect();

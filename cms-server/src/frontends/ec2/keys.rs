@@ -56,19 +56,19 @@ async fn owned_key_pairs(c: &Call<'_>) -> Result<Vec<Shown>> {
     Ok(owned
         .into_iter()
         .map(|(key, entry)| {
-            let imported = key
-                .public_key
-                .as_deref()
-                .and_then(|k| keymat::imported(k).ok());
-            let kind = match (&imported, key.public_key.as_deref()) {
-                (Some((t, _)), _) => *t,
-                (None, Some(k)) => KeyType::of_public_key(k).unwrap_or(KeyType::Ed25519),
-                (None, None) => KeyType::Ed25519,
-            }
-            .as_str();
+            let public = key.public_key.as_deref();
+            let kind = public
+                .and_then(KeyType::of_public_key)
+                .unwrap_or(KeyType::Ed25519)
+                .as_str();
+            // The public key is parsed only for a key pair with no fingerprint kept.
             let fingerprint = fingerprints
                 .remove(&entry.public_id)
-                .or(imported.map(|(_, f)| f))
+                .or_else(|| {
+                    public
+                        .and_then(|k| keymat::imported(k).ok())
+                        .map(|(_, f)| f)
+                })
                 .unwrap_or_else(|| key.fingerprint.clone());
             Shown {
                 fingerprint,
@@ -244,11 +244,8 @@ pub(super) async fn describe_key_pairs(c: &Call<'_>) -> Result<String> {
                     "fingerprint" => f.matches([k.fingerprint.as_str()]),
                     "key-pair-id" => f.matches([&*k.entry.public_id]),
                     "key-type" => f.matches([k.kind]),
-                    "tag-key" => f.matches(k.tags.keys().map(String::as_str)),
-                    other => {
-                        let key = other.strip_prefix("tag:").unwrap_or("");
-                        f.matches(k.tags.get(key).map(String::as_str))
-                    }
+                    // `tag-key` and `tag:KEY`, the rest checked above.
+                    _ => f.on_tags(&k.tags).unwrap_or(false),
                 })
         })
         .collect();

@@ -264,6 +264,15 @@ impl Filter {
             .into_iter()
             .any(|c| self.values.iter().any(|p| wildcard(p, c)))
     }
+
+    /// For `tag-key` and `tag:KEY`, whether `tags` match; `None` for other filters.
+    pub fn on_tags(&self, tags: &cms_core::Tags) -> Option<bool> {
+        if self.name == "tag-key" {
+            return Some(self.matches(tags.keys().map(String::as_str)));
+        }
+        let key = self.name.strip_prefix("tag:")?;
+        Some(self.matches(tags.get(key).map(String::as_str)))
+    }
 }
 
 /// The `Filter.N` of a request, each with at least one value.

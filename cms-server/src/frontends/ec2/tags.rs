@@ -96,8 +96,9 @@ async fn tag_targets<'a>(c: &Call<'a>) -> Result<Targets<'a>> {
     Ok(t)
 }
 
-/// The change of a kept object's tags that `given` asks for.
-fn kept_change(create: bool, given: &[(String, Option<String>)], current: &Tags) -> TagChanges {
+/// The change of an object's tags that `given` asks for (CreateTags: set them;
+/// DeleteTags: those that match, every tag when `given` is empty).
+fn tag_change(create: bool, given: &[(String, Option<String>)], current: &Tags) -> TagChanges {
     let mut changes = TagChanges::default();
     if create {
         for (k, v) in given {
@@ -150,40 +151,29 @@ pub(super) async fn change_tags(c: &Call<'_>, create: bool) -> Result<String> {
             )
             .await?
             .instance;
-        let mut changes = TagChanges::default();
-        for (k, v) in &given {
-            if k == "Name" {
-                // `Name` is the instance's name in cms, which cannot be changed.
-                let unchanged = if create {
-                    v.as_deref().unwrap_or("") == vm.name
-                } else {
-                    vm.name.is_empty() || v.as_deref().is_some_and(|v| v != vm.name)
-                };
-                if !unchanged {
-                    return Err(Ec2Error::unsupported(format!(
-                        "the Name tag of {id} is its cms name ('{}'), which cannot be changed or deleted",
-                        vm.name
-                    )));
-                }
-                continue;
-            }
-            if create {
-                changes.set.insert(k.clone(), v.clone().unwrap_or_default());
+        for (_, v) in given.iter().filter(|(k, _)| k == "Name") {
+            // `Name` is the instance's name in cms, which cannot be changed.
+            let unchanged = if create {
+                v.as_deref().unwrap_or("") == vm.name
             } else {
-                let matches = match (vm.tags.get(k), v) {
-                    (Some(_), None) => true,
-                    (Some(have), Some(want)) => have == want,
-                    (None, _) => false,
-                };
-                if matches {
-                    changes.remove.push(k.clone());
-                }
+                vm.name.is_empty() || v.as_deref().is_some_and(|v| v != vm.name)
+            };
+            if !unchanged {
+                return Err(Ec2Error::unsupported(format!(
+                    "the Name tag of {id} is its cms name ('{}'), which cannot be changed or deleted",
+                    vm.name
+                )));
             }
         }
-        if !create && given.is_empty() {
-            // Every tag: the name stays, it is not a tag in cms.
-            changes.remove = vm.tags.keys().filter(|k| *k != "Name").cloned().collect();
-        }
+        // The other tags change as kept tags do; the name stays, it is not a tag in cms.
+        let rest: Vec<(String, Option<String>)> =
+            given.iter().filter(|(k, _)| k != "Name").cloned().collect();
+        let mut changes = if rest.is_empty() && !given.is_empty() {
+            TagChanges::default()
+        } else {
+            tag_change(create, &rest, &vm.tags)
+        };
+        changes.remove.retain(|k| k != "Name");
         plans.push((id, changes));
     }
     // The tenant's own tags first: the service checks them all before it writes any.
@@ -195,7 +185,7 @@ pub(super) async fn change_tags(c: &Call<'_>, create: bool) -> Result<String> {
             .iter()
             .map(|id| {
                 let have = current.get(*id).unwrap_or(&empty);
-                (*id, kept_change(create, &given, have))
+                (*id, tag_change(create, &given, have))
             })
             .filter(|(_, ch)| !ch.is_empty())
             .collect();
