@@ -19,3 +19,7 @@ pub use cms_driver_ec2 as ec2;
 /// The OpenNebula driver (feature `opennebula`).
 #[cfg(feature = "opennebula")]
 pub use cms_driver_opennebula as opennebula;
+
+/// The driver for another cms server, and its client (feature `remote`).
+#[cfg(feature = "remote")]
+pub use cms_driver_remote as remote;

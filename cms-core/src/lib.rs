@@ -29,6 +29,7 @@
 
 pub mod capabilities;
 pub mod cloud;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod layers;

@@ -101,6 +101,12 @@ pub async fn build_cloud(p: &ProviderConfig) -> Result<Cloud, ConfigError> {
             cms_driver_opennebula::OpenNebulaDriver::new(c.clone())
                 .map_err(|e| provider_error(p, e))?,
         ),
+        #[cfg(feature = "remote")]
+        DriverConfig::Remote(c) => Cloud::builder(
+            cms_driver_remote::RemoteDriver::connect(c)
+                .await
+                .map_err(|e| provider_error(p, e))?,
+        ),
     };
     let mut b = builder
         .provider(p.name.clone())
@@ -116,7 +122,7 @@ pub async fn build_cloud(p: &ProviderConfig) -> Result<Cloud, ConfigError> {
     Ok(b.build())
 }
 
-#[cfg(any(feature = "ec2", feature = "opennebula"))]
+#[cfg(any(feature = "ec2", feature = "opennebula", feature = "remote"))]
 fn provider_error(p: &ProviderConfig, e: cms_core::Error) -> ConfigError {
     config_error(format!(
         "provider `{}` (driver {}): {e}",

@@ -152,6 +152,11 @@ pub enum DriverConfig {
     /// `endpoint`, `username`, `password_env`, …).
     #[cfg(feature = "opennebula")]
     Opennebula(cms_driver_opennebula::OpenNebulaConfig),
+    /// A provider of another cms server (`cms_driver_remote::RemoteConfig` keys:
+    /// `endpoint`, `provider`, `api_key_env`, `timeout_secs`).
+    #[cfg(feature = "remote")]
+    #[serde(rename = "cms")]
+    Remote(cms_driver_remote::RemoteConfig),
 }
 
 impl DriverConfig {
@@ -162,6 +167,8 @@ impl DriverConfig {
         "ec2",
         #[cfg(feature = "opennebula")]
         "opennebula",
+        #[cfg(feature = "remote")]
+        "cms",
     ];
 
     /// The driver's name.
@@ -172,6 +179,8 @@ impl DriverConfig {
             DriverConfig::Ec2(_) => "ec2",
             #[cfg(feature = "opennebula")]
             DriverConfig::Opennebula(_) => "opennebula",
+            #[cfg(feature = "remote")]
+            DriverConfig::Remote(_) => cms_driver_remote::DRIVER,
         }
     }
 }

@@ -809,3 +809,102 @@ async fn health_and_metrics() {
     }
     assert!(!text.contains("i-nope"), "raw paths must not be labels");
 }
+
+#[tokio::test]
+async fn tags_change_by_merge_patch_and_instances_list_by_id() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let body = json!({"image_id": image, "flavor_id": flavor, "tags": {"env": "demo", "old": "x"}});
+    let a: Value = create(&s, "local", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = create(&s, "local", body).await.json().await.unwrap();
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let tags = format!("/v1/providers/local/instances/{a}/tags");
+    let patch = |path: &str, body: &str| {
+        s.req(reqwest::Method::PATCH, path)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_owned())
+    };
+    let r = patch(&tags, r#"{"team": "web", "old": null, "absent": null}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], json!({"env": "demo", "team": "web"}));
+    // Repeating it changes nothing; an empty patch answers the instance as it is.
+    let v: Value = json_of(patch(&tags, r#"{"team": "web", "old": null}"#)).await;
+    assert_eq!(v["tags"], json!({"env": "demo", "team": "web"}));
+    let v: Value = json_of(patch(&tags, "{}")).await;
+    assert_eq!(v["tags"], json!({"env": "demo", "team": "web"}));
+    // Bad patches, unknown and foreign instances.
+    for (body, kind, status) in [
+        (r#"{"": "x"}"#, "invalid_argument", 400),
+        (r#"{"k": 3}"#, "malformed_body", 400),
+        (r#"["k"]"#, "malformed_body", 400),
+    ] {
+        let r = patch(&tags, body).send().await.unwrap();
+        expect_problem(r, status, kind).await;
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|k| (format!("k{k}"), json!("v"))).collect();
+    let r = patch(&tags, &Value::Object(many).to_string())
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 400, "malformed_body").await;
+    assert!(p["detail"].as_str().unwrap().contains("at most 50"), "{p}");
+    let r = patch(
+        "/v1/providers/local/instances/i-0000000000000dead/tags",
+        "{}",
+    )
+    .send()
+    .await
+    .unwrap();
+    expect_problem(r, 404, "not_found").await;
+    let r = s
+        .client
+        .patch(s.url(&tags))
+        .bearer_auth(BOB)
+        .json(&json!({"x": "y"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 404, "not_found").await;
+    let r = s.post(&tags).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "PATCH");
+    expect_problem(r, 405, "method_not_allowed").await;
+
+    // `id` picks instances out of a listing, with the other filters.
+    let list = |q: String| {
+        let s = &s;
+        async move {
+            let v: Value = json_of(s.get(&format!("/v1/providers/local/instances?{q}"))).await;
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut both = list(format!("id={a}&id={b}")).await;
+    both.sort();
+    let mut want = vec![a.to_owned(), b.to_owned()];
+    want.sort();
+    assert_eq!(both, want);
+    assert_eq!(list(format!("id={a}&id={b}&tag=team%3Dweb")).await, [a]);
+    assert_eq!(
+        list("id=i-0000000000000dead".into()).await,
+        Vec::<String>::new()
+    );
+    let r = s
+        .get("/v1/providers/local/instances?id=")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 400, "invalid_query").await;
+}

@@ -132,15 +132,7 @@ impl OpenNebulaConfig {
     /// Reads a configuration from any serde format (a TOML table, JSON); errors name
     /// the key that is wrong (`sizes[0].cpu: invalid type …`).
     pub fn from_deserializer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OpenNebulaConfig> {
-        let config: OpenNebulaConfig = serde_path_to_error::deserialize(d).map_err(|e| {
-            let path = e.path().to_string();
-            let key = if path == "." {
-                "configuration".to_owned()
-            } else {
-                path
-            };
-            bad(&key, e.inner())
-        })?;
+        let config: OpenNebulaConfig = cms_core::config::read(d, "opennebula")?;
         config.validate()?;
         Ok(config)
     }
@@ -229,20 +221,15 @@ impl OpenNebulaConfig {
             network_driver: default_network_driver(),
         };
         config.validate().map_err(|e| {
-            // Name the variable rather than the field it fills.
-            let renamed = match e.context_value("argument") {
-                Some("endpoint") => "ONE_XMLRPC",
-                Some("username") => "CMS_ONE_USERNAME",
-                Some("password_env") => "CMS_ONE_PASSWORD_ENV",
-                Some("auth_file") => "ONE_AUTH",
-                _ => return e,
-            };
-            bad(
-                renamed,
-                e.message()
-                    .split_once(": ")
-                    .map(|(_, w)| w)
-                    .unwrap_or(e.message()),
+            cms_core::config::renamed_to_variable(
+                e,
+                &[
+                    ("endpoint", "ONE_XMLRPC"),
+                    ("username", "CMS_ONE_USERNAME"),
+                    ("password_env", "CMS_ONE_PASSWORD_ENV"),
+                    ("auth_file", "ONE_AUTH"),
+                ],
+                "opennebula",
             )
         })?;
         Ok(config)

@@ -487,6 +487,16 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
     (status, out, err)
 }
 
+/// Sends a request and reads its answer as JSON.
+pub async fn json_of(r: reqwest::RequestBuilder) -> Value {
+    r.send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// Asserts `resp` is a problem document with `status` and `kind`, and returns it.
 pub async fn expect_problem(resp: reqwest::Response, status: u16, kind: &str) -> Value {
     let got = resp.status().as_u16();

@@ -213,7 +213,10 @@ impl Ctx<'_> {
 pub fn reads_body(id: RouteId) -> bool {
     matches!(
         id,
-        RouteId::CreateInstance | RouteId::CreateNetwork | RouteId::CreateKeyPair
+        RouteId::CreateInstance
+            | RouteId::CreateNetwork
+            | RouteId::CreateKeyPair
+            | RouteId::UpdateInstanceTags
     )
 }
 
@@ -339,6 +342,7 @@ pub async fn dispatch(id: RouteId, cx: &Ctx<'_>) -> Result<Response, ApiError> {
         RouteId::StopInstance => stop_instance(cx).await,
         RouteId::RebootInstance => reboot_instance(cx).await,
         RouteId::GetConsoleOutput => get_console_output(cx).await,
+        RouteId::UpdateInstanceTags => update_instance_tags(cx).await,
         RouteId::ListImages => list_images(cx).await,
         RouteId::GetImage => get_image(cx).await,
         RouteId::ListFlavors => list_flavors(cx).await,
@@ -599,6 +603,58 @@ pub async fn get_console_output(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .console_output(cx.tenant()?, p, InstanceRef::Backend(cx.id()))
         .await?;
     Ok(json_response(StatusCode::OK, &out, 256 + out.text.len()))
+}
+
+/// A change of tags as a JSON merge patch (RFC 7396): a key with a string sets that
+/// tag (adding it or overwriting its value), a key with `null` removes it (a tag the
+/// instance does not carry is no error); keys not named stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct TagPatch(pub std::collections::BTreeMap<String, Option<String>>);
+
+/// Changes an instance's tags (a JSON merge patch of them, at most 50 keys) and
+/// answers the instance as it is after the change.
+#[utoipa::path(patch, path = "/v1/providers/{provider}/instances/{id}/tags", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    request_body(content(
+            (TagPatch = "application/merge-patch+json"),
+            (TagPatch = "application/json")),
+        description = "`{\"team\": \"web\", \"old\": null}` sets `team` and removes `old`"),
+    responses((status = 200, description = "The instance with its new tags", body = Instance),
+        ProviderProblems, BodyProblems))]
+pub async fn update_instance_tags(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let TagPatch(patch) = cx.json()?;
+    if patch.len() > cms_core::MAX_TAGS {
+        return Err(ApiError::server(
+            ServerKind::MalformedBody,
+            format!(
+                "{} tag changes given, at most {} per request",
+                patch.len(),
+                cms_core::MAX_TAGS
+            ),
+        ));
+    }
+    let mut changes = cms_core::TagChanges::new();
+    for (k, v) in patch {
+        match v {
+            Some(v) => changes.set.insert(k, v),
+            None => {
+                changes.remove.push(k);
+                None
+            }
+        };
+    }
+    let after = cx
+        .app
+        .service
+        .update_tags(cx.tenant()?, p, InstanceRef::Backend(cx.id()), &changes)
+        .await?;
+    Ok(json_response(StatusCode::OK, &after.instance, 1024))
 }
 
 /// Deletes (terminates) an instance; it goes through `terminating` to `terminated`.

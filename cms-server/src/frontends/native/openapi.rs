@@ -38,6 +38,7 @@ use super::problem::{Problem, PROBLEM_JSON};
         handlers::stop_instance,
         handlers::reboot_instance,
         handlers::get_console_output,
+        handlers::update_instance_tags,
         handlers::list_images,
         handlers::get_image,
         handlers::list_flavors,
@@ -245,6 +246,15 @@ fn constrain(doc: &mut Value) {
     });
     let schemas = &mut doc["components"]["schemas"];
     schemas["Tags"] = tags;
+    schemas["TagPatch"] = json!({
+        "type": "object",
+        "description": format!(
+            "A JSON merge patch of tags: a string sets a tag, null removes it; at most {MAX_TAGS} keys of 1 to {MAX_TAG_KEY} characters, values of at most {MAX_TAG_VALUE}"
+        ),
+        "maxProperties": MAX_TAGS,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_KEY},
+        "additionalProperties": {"type": ["string", "null"], "maxLength": MAX_TAG_VALUE}
+    });
     let fields: &[(&str, &str, Value)] = &[
         (
             "CreateInstanceRequest",
@@ -306,12 +316,25 @@ fn constrain(doc: &mut Value) {
             continue;
         };
         for op in item.values_mut() {
+            let filters_ids = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "id" && p["in"] == "query"));
+            if filters_ids {
+                // Many long ids make a request line longer than the HTTP server reads.
+                op["responses"]["414"] = json!({
+                    "description": "The request line is longer than the server reads (64 KiB): name fewer or shorter ids"
+                });
+            }
             let Some(params) = op["parameters"].as_array_mut() else {
                 continue;
             };
             for p in params {
                 let extra = match (p["in"].as_str(), p["name"].as_str()) {
                     (Some("query"), Some("name")) => text(0, MAX_NAME, Some(NO_CONTROL)),
+                    (Some("query"), Some("id")) => json!({
+                        "maxItems": super::query::MAX_IDS,
+                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID}
+                    }),
                     (Some("query"), Some("page_token")) => {
                         text(1, super::query::MAX_PAGE_TOKEN, Some(PAGE_TOKEN))
                     }
@@ -357,6 +380,7 @@ fn link(doc: &mut Value) {
                 ("StartInstance", by(&format!("{inst}/start"), "post")),
                 ("StopInstance", by(&format!("{inst}/stop"), "post")),
                 ("RebootInstance", by(&format!("{inst}/reboot"), "post")),
+                ("UpdateInstanceTags", by(&format!("{inst}/tags"), "patch")),
             ],
         ),
         (
@@ -419,13 +443,14 @@ mod tests {
             for (m, op) in [
                 ("GET", &item.get),
                 ("POST", &item.post),
+                ("PATCH", &item.patch),
                 ("DELETE", &item.delete),
             ] {
                 if op.is_some() {
                     documented.insert((m.to_owned(), path.clone()));
                 }
             }
-            assert!(item.put.is_none() && item.patch.is_none(), "{path}");
+            assert!(item.put.is_none(), "{path}");
         }
         let served: BTreeSet<(String, String)> = ROUTES
             .iter()
@@ -456,6 +481,20 @@ mod tests {
             .find(|p| p["name"] == "page_token")
             .unwrap();
         assert_eq!(token["schema"]["minLength"], 1);
+        let ids = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "id")
+            .unwrap();
+        assert_eq!(ids["schema"]["items"]["maxLength"], cms_core::MAX_ID);
+        assert_eq!(ids["schema"]["maxItems"], super::super::query::MAX_IDS);
+        let patch = &doc["components"]["schemas"]["TagPatch"];
+        assert_eq!(patch["maxProperties"], cms_core::MAX_TAGS);
+        assert_eq!(
+            patch["additionalProperties"]["type"],
+            json!(["string", "null"])
+        );
         let links = &doc["paths"]["/v1/providers/{provider}/instances"]["post"]["responses"]["201"]
             ["links"];
         assert_eq!(

@@ -153,6 +153,9 @@ pub struct Problem {
     /// The request id (also in the `X-Request-Id` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Whether trying again later may succeed (the backend was unavailable, slow or
+    /// rate limited); a client's retry policy looks at this alone.
+    pub temporary: bool,
     /// Seconds to wait before trying again (also in `Retry-After`), for 429 answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
@@ -177,6 +180,7 @@ struct Inner {
     retry_after: Option<Duration>,
     allow: Option<String>,
     www_authenticate: bool,
+    temporary: bool,
 }
 
 impl ApiError {
@@ -192,6 +196,7 @@ impl ApiError {
             retry_after: None,
             allow: None,
             www_authenticate: false,
+            temporary: false,
         }))
     }
 
@@ -207,6 +212,7 @@ impl ApiError {
             retry_after: (kind == ErrorKind::RateLimited).then_some(Duration::from_secs(1)),
             allow: None,
             www_authenticate: kind == ErrorKind::Unauthenticated,
+            temporary: kind.default_temporary(),
         }))
     }
 
@@ -279,6 +285,7 @@ impl ApiError {
             provider: e.provider.clone(),
             operation: e.operation.clone(),
             request_id: request_id.map(str::to_owned),
+            temporary: e.temporary,
             retry_after: self.retry_after_secs(),
             allow: e.allow.clone(),
         }
@@ -302,6 +309,7 @@ impl From<Error> for ApiError {
             _ => ApiError::core(kind, e.to_string()),
         };
         out.0.provider = e.provider().map(str::to_owned);
+        out.0.temporary = e.is_temporary();
         out.0.operation = e.operation().map(|o| Cow::Borrowed(o.as_str()));
         if kind == ErrorKind::RateLimited {
             out.0.retry_after = Some(e.retry_after().unwrap_or(Duration::from_secs(1)));

@@ -13,11 +13,17 @@ use super::routes::query_decode;
 /// The largest `limit`.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// The most instance ids one listing request may name (`id=…`).
+pub const MAX_IDS: usize = 100;
+
 /// Filters of instance listings (`GET /v1/providers/{provider}/instances`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct InstanceListQuery {
+    /// Only these instance ids: repeat the parameter (`id=a&id=b`; at most 100).
+    #[param(style = Form, explode)]
+    id: Option<Vec<String>>,
     /// Only instances in these states: repeat the parameter or give a comma list
     /// (`state=running,stopped`).
     #[param(style = Form, explode)]
@@ -41,6 +47,9 @@ pub struct InstanceListQuery {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct AggregateQuery {
+    /// Only these instance ids: repeat the parameter (`id=a&id=b`; at most 100).
+    #[param(style = Form, explode)]
+    id: Option<Vec<String>>,
     /// Only instances in these states: repeat the parameter or give a comma list.
     #[param(style = Form, explode)]
     state: Option<Vec<InstanceState>>,
@@ -126,12 +135,29 @@ pub fn instance_query(q: &str, paged: bool) -> Result<(InstanceFilter, PageReque
     let mut filter = InstanceFilter::default();
     let mut page = PageRequest::default();
     let expected = if paged {
-        "state, name, tag, limit, page_token"
+        "id, state, name, tag, limit, page_token"
     } else {
-        "state, name, tag"
+        "id, state, name, tag"
     };
     for (k, v) in pairs(q) {
         match &*k {
+            "id" => {
+                if v.is_empty() || v.chars().count() > cms_core::MAX_ID {
+                    return Err(invalid(format!(
+                        "query parameter `id` must be 1 to {} characters",
+                        cms_core::MAX_ID
+                    )));
+                }
+                if filter.ids.len() == MAX_IDS {
+                    return Err(invalid(format!(
+                        "query parameter `id` is given more than {MAX_IDS} times"
+                    )));
+                }
+                let id = cms_core::InstanceId::new(v.into_owned());
+                if !filter.ids.contains(&id) {
+                    filter.ids.push(id);
+                }
+            }
             "state" => {
                 for s in v.split(',') {
                     let s = s.trim();
@@ -212,10 +238,11 @@ mod tests {
     #[test]
     fn parses_filters() {
         let (f, p) = instance_query(
-            "state=running,stopped&state=pending&name=web+1&tag=env%3Dprod&tag=team&limit=10&page_token=abc",
+            "state=running,stopped&state=pending&name=web+1&tag=env%3Dprod&tag=team&limit=10&page_token=abc&id=i%2C1&id=i-2&id=i-2",
             true,
         )
         .unwrap();
+        assert_eq!(f.ids, [cms_core::InstanceId::new("i,1"), "i-2".into()]);
         assert_eq!(
             f.states,
             vec![
@@ -242,6 +269,7 @@ mod tests {
             ("tag==x", "tag"),
             ("name=a&name=b", "name"),
             ("page_token=", "page_token"),
+            ("id=", "id"),
         ] {
             let e = instance_query(q, true).unwrap_err();
             assert_eq!(e.status().as_u16(), 400, "{q}");

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 pub enum Verb {
     Get,
     Post,
+    Patch,
     Delete,
 }
 
@@ -21,6 +22,7 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
+            Verb::Patch => "PATCH",
             Verb::Delete => "DELETE",
         }
     }
@@ -30,6 +32,7 @@ impl Verb {
         match *m {
             http::Method::GET => Some(Verb::Get),
             http::Method::POST => Some(Verb::Post),
+            http::Method::PATCH => Some(Verb::Patch),
             http::Method::DELETE => Some(Verb::Delete),
             _ => None,
         }
@@ -52,6 +55,7 @@ pub enum RouteId {
     StopInstance,
     RebootInstance,
     GetConsoleOutput,
+    UpdateInstanceTags,
     ListImages,
     GetImage,
     ListFlavors,
@@ -141,6 +145,12 @@ pub const ROUTES: &[Route] = &[
         GetConsoleOutput,
         Get,
         "/v1/providers/{provider}/instances/{id}/console",
+        true,
+    ),
+    r(
+        UpdateInstanceTags,
+        Patch,
+        "/v1/providers/{provider}/instances/{id}/tags",
         true,
     ),
     r(ListImages, Get, "/v1/providers/{provider}/images", true),
