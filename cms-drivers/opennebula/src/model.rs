@@ -197,23 +197,7 @@ impl Vm {
     }
 
     fn from_element(el: &Element, document: &'static str) -> Result<Vm> {
-        let history = el
-            .child("HISTORY_RECORDS")
-            .map(|h| {
-                h.children_named("HISTORY")
-                    .map(|r| {
-                        Ok(History {
-                            seq: int(r, "SEQ", document)?,
-                            hostname: text(r, "HOSTNAME", document)?.to_owned(),
-                            host_id: int(r, "HID", document)?,
-                            cluster_id: int(r, "CID", document)?,
-                            action: opt_int(r, "ACTION").unwrap_or(0),
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
+        let history = history_of(el);
         Ok(Vm {
             id: int(el, "ID", document)?,
             uid: int(el, "UID", document)?,
@@ -235,6 +219,41 @@ impl Vm {
                 .map(Attributes::from_element)
                 .unwrap_or_default(),
             history,
+        })
+    }
+
+    /// What can be read of a pool's VM whose document lacks something a VM needs:
+    /// its id (without one it cannot be named, and is left out), and whatever else is
+    /// there; a STATE that cannot be read is -1, which maps to `unknown`. One odd VM
+    /// must not hide every other from the listing.
+    fn salvage(el: &Element, why: &DocError) -> Option<Vm> {
+        let Some(id) = opt_int(el, "ID") else {
+            tracing::warn!(error = %why, "leaving out a VM of the pool that has no readable ID");
+            return None;
+        };
+        tracing::warn!(vm = id, error = %why, "listing a VM of the pool from an incomplete document");
+        let owned = |name: &str| el.text_of(name).unwrap_or_default().to_owned();
+        Some(Vm {
+            id,
+            uid: opt_int(el, "UID").unwrap_or(-1),
+            uname: owned("UNAME"),
+            name: owned("NAME"),
+            state: opt_int(el, "STATE").unwrap_or(-1),
+            lcm_state: opt_int(el, "LCM_STATE").unwrap_or(0),
+            prev_state: opt_int(el, "PREV_STATE"),
+            prev_lcm_state: opt_int(el, "PREV_LCM_STATE"),
+            stime: opt_int(el, "STIME").unwrap_or(0),
+            etime: opt_int(el, "ETIME").unwrap_or(0),
+            lock: el.child("LOCK").and_then(|l| opt_int(l, "LOCKED")),
+            template: el
+                .child("TEMPLATE")
+                .map(Attributes::from_element)
+                .unwrap_or_default(),
+            user_template: el
+                .child("USER_TEMPLATE")
+                .map(Attributes::from_element)
+                .unwrap_or_default(),
+            history: history_of(el),
         })
     }
 
@@ -260,6 +279,26 @@ impl HasId for Vm {
     }
 }
 
+/// The history records of a VM, read leniently: nothing in them decides what cms does
+/// with the VM but the latest ACTION, so a record that lacks a field (older oned
+/// versions write no `CID`) keeps its other fields (-1 or empty for the missing ones).
+fn history_of(el: &Element) -> Vec<History> {
+    el.child("HISTORY_RECORDS")
+        .map(|h| {
+            h.children_named("HISTORY")
+                .enumerate()
+                .map(|(i, r)| History {
+                    seq: opt_int(r, "SEQ").unwrap_or(i as i64),
+                    hostname: r.text_of("HOSTNAME").unwrap_or_default().to_owned(),
+                    host_id: opt_int(r, "HID").unwrap_or(-1),
+                    cluster_id: opt_int(r, "CID").unwrap_or(-1),
+                    action: opt_int(r, "ACTION").unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `VM_POOL` (`one.vmpool.info`, the short form of each VM).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct VmPool {
@@ -267,14 +306,18 @@ pub struct VmPool {
 }
 
 impl VmPool {
-    /// Reads a `VM_POOL` document.
+    /// Reads a `VM_POOL` document; a VM that lacks what a VM needs is listed from what
+    /// it has (see `Vm::salvage`), with a warning, rather than failing the pool.
     pub fn from_xml(xml: &str) -> Result<VmPool> {
         let el = root(xml, "VM_POOL")?;
         Ok(VmPool {
             vms: el
                 .children_named("VM")
-                .map(|v| Vm::from_element(v, "VM_POOL"))
-                .collect::<Result<_>>()?,
+                .filter_map(|v| match Vm::from_element(v, "VM_POOL") {
+                    Ok(vm) => Some(vm),
+                    Err(e) => Vm::salvage(v, &e),
+                })
+                .collect(),
         })
     }
 }
@@ -647,5 +690,35 @@ mod tests {
         );
         let e = VmPool::from_xml("<VM/>").unwrap_err();
         assert!(e.to_string().contains("root element is <VM>"), "{e}");
+    }
+
+    #[test]
+    fn one_odd_vm_does_not_fail_the_pool() {
+        // A history record without CID (as older oned versions write it), a VM without
+        // UID and LCM_STATE, one whose STATE is not a number, one without ID.
+        let pool = VmPool::from_xml(
+            "<VM_POOL>\
+             <VM><ID>1</ID><UID>0</UID><UNAME>a</UNAME><NAME>old</NAME><STATE>3</STATE>\
+               <LCM_STATE>3</LCM_STATE><HISTORY_RECORDS><HISTORY><SEQ>0</SEQ>\
+               <HOSTNAME>h</HOSTNAME><HID>2</HID><ACTION>0</ACTION></HISTORY>\
+               </HISTORY_RECORDS></VM>\
+             <VM><ID>2</ID><NAME>bare</NAME><STATE>8</STATE></VM>\
+             <VM><ID>3</ID><NAME>odd</NAME><STATE>later</STATE></VM>\
+             <VM><NAME>nameless</NAME></VM>\
+             </VM_POOL>",
+        )
+        .unwrap();
+        let ids: Vec<i64> = pool.vms.iter().map(|v| v.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let h = pool.vms[0].last_history().unwrap();
+        assert_eq!((h.host_id, h.cluster_id, h.hostname.as_str()), (2, -1, "h"));
+        assert_eq!((pool.vms[1].state, pool.vms[1].name.as_str()), (8, "bare"));
+        assert_eq!(pool.vms[2].state, -1);
+        assert_eq!(
+            crate::driver::map_state(pool.vms[2].state, pool.vms[2].lcm_state, None),
+            cms_core::InstanceState::Unknown
+        );
+        // A single VM's document (one.vm.info) stays strict about what a VM needs.
+        assert!(Vm::from_xml("<VM><ID>2</ID><NAME>bare</NAME><STATE>8</STATE></VM>").is_err());
     }
 }
