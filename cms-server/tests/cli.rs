@@ -56,6 +56,9 @@ fn server() -> Server {
     })
 }
 
+/// A create on the fast provider, to which a test adds its own flags.
+const CREATE: &str = "instances create -p local --image img-debian-12 --flavor flv-1cpu-1gb";
+
 /// The words of a command line (none holds a space).
 fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
@@ -159,21 +162,10 @@ fn every_format_prints_the_same_data() {
     let made = cms(
         &s,
         &[
-            "instances",
-            "create",
-            "-p",
-            "local",
-            "--image",
-            "img-debian-12",
-            "--flavor",
-            "flv-1cpu-1gb",
-            "--name",
-            "yes",
-            "--tag",
-            "n=1.0",
-            "--tag",
-            "note=a: b # c",
-        ],
+            words(CREATE),
+            vec!["--name", "yes", "--tag", "n=1.0", "--tag", "note=a: b # c"],
+        ]
+        .concat(),
     )
     .json();
     // Piped, the default is JSON; YAML is the same data, as a YAML parser reads it.
@@ -349,22 +341,10 @@ fn the_tour_with_cms_alone() {
 fn listings_follow_every_page() {
     let s = server();
     for k in 0..5 {
+        let name = format!("batch-{k}");
         cms(
             &s,
-            &[
-                "instances",
-                "create",
-                "-p",
-                "local",
-                "--image",
-                "img-debian-12",
-                "--flavor",
-                "flv-1cpu-1gb",
-                "--name",
-                &format!("batch-{k}"),
-                "--tag",
-                "batch=pages",
-            ],
+            &[words(CREATE), vec!["--name", &name, "--tag", "batch=pages"]].concat(),
         )
         .ok();
     }
@@ -400,12 +380,7 @@ fn listings_follow_every_page() {
 #[test]
 fn errors_say_what_happened_and_exit_with_their_code() {
     let s = server();
-    let running = cms(
-        &s,
-        &words(
-            "instances create -p local --image img-debian-12 --flavor flv-1cpu-1gb --wait -o ids",
-        ),
-    );
+    let running = cms(&s, &[words(CREATE), words("--wait -o ids")].concat());
     let id = running.ok().stdout.trim().to_owned();
 
     let e = cms(
@@ -418,7 +393,7 @@ fn errors_say_what_happened_and_exit_with_their_code() {
     cms(&s, &["instances", "start", "-p", "local", &id]).fails(4, "nothing to start");
     cms(
         &s,
-        &words("instances create -p local --image img-debian-12 --flavor flv-1cpu-1gb --idempotency-key k-1"),
+        &[words(CREATE), words("--idempotency-key k-1")].concat(),
     )
     .ok();
     cms(

@@ -197,28 +197,15 @@ impl Vm {
     }
 
     fn from_element(el: &Element, document: &'static str) -> Result<Vm> {
-        let history = history_of(el);
+        // What a VM needs, strictly; the rest as `read` takes it.
+        let id = int(el, "ID", document)?;
         Ok(Vm {
-            id: int(el, "ID", document)?,
             uid: int(el, "UID", document)?,
             uname: text(el, "UNAME", document)?.to_owned(),
             name: text(el, "NAME", document)?.to_owned(),
             state: int(el, "STATE", document)?,
             lcm_state: int(el, "LCM_STATE", document)?,
-            prev_state: opt_int(el, "PREV_STATE"),
-            prev_lcm_state: opt_int(el, "PREV_LCM_STATE"),
-            stime: opt_int(el, "STIME").unwrap_or(0),
-            etime: opt_int(el, "ETIME").unwrap_or(0),
-            lock: el.child("LOCK").and_then(|l| opt_int(l, "LOCKED")),
-            template: el
-                .child("TEMPLATE")
-                .map(Attributes::from_element)
-                .unwrap_or_default(),
-            user_template: el
-                .child("USER_TEMPLATE")
-                .map(Attributes::from_element)
-                .unwrap_or_default(),
-            history,
+            ..Vm::read(el, id)
         })
     }
 
@@ -232,8 +219,14 @@ impl Vm {
             return None;
         };
         tracing::warn!(vm = id, error = %why, "listing a VM of the pool from an incomplete document");
+        Some(Vm::read(el, id))
+    }
+
+    /// The VM `id` with every field read leniently (missing or unreadable: -1, 0 or
+    /// empty).
+    fn read(el: &Element, id: i64) -> Vm {
         let owned = |name: &str| el.text_of(name).unwrap_or_default().to_owned();
-        Some(Vm {
+        Vm {
             id,
             uid: opt_int(el, "UID").unwrap_or(-1),
             uname: owned("UNAME"),
@@ -254,7 +247,7 @@ impl Vm {
                 .map(Attributes::from_element)
                 .unwrap_or_default(),
             history: history_of(el),
-        })
+        }
     }
 
     /// The latest history record.

@@ -34,7 +34,8 @@ pub(crate) struct Call<'a> {
     pub method: Method,
     pub path: &'a [&'a str],
     pub query: Vec<(&'static str, String)>,
-    pub body: Option<serde_json::Value>,
+    /// JSON, serialized once.
+    pub body: Option<Vec<u8>>,
     pub idempotency_key: Option<String>,
 }
 
@@ -51,7 +52,7 @@ impl<'a> Call<'a> {
     }
 
     pub fn set_body(&mut self, body: &impl Serialize) {
-        self.body = serde_json::to_value(body).ok();
+        self.body = serde_json::to_vec(body).ok();
     }
 }
 
@@ -120,7 +121,12 @@ impl Client {
     /// declares for it; `NotFound` naming the providers there are when it has none of
     /// that name.
     pub async fn driver(&self, provider: &str) -> Result<RemoteDriver> {
-        let providers = self.providers().await?;
+        self.driver_among(&self.providers().await?, provider)
+    }
+
+    /// [`driver`](Self::driver) among providers already listed by
+    /// [`providers`](Self::providers), without asking again.
+    pub fn driver_among(&self, providers: &[ProviderInfo], provider: &str) -> Result<RemoteDriver> {
         match providers.iter().find(|p| p.name == provider) {
             Some(p) => Ok(RemoteDriver::from_info(self.clone(), p)),
             None => {
@@ -151,8 +157,8 @@ impl Client {
     }
 
     /// Sends `call` and reads a JSON answer of type `T` (`()` for 204).
-    pub(crate) async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
-        let bytes = self.send(&call).await?;
+    pub(crate) async fn call<T: DeserializeOwned>(&self, mut call: Call<'_>) -> Result<T> {
+        let bytes = self.send(&mut call).await?;
         let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(text).map_err(|e| {
             in_op(
@@ -171,7 +177,7 @@ impl Client {
         })
     }
 
-    async fn send(&self, call: &Call<'_>) -> Result<bytes::Bytes> {
+    async fn send(&self, call: &mut Call<'_>) -> Result<bytes::Bytes> {
         let mut req = self
             .inner
             .http
@@ -181,8 +187,8 @@ impl Client {
         if !call.query.is_empty() {
             req = req.query(&call.query);
         }
-        if let Some(b) = &call.body {
-            req = req.json(b);
+        if let Some(b) = call.body.take() {
+            req = req.header(header::CONTENT_TYPE, "application/json").body(b);
         }
         if let Some(k) = &call.idempotency_key {
             req = req.header("idempotency-key", k);

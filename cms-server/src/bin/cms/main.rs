@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use cms_core::{
-    Cloud, Error, ErrorKind, ImageId, Instance, InstanceFilter, InstanceId, InstanceSpec,
-    InstanceState, KeyPairSpec, LocationId, NetworkId, NetworkSpec, Page, PageRequest, TagChanges,
-    Tags,
+    Cloud, Error, ErrorKind, ImageId, Instance, InstanceAction, InstanceFilter, InstanceId,
+    InstanceSpec, InstanceState, KeyPairSpec, LocationId, NetworkId, NetworkSpec, Page,
+    PageRequest, TagChanges, Tags,
 };
 use cms_driver_remote::{ApiKey, Client};
 use serde::Serialize;
@@ -484,23 +484,20 @@ where
 impl Session {
     /// The provider's handle: the chosen one, else the server's only one.
     async fn cloud(&self) -> Result<Cloud, Failure> {
-        let name = match &self.provider {
-            Some(p) => p.clone(),
-            None => {
-                let providers = self.client.providers().await?;
-                match providers.as_slice() {
-                    [only] => only.name.clone(),
-                    many => {
-                        let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
-                        return Err(Failure::usage(format!(
-                            "choose a provider with --provider (or CMS_PROVIDER, or a context's `provider`); this key may use: {}",
-                            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-                        )));
-                    }
-                }
+        // One listing both picks the provider and gives its capabilities.
+        let providers = self.client.providers().await?;
+        let name = match (&self.provider, providers.as_slice()) {
+            (Some(p), _) => p.clone(),
+            (None, [only]) => only.name.clone(),
+            (None, many) => {
+                let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
+                return Err(Failure::usage(format!(
+                    "choose a provider with --provider (or CMS_PROVIDER, or a context's `provider`); this key may use: {}",
+                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                )));
             }
         };
-        let driver = self.client.driver(&name).await.map_err(|e| {
+        let driver = self.client.driver_among(&providers, &name).map_err(|e| {
             let mut f = Failure::from_error(&e);
             if e.kind() == ErrorKind::NotFound {
                 f.code = Failure::USAGE;
@@ -747,10 +744,10 @@ async fn instances(s: &Session, cmd: InstanceCmd) -> Result<(), Failure> {
             };
             s.print(one(&shown, "id"))
         }
-        InstanceCmd::Start(a) => act(s, "start", a).await,
-        InstanceCmd::Stop(a) => act(s, "stop", a).await,
-        InstanceCmd::Reboot(a) => act(s, "reboot", a).await,
-        InstanceCmd::Delete(a) => act(s, "delete", a).await,
+        InstanceCmd::Start(a) => act(s, InstanceAction::Start, a).await,
+        InstanceCmd::Stop(a) => act(s, InstanceAction::Stop, a).await,
+        InstanceCmd::Reboot(a) => act(s, InstanceAction::Reboot, a).await,
+        InstanceCmd::Delete(a) => act(s, InstanceAction::Delete, a).await,
         InstanceCmd::Tag(args) => {
             let changes = TagChanges {
                 set: parse_tags(&args.set, "--set")?,
@@ -790,7 +787,7 @@ async fn instances(s: &Session, cmd: InstanceCmd) -> Result<(), Failure> {
 
 /// An action on each id, one after the other; the first failure decides the exit code,
 /// the others are still tried.
-async fn act(s: &Session, action: &str, args: ActArgs) -> Result<(), Failure> {
+async fn act(s: &Session, action: InstanceAction, args: ActArgs) -> Result<(), Failure> {
     let cloud = s.cloud().await?;
     let mut done: Vec<Instance> = Vec::new();
     let mut failed: Option<Failure> = None;
@@ -798,10 +795,10 @@ async fn act(s: &Session, action: &str, args: ActArgs) -> Result<(), Failure> {
     for id in args.ids {
         let id = InstanceId::new(id);
         let r = match action {
-            "start" => cloud.start_instance(&id).await,
-            "stop" => cloud.stop_instance(&id).await,
-            "reboot" => cloud.reboot_instance(&id).await,
-            _ => cloud.delete_instance(&id).await,
+            InstanceAction::Start => cloud.start_instance(&id).await,
+            InstanceAction::Stop => cloud.stop_instance(&id).await,
+            InstanceAction::Reboot => cloud.reboot_instance(&id).await,
+            InstanceAction::Delete => cloud.delete_instance(&id).await,
         };
         let r = match r {
             Ok(i) if args.wait.wait => {
@@ -819,7 +816,7 @@ async fn act(s: &Session, action: &str, args: ActArgs) -> Result<(), Failure> {
                     eprintln!("request id: {r}");
                 }
                 failed.get_or_insert(Failure {
-                    message: format!("could not {action} every instance"),
+                    message: format!("could not {} every instance", action.verb()),
                     ..f
                 });
             }

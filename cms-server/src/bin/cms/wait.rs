@@ -126,12 +126,12 @@ pub async fn wait(
     outcome
 }
 
-/// The goal of an action, by its name.
-pub fn goal_of(action: &str) -> Goal {
+/// Where an action leads.
+pub fn goal_of(action: cms_core::InstanceAction) -> Goal {
     match action {
-        "stop" => Goal::Stopped,
-        "delete" => Goal::Gone,
-        _ => Goal::Running,
+        cms_core::InstanceAction::Stop => Goal::Stopped,
+        cms_core::InstanceAction::Delete => Goal::Gone,
+        cms_core::InstanceAction::Start | cms_core::InstanceAction::Reboot => Goal::Running,
     }
 }
 

@@ -641,13 +641,11 @@ pub async fn update_instance_tags(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
     let mut changes = cms_core::TagChanges::new();
     for (k, v) in patch {
-        match v {
-            Some(v) => changes.set.insert(k, v),
-            None => {
-                changes.remove.push(k);
-                None
-            }
-        };
+        if let Some(v) = v {
+            changes.set.insert(k, v);
+        } else {
+            changes.remove.push(k);
+        }
     }
     let after = cx
         .app
