@@ -20,6 +20,7 @@ use cms_core::{
 };
 
 use crate::config::Ec2Config;
+use crate::describe::Capture;
 use crate::model::{self, Cursor};
 
 /// Instances in a page when the caller gives no size (catalogue listings default to
@@ -623,6 +624,21 @@ where
     let at = endpoint.unwrap_or("AWS");
     let mut context: Vec<(&'static str, String)> = Vec::new();
     let (failure_message, classified) = match &err {
+        // A 2xx answer the SDK could not read (no EC2 error code): a bad document.
+        SdkError::ServiceError(se)
+            if se.err().code().is_none() && se.raw().status().is_success() =>
+        {
+            let status = se.raw().status().as_u16();
+            context.push(("http_status", status.to_string()));
+            (
+                format!(
+                    "the EC2 endpoint `{at}` answered HTTP {status} with a document that \
+                     cannot be read: {}",
+                    chain_text(&err)
+                ),
+                classify(Failure::BadResponse { status }),
+            )
+        }
         SdkError::ServiceError(se) => {
             let e = se.err();
             let code = e.code().unwrap_or("Unknown");
@@ -880,22 +896,30 @@ impl Driver for Ec2Driver {
             DEFAULT_PAGE,
             op,
             |token, limit| async move {
+                // The answer is read by the driver's own reader (crate::describe),
+                // or by the SDK's when that one cannot read it.
+                let capture = Capture::default();
                 let out = self
                     .ec2()
                     .describe_instances()
                     .set_filters((!filters.is_empty()).then_some(filters))
                     .max_results(ec2_page(limit, MAX_PAGE))
                     .set_next_token(token)
+                    .customize()
+                    .interceptor(capture.interceptor())
                     .send()
                     .await
                     .map_err(self.fail(op, None))?;
-                let items = out
-                    .reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(model::instance)
-                    .filter(|i| filter.matches(i))
-                    .collect();
+                let items = match capture.take() {
+                    Some(read) => read.into_iter().filter(|i| filter.matches(i)).collect(),
+                    None => out
+                        .reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .filter_map(model::instance)
+                        .filter(|i| filter.matches(i))
+                        .collect(),
+                };
                 Ok((items, out.next_token().map(str::to_owned)))
             },
         )

@@ -12,6 +12,7 @@ use cms_core::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::describe::Fields;
 use crate::driver::map_state;
 
 /// The tag that carries a resource's name (cms `name`).
@@ -28,17 +29,27 @@ pub(crate) const OWNER_TAG: &str = "cms:owner";
 /// The users' tags of an EC2 resource: without `Name` (that is the name) and without
 /// the driver's own `cms:` tags.
 pub(crate) fn user_tags(tags: &[ec2::Tag]) -> Tags {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+    user_tags_of(tags.iter().map(|t| (t.key(), t.value())))
+}
+
+/// [`user_tags`] of tags as (key, value) pairs, either of which EC2 may leave out.
+fn user_tags_of<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Tags {
+    tags.filter_map(|(k, v)| Some((k?, v.unwrap_or_default())))
         .filter(|(k, _)| *k != NAME_TAG && !k.starts_with(INTERNAL_PREFIX))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
 pub(crate) fn tag_value<'a>(tags: &'a [ec2::Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .map(|t| t.value().unwrap_or_default())
+    tag_value_of(tags.iter().map(|t| (t.key(), t.value())), key)
+}
+
+fn tag_value_of<'a>(
+    mut tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    key: &str,
+) -> Option<&'a str> {
+    tags.find(|(k, _)| *k == Some(key))
+        .map(|(_, v)| v.unwrap_or_default())
 }
 
 pub(crate) fn tag(key: impl Into<String>, value: impl Into<String>) -> ec2::Tag {
@@ -60,14 +71,20 @@ pub(crate) fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Ut
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
-/// An EC2 instance as a cms instance; `None` when EC2 gave no id.
+/// An EC2 instance as the SDK read it, as a cms instance; `None` when EC2 gave no id.
 pub(crate) fn instance(i: &ec2::Instance) -> Option<Instance> {
-    let id = i.instance_id()?;
-    let (code, raw) = match i.state() {
-        Some(s) => (s.code(), s.name().map(|n| n.as_str().to_owned())),
-        None => (None, None),
+    instance_from(&Fields::of(i))
+}
+
+/// An EC2 instance as a cms instance, from what either reader took of it (the SDK's or
+/// [`crate::describe`]'s); `None` when EC2 gave no id.
+pub(crate) fn instance_from(i: &Fields<'_>) -> Option<Instance> {
+    let id = i.id.as_deref()?;
+    let code = i.state_code;
+    let raw_state = match &i.state_name {
+        Some(n) => n.to_string(),
+        None => code.map(|c| c.to_string()).unwrap_or_default(),
     };
-    let raw_state = raw.unwrap_or_else(|| code.map(|c| c.to_string()).unwrap_or_default());
     let mut network_ids: Vec<NetworkId> = Vec::new();
     let mut private_ips: Vec<String> = Vec::new();
     let mut public_ips: Vec<String> = Vec::new();
@@ -78,48 +95,59 @@ pub(crate) fn instance(i: &ec2::Instance) -> Option<Instance> {
             }
         }
     };
-    push(&mut private_ips, i.private_ip_address());
-    push(&mut public_ips, i.public_ip_address());
+    push(&mut private_ips, i.private_ip.as_deref());
+    push(&mut public_ips, i.public_ip.as_deref());
     let subnets = i
-        .subnet_id()
+        .subnet_id
+        .as_deref()
         .into_iter()
-        .chain(i.network_interfaces().iter().filter_map(|n| n.subnet_id()));
+        .chain(i.nics.iter().filter_map(|n| n.subnet_id.as_deref()));
     for s in subnets.filter(|s| !s.is_empty()) {
         if !network_ids.iter().any(|n| n.as_str() == s) {
             network_ids.push(NetworkId::new(s));
         }
     }
-    for nic in i.network_interfaces() {
-        for a in nic.private_ip_addresses() {
-            push(&mut private_ips, a.private_ip_address());
-            push(&mut public_ips, a.association().and_then(|x| x.public_ip()));
+    for nic in &i.nics {
+        for a in &nic.addresses {
+            push(&mut private_ips, a.private_ip.as_deref());
+            push(&mut public_ips, a.public_ip.as_deref());
         }
-        push(&mut private_ips, nic.private_ip_address());
+        push(&mut private_ips, nic.private_ip.as_deref());
     }
-    let tags = i.tags();
+    let tags = || {
+        i.tags
+            .iter()
+            .map(|t| (t.key.as_deref(), t.value.as_deref()))
+    };
     Some(Instance {
         id: InstanceId::new(id),
-        name: tag_value(tags, NAME_TAG).unwrap_or_default().to_owned(),
+        name: tag_value_of(tags(), NAME_TAG)
+            .unwrap_or_default()
+            .to_owned(),
         state: map_state(code, &raw_state),
         raw_state,
-        image_id: i.image_id().map(ImageId::new),
-        flavor_id: i.instance_type().map(|t| FlavorId::new(t.as_str())),
+        image_id: i.image_id.as_deref().map(ImageId::new),
+        flavor_id: i.instance_type.as_deref().map(FlavorId::new),
         location_id: i
-            .placement()
-            .and_then(|p| p.availability_zone())
+            .zone
+            .as_deref()
             .filter(|z| !z.is_empty())
             .map(LocationId::new),
         network_ids,
-        key_name: i.key_name().filter(|k| !k.is_empty()).map(str::to_owned),
+        key_name: i
+            .key_name
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned),
         private_ips,
         public_ips,
-        tags: user_tags(tags),
-        created_at: time(i.launch_time()),
-        client_token: tag_value(tags, TOKEN_TAG)
-            .or(i.client_token())
+        tags: user_tags_of(tags()),
+        created_at: time(i.launch_time.as_ref()),
+        client_token: tag_value_of(tags(), TOKEN_TAG)
+            .or(i.client_token.as_deref())
             .filter(|t| !t.is_empty())
             .map(str::to_owned),
-        owner: tag_value(tags, OWNER_TAG)
+        owner: tag_value_of(tags(), OWNER_TAG)
             .filter(|o| !o.is_empty())
             .map(str::to_owned),
     })
