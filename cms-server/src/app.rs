@@ -11,6 +11,7 @@ use rand::Rng;
 
 use crate::auth::{generate_access_key, generate_key, Tenant, Tenants};
 use crate::config::{Config, ConfigError, DriverConfig, ProviderConfig, Secret, DEV_TENANT};
+use crate::limits::RateLimits;
 use crate::metrics::HttpMetrics;
 use crate::service::{Provider, Service};
 use crate::store::Store;
@@ -170,7 +171,10 @@ impl App {
                             .to_owned(),
                     )),
                 };
-            let tenant = Tenant::member(DEV_TENANT, providers.len());
+            let tenant = Tenant {
+                rate_limits: RateLimits::new(&config.rate_limits, &Default::default()),
+                ..Tenant::member(DEV_TENANT, providers.len())
+            };
             tenants
                 .add_with(Some(&key), Some((access_key_id.clone(), secret)), tenant)
                 .map_err(config_error)?;
@@ -197,6 +201,7 @@ impl App {
                         .iter()
                         .map(|p| t.max_instances_by_provider.get(&*p.name).copied())
                         .collect(),
+                    rate_limits: RateLimits::new(&config.rate_limits, &t.rate_limits),
                 };
                 tenants
                     .add_with(key.as_ref(), access, tenant)

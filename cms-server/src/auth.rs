@@ -41,6 +41,8 @@ pub struct Tenant {
     pub max_instances: Option<u32>,
     /// `max_instances_on[i]`: at most this many instances on provider `i`.
     pub max_instances_on: Vec<Option<u32>>,
+    /// Its request rate limits.
+    pub rate_limits: crate::limits::RateLimits,
 }
 
 impl Tenant {
@@ -52,6 +54,7 @@ impl Tenant {
             role: Role::Member,
             max_instances: None,
             max_instances_on: vec![None; providers],
+            rate_limits: crate::limits::RateLimits::default(),
         }
     }
 

@@ -21,6 +21,10 @@
 //! latency_min_ms = 0             # and at least this
 //! seed = 1
 //!
+//! [rate_limits]                    # optional: every tenant's, per route class
+//! read = { per_second = 100, burst = 200 }   # GET/HEAD, EC2 Describe*/Get*
+//! write = { per_second = 10, burst = 20 }    # everything else
+//!
 //! [[tenants]]
 //! name = "team-a"
 //! api_key_env = "TEAM_A_KEY"       # or api_key = "…" (at most one of them)
@@ -31,6 +35,8 @@
 //! max_instances = 20               # optional: instances on all providers at most
 //! [tenants.max_instances_by_provider] # optional: per provider
 //! local = 5
+//! [tenants.rate_limits]            # optional: replaces `[rate_limits]` class by class
+//! write = { per_second = 2, burst = 5 }
 //! ```
 //!
 //! A tenant needs an API key (native API), an access key pair (EC2 frontend), or
@@ -82,6 +88,50 @@ pub struct Config {
     /// restarted) finds out what became of the create this long after.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// Every tenant's request rate limits, per route class (see [`crate::limits`]).
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// A token bucket: bursts of up to `burst` requests, `per_second` on average.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests per second, on average (may be below 1: `0.5` is one every 2 s).
+    pub per_second: f64,
+    /// Requests at once after a quiet time (at least 1).
+    pub burst: u32,
+}
+
+/// Rate limits per route class; a class without one is not limited.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Reads: the native API's GET and HEAD, EC2's Describe* and Get*.
+    #[serde(default)]
+    pub read: Option<RateConfig>,
+    /// Everything else.
+    #[serde(default)]
+    pub write: Option<RateConfig>,
+}
+
+impl RateLimitsConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        for (class, r) in [("read", self.read), ("write", self.write)] {
+            let Some(r) = r else { continue };
+            if !(r.per_second.is_finite() && r.per_second > 0.0) {
+                return Err(ConfigError::new(format!(
+                    "{at}.{class}.per_second` must be a positive number"
+                )));
+            }
+            if r.burst == 0 {
+                return Err(ConfigError::new(format!(
+                    "{at}.{class}.burst` must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_lease_ms() -> u64 {
@@ -98,6 +148,7 @@ impl Default for Config {
             providers: Vec::new(),
             tenants: Vec::new(),
             lease_ms: default_lease_ms(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -327,6 +378,9 @@ pub struct TenantConfig {
     /// At most this many instances on a provider, by provider name.
     #[serde(default)]
     pub max_instances_by_provider: std::collections::BTreeMap<String, u32>,
+    /// Its own rate limits, replacing the server's `[rate_limits]` class by class.
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
 }
 
 /// A configuration error, with a message that names the key (and line) that is wrong.
@@ -386,6 +440,7 @@ impl Config {
         if self.lease_ms < 100 {
             return Err(ConfigError::new("`lease_ms` must be at least 100"));
         }
+        self.rate_limits.validate("`rate_limits")?;
         let mut names = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}] (`{}`)", p.name);
@@ -459,6 +514,7 @@ impl Config {
         let mut access_keys = std::collections::HashMap::new();
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}] (`{}`)", t.name);
+            t.rate_limits.validate(&format!("{at}: `rate_limits"))?;
             if !valid_name(&t.name) {
                 return Err(ConfigError::new(format!(
                     "{at}: `name` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`"
@@ -745,6 +801,45 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rate_limits_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "[rate_limits]\nread = { per_second = 0.5, burst = 1 }\n\
+             [[tenants]]\nname = \"a\"\napi_key = \"k-0123456789abcdef0123\"\n\
+             providers = [\"*\"]\n[tenants.rate_limits]\nwrite = { per_second = 2, burst = 3 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.rate_limits.read,
+            Some(RateConfig {
+                per_second: 0.5,
+                burst: 1
+            })
+        );
+        assert_eq!(c.rate_limits.write, None);
+        assert_eq!(c.tenants[0].rate_limits.write.map(|r| r.burst), Some(3));
+        let e = err("[rate_limits]\nwrite = { per_second = 0, burst = 1 }\n");
+        assert!(
+            e.contains("`rate_limits.write.per_second` must be a positive"),
+            "{e}"
+        );
+        let e = err("[rate_limits]\nread = { per_second = 1, burst = 0 }\n");
+        assert!(
+            e.contains("`rate_limits.read.burst` must be at least 1"),
+            "{e}"
+        );
+        let e = err("[rate_limits]\nreads = { per_second = 1, burst = 1 }\n");
+        assert!(e.contains("reads"), "{e}");
+        let e = err(
+            "[[tenants]]\nname = \"a\"\napi_key = \"k-0123456789abcdef0123\"\n\
+             providers = [\"*\"]\n[tenants.rate_limits]\nwrite = { per_second = -1, burst = 1 }\n",
+        );
+        assert!(
+            e.contains("tenants[0] (`a`): `rate_limits.write.per_second`"),
+            "{e}"
+        );
     }
 
     #[test]

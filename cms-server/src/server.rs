@@ -22,6 +22,7 @@ use crate::app::{App, DevKey, Env, Origin};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::frontends::native::problem::{ApiError, ServerKind};
 use crate::frontends::{body, ec2, native};
+use crate::tls::{Tls, TlsFiles};
 
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -139,10 +140,11 @@ where
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// in flight. With `tls`, connections are TLS (HTTP/1.1 inside).
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -156,13 +158,99 @@ pub async fn serve(
                 .await
         })
     };
-    warp::serve(filter(app))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    match tls {
+        None => {
+            warp::serve(filter(app))
+                .incoming(listener)
+                .graceful(shutdown)
+                .run()
+                .await
+        }
+        Some(tls) => serve_tls(app, listener, &tls, shutdown).await,
+    }
     let _ = stop.send(());
     let _ = background.await;
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS listener: each connection's handshake in its own task, then HTTP/1.1 over
+/// it; at `shutdown`, no new connections, and the open ones finish their requests.
+async fn serve_tls(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    tls: &Tls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(warp::service(filter(app)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.acceptor();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake not finished in time");
+                    return;
+                }
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
+/// Reads the TLS files again at each SIGHUP (installed now, before the server says it
+/// is listening); a reload that fails is logged and changes nothing.
+fn reload_on_sighup(tls: Arc<Tls>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %tls.files().cert.display(),
+                        "SIGHUP: TLS certificate and key read again; new connections get them"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: cannot reload the TLS certificate; still serving the previous one"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
+    Ok(())
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
@@ -229,6 +317,13 @@ pub struct Args {
     /// development tenant.
     #[arg(long, env = "CMS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first).
+    /// Needs `--tls-key`. Both files are read again on SIGHUP.
+    #[arg(long, env = "CMS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CMS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Sets up logging: `RUST_LOG` (default `info`), `CMS_LOG_FORMAT=json` for JSON lines,
@@ -294,6 +389,16 @@ pub fn main() -> ExitCode {
 
 /// Builds the state, binds, and serves until a signal; see [`main`].
 pub async fn run(args: Args, config: Config) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match Tls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => return fail(2, e),
+        },
+        _ => None,
+    };
     let (app, dev) = match App::new(&config, Env::from_process()).await {
         Ok(x) => x,
         Err(e) => return fail(2, e),
@@ -315,6 +420,12 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(1, format!("cannot install signal handlers: {e}")),
     };
+    if let Some(tls) = &tls {
+        if let Err(e) = reload_on_sighup(tls.clone()) {
+            return fail(1, format!("cannot install the SIGHUP handler: {e}"));
+        }
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -360,18 +471,19 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
         regions.sort_unstable();
         let _ = writeln!(
             out,
-            "native API: http://{reach}/v1 (OpenAPI document: http://{reach}/v1/openapi.json)"
+            "native API: {scheme}://{reach}/v1 (OpenAPI document: {scheme}://{reach}/v1/openapi.json)"
         );
         let _ = writeln!(
             out,
-            "EC2 API: --endpoint-url http://{reach}/ec2 (or http://{reach}), SigV4 region = the provider: {}",
+            "EC2 API: --endpoint-url {scheme}://{reach}/ec2 (or {scheme}://{reach}), SigV4 region = the provider: {}",
             regions.join(", ")
         );
-        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();
     }
     tracing::info!(
         %addr,
+        tls = tls.is_some(),
         providers = app.service.providers().len(),
         tenants = app.tenants.iter().count(),
         "cms-server started"
@@ -387,7 +499,7 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
     let graceful = async move {
         let _ = rx2.wait_for(|v| *v).await;
     };
-    let server = serve(app, listener, graceful);
+    let server = serve(app, listener, tls, graceful);
     let forced = async move {
         let _ = rx.wait_for(|v| *v).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

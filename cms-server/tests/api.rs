@@ -908,3 +908,118 @@ async fn tags_change_by_merge_patch_and_instances_list_by_id() {
         .unwrap();
     expect_problem(r, 400, "invalid_query").await;
 }
+
+/// Rate limits per tenant and route class: alice's writes are limited (her own
+/// limit), everyone's reads by the server's; bob's writes are not.
+#[tokio::test]
+async fn tenants_are_rate_limited_per_route_class() {
+    let config = TEST_CONFIG
+        .replacen(
+            "[[tenants]]\nname = \"alice\"",
+            "[rate_limits]\nread = { per_second = 1000, burst = 1000 }\n\n\
+             [[tenants]]\nname = \"alice\"",
+            1,
+        )
+        .replacen(
+            "providers = [\"*\"]\n",
+            "providers = [\"*\"]\n[tenants.rate_limits]\nwrite = { per_second = 2, burst = 2 }\n",
+            1,
+        );
+    let s = Server::start(Options {
+        config: Some(config),
+        env: vec![("CMS_TEST_BOB_KEY".into(), BOB.into())],
+        key: Some(ALICE.to_owned()),
+        ..Options::default()
+    });
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let body = json!({"name": "limited", "image_id": image, "flavor_id": flavor});
+    for _ in 0..2 {
+        assert_eq!(create(&s, "local", body.clone()).await.status(), 201);
+    }
+    let r = create(&s, "local", body.clone()).await;
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+    let p = expect_problem(r, 429, "rate_limited").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tenant `alice`")
+            && detail.contains("write requests (2 per second, bursts of 2)"),
+        "{detail}"
+    );
+    assert_eq!(p["temporary"], true);
+    // Reads are another class: not refused.
+    let r = s.get("/v1/providers/local/instances").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Another tenant is not limited by alice's requests, nor by a write limit of its
+    // own (it has none).
+    for _ in 0..4 {
+        let r = s
+            .client
+            .post(s.url("/v1/providers/local/instances"))
+            .bearer_auth(BOB)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // After the wait it was told, alice may write again.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(create(&s, "local", body).await.status(), 201);
+    // Unauthenticated requests count against no one.
+    let r = s
+        .client
+        .post(s.url("/v1/providers/local/instances"))
+        .bearer_auth("not-a-key")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// Header fields over 32 KiB in all are refused with 431 on both APIs, each in its
+/// own format.
+#[tokio::test]
+async fn oversized_headers_and_request_lines_are_refused_clearly() {
+    let s = Server::with_test_config();
+    let big = "b".repeat(33 * 1024);
+    let r = s
+        .get("/v1/providers")
+        .header("x-padding", &big)
+        .send()
+        .await
+        .unwrap();
+    let p = expect_problem(r, 431, "headers_too_large").await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("more than 32768"),
+        "{p}"
+    );
+    let r = s
+        .get("/v1/providers")
+        .header("x-padding", "b".repeat(30 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The EC2 API answers in its own format.
+    let r = s
+        .client
+        .post(s.url("/ec2/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-padding", &big)
+        .body("Action=DescribeInstances&Version=2016-11-15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("<Code>RequestHeaderSectionTooLarge</Code>"),
+        "{text}"
+    );
+}

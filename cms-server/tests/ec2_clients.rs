@@ -25,7 +25,9 @@
 //!   paginator, state changes in every order, images, key pairs of both types and
 //!   formats, tags;
 //! - `state_table_suite.py`: every state-changing action in every instance state,
-//!   against AWS's table (the frontend's documentation).
+//!   against AWS's table (the frontend's documentation);
+//! - `rate_limits_suite.py`: a tenant over its rate limit gets `RequestLimitExceeded`,
+//!   which boto3's standard retry mode backs off from and retries.
 //!
 //! A suite's output is printed when it fails. The suites read the endpoint and keys
 //! from `CMS_EC2_*`, `CMS_ALICE_*` and `CMS_BOB_*`; every other `AWS_*` variable is
@@ -166,6 +168,19 @@ fn run_client(mut cmd: Command, s: &Server) -> Run {
 
 fn check(s: &Server, suite: &str, run: Run) {
     run.assert_passed(suite, SUITE_LIMIT, s);
+}
+
+#[test]
+fn boto3_rate_limits_suite() {
+    let config = CONFIG.replacen(
+        "providers = [\"local\", \"other\"]\n",
+        "providers = [\"local\", \"other\"]\n\
+         [tenants.rate_limits]\nwrite = { per_second = 1, burst = 2 }\n",
+        1,
+    );
+    let s = start_server_with(config);
+    let run = run_suite(&s, "rate_limits_suite.py");
+    check(&s, "rate_limits_suite.py", run);
 }
 
 #[test]

@@ -11,6 +11,22 @@ use http::{header, HeaderMap};
 /// The most bytes a request body may have.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The most bytes the request's header fields may take in all (names, values and
+/// separators). Longer request lines (path and query string) than 64 KiB are refused
+/// by the HTTP server itself, 414 without a body.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Why the request's header fields are refused, when they are too large.
+pub fn headers_too_large(headers: &HeaderMap) -> Option<String> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        format!("the request's header fields take {bytes} bytes, more than {MAX_HEADER_BYTES}")
+    })
+}
+
 /// The most bytes of an oversized body read (and dropped) before answering 413, so
 /// that the client, still sending, reads the answer instead of a reset connection.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;

@@ -39,6 +39,7 @@ use warp::reply::Response;
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::frontends::body;
+use crate::limits::RouteClass;
 use crate::service::{Provider, Service};
 use error::Ec2Error;
 use params::{Params, View};
@@ -292,6 +293,11 @@ async fn serve(
         ));
     };
     out.action = Some(action.as_str());
+    // Over the tenant's rate limit: refused before anything is done, as EC2 does.
+    tenant
+        .rate_limits
+        .check(RouteClass::of_ec2_action(action.as_str()))
+        .map_err(|l| Ec2Error::new("RequestLimitExceeded", 503, l.message(&tenant.name)))?;
     // Nothing a client sends is ignored: a parameter the action does not take is
     // refused, before anything is done, as EC2 does.
     if let Some(unknown) = params.unknown(&[actions::COMMON, actions::parameters(action)]) {
@@ -344,19 +350,24 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
 {
-    let outcome = match body::read(&headers, body.as_mut()).await {
-        Ok(bytes) => handle(app, &method, path, query, &headers, bytes, &request_id).await,
-        Err(e) => {
-            if body::declares_body(&headers) {
-                body::drain(body.as_mut()).await;
-            }
+    let read = match body::headers_too_large(&headers) {
+        Some(detail) => Err(Ec2Error::new("RequestHeaderSectionTooLarge", 431, detail)),
+        None => body::read(&headers, body.as_mut()).await.map_err(|e| {
             let (code, status) = match e {
                 body::BodyError::TooLarge => ("RequestEntityTooLarge", 413),
                 body::BodyError::Unreadable(_) => ("InvalidRequest", 400),
             };
-            let err = Ec2Error::new(code, status, e.detail());
+            Ec2Error::new(code, status, e.detail())
+        }),
+    };
+    let outcome = match read {
+        Ok(bytes) => handle(app, &method, path, query, &headers, bytes, &request_id).await,
+        Err(err) => {
+            if body::declares_body(&headers) {
+                body::drain(body.as_mut()).await;
+            }
             Outcome {
-                response: xml_response(status, err.to_xml(&request_id)),
+                response: xml_response(err.status, err.to_xml(&request_id)),
                 tenant: None,
                 action: None,
                 error: Some(err.code),

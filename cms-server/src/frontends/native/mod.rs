@@ -24,6 +24,7 @@ use warp::reply::Response;
 use crate::app::App;
 use crate::auth::{Tenant, Tenants};
 use crate::frontends::body::{self, BodyError};
+use crate::limits::{Limited, RouteClass};
 use handlers::Ctx;
 use problem::{ApiError, ServerKind, PROBLEM_JSON};
 use routes::Match;
@@ -47,6 +48,13 @@ pub fn authenticate<'a>(tenants: &'a Tenants, headers: &HeaderMap) -> Result<&'a
     tenants
         .by_api_key(key)
         .ok_or_else(|| ApiError::unauthenticated("the API key is not valid"))
+}
+
+/// The problem for a request over its tenant's rate limit: 429 with `Retry-After`.
+fn rate_limited(tenant: &str, l: &Limited) -> ApiError {
+    cms_core::Error::new(cms_core::ErrorKind::RateLimited, l.message(tenant))
+        .with_retry_after(l.retry_after)
+        .into()
 }
 
 fn body_error(e: BodyError) -> ApiError {
@@ -76,12 +84,21 @@ where
     let (template, result) = match routes::find(&method, path) {
         Match::Found(route, template, params) => {
             let r = async {
+                if let Some(detail) = body::headers_too_large(&headers) {
+                    return Err(ApiError::server(ServerKind::HeadersTooLarge, detail));
+                }
                 let t = if route.auth {
                     Some(authenticate(&app.tenants, &headers)?)
                 } else {
                     None
                 };
                 tenant = t.map(|t| &*t.name);
+                if let Some(t) = t {
+                    // Over the tenant's rate limit: refused before anything is read.
+                    t.rate_limits
+                        .check(RouteClass::of_method(&method))
+                        .map_err(|l| rate_limited(&t.name, &l))?;
+                }
                 let body = if handlers::reads_body(route.id) {
                     body::read(&headers, body.as_mut())
                         .await

@@ -144,13 +144,23 @@ const BAD_REQUEST: &str =
     "Invalid request: unknown or malformed query parameter or header, malformed body, invalid argument";
 const UNAUTHENTICATED: &str = "No API key, or an unknown one";
 const INTERNAL: &str = "An unexpected server error";
+const HEADERS_TOO_LARGE: &str =
+    "The request's header fields take more than 32 KiB (headers_too_large)";
+const TENANT_RATE_LIMITED: &str =
+    "The tenant is over its rate limit (rate_limited; Retry-After says when to try again)";
 
 /// Problems of routes that only need an API key.
 pub struct AuthProblems;
 
 impl IntoResponses for AuthProblems {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
-        problems(&[(400, BAD_REQUEST), (401, UNAUTHENTICATED), (500, INTERNAL)])
+        problems(&[
+            (400, BAD_REQUEST),
+            (401, UNAUTHENTICATED),
+            (429, TENANT_RATE_LIMITED),
+            (431, HEADERS_TOO_LARGE),
+            (500, INTERNAL),
+        ])
     }
 }
 
@@ -159,7 +169,11 @@ pub struct OpenProblems;
 
 impl IntoResponses for OpenProblems {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
-        problems(&[(400, "Unknown query parameter"), (500, INTERNAL)])
+        problems(&[
+            (400, "Unknown query parameter"),
+            (431, HEADERS_TOO_LARGE),
+            (500, INTERNAL),
+        ])
     }
 }
 
@@ -183,7 +197,11 @@ impl IntoResponses for ProviderProblems {
                 409,
                 "The resource exists (already_exists), its state forbids the operation (invalid_state), or the Idempotency-Key was used for another request (idempotency_conflict)",
             ),
-            (429, "The provider asks to slow down (rate_limited)"),
+            (
+                429,
+                "The tenant is over its rate limit, or the provider asks to slow down (rate_limited; Retry-After says when to try again)",
+            ),
+            (431, HEADERS_TOO_LARGE),
             (500, INTERNAL),
             (501, "The provider does not support the operation (unsupported)"),
             (502, "The provider failed (backend)"),

@@ -32,6 +32,8 @@ pub enum ServerKind {
     UnsupportedMediaType,
     /// The body is larger than the limit (413).
     PayloadTooLarge,
+    /// The header fields are larger than the limit (431).
+    HeadersTooLarge,
     /// An `Idempotency-Key` used before with another request (409).
     IdempotencyConflict,
     /// A `page_token` that names no page of the listing: not one it handed out, or
@@ -52,6 +54,7 @@ impl ServerKind {
             ServerKind::InvalidHeader => "invalid_header",
             ServerKind::UnsupportedMediaType => "unsupported_media_type",
             ServerKind::PayloadTooLarge => "payload_too_large",
+            ServerKind::HeadersTooLarge => "headers_too_large",
             ServerKind::IdempotencyConflict => "idempotency_conflict",
             ServerKind::PageNotFound => "page_not_found",
             ServerKind::Internal => "internal",
@@ -67,6 +70,7 @@ impl ServerKind {
             }
             ServerKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerKind::IdempotencyConflict => StatusCode::CONFLICT,
             ServerKind::PageNotFound => StatusCode::NOT_FOUND,
             ServerKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -82,6 +86,7 @@ impl ServerKind {
             ServerKind::InvalidHeader => "Invalid header",
             ServerKind::UnsupportedMediaType => "Unsupported media type",
             ServerKind::PayloadTooLarge => "Payload too large",
+            ServerKind::HeadersTooLarge => "Request header fields too large",
             ServerKind::IdempotencyConflict => "Idempotency key used for another request",
             ServerKind::PageNotFound => "No such page",
             ServerKind::Internal => "Internal server error",
