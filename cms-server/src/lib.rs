@@ -43,7 +43,8 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let addr = listener.local_addr().unwrap();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let running = tokio::spawn(server::serve(Arc::new(app), listener, async {
+//! // `None`: plain HTTP; `Some(Arc<tls::Tls>)` serves HTTPS.
+//! let running = tokio::spawn(server::serve(Arc::new(app), listener, None, async {
 //!     let _ = stopped.await;
 //! }));
 //!
