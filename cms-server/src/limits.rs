@@ -108,6 +108,14 @@ pub struct Limited {
 }
 
 impl Limited {
+    /// The error a refused request gets: `RateLimited` with its retry-after, which
+    /// each frontend maps as it maps a backend's rate limit (429 with `Retry-After`,
+    /// EC2's `RequestLimitExceeded`).
+    pub fn error(&self, tenant: &str) -> cms_core::Error {
+        cms_core::Error::new(cms_core::ErrorKind::RateLimited, self.message(tenant))
+            .with_retry_after(self.retry_after)
+    }
+
     /// What the client is told.
     pub fn message(&self, tenant: &str) -> String {
         format!(

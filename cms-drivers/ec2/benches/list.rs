@@ -12,20 +12,19 @@
 //! - **cms**: `Ec2Driver::list_instances` of a page of 1,000: cms instances;
 //! - **aws-sdk-ec2** alone: `describe_instances().send()`, the SDK's own output (what
 //!   the driver read before it had its own reader for this answer);
-//! - and, when the Python environment has them (it does after `scripts/python-env`),
-//!   **Libcloud** `EC2NodeDriver.list_nodes()` (which also asks `DescribeAddresses`)
+//! - from the project's Python environment (`scripts/python-env`, which moto runs
+//!   from too), **Libcloud** `EC2NodeDriver.list_nodes()` (which also asks `DescribeAddresses`)
 //!   and **boto3** `describe_instances()`, in one Python process, 10 runs each
 //!   (`CMS_BENCH_PY_RUNS`).
 //!
 //! Prints the median and fastest run of each, the ratio of each to cms, and whether
 //! the aim (cms at least 20 times faster than Libcloud) is met.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cms_core::{Driver, InstanceFilter, PageRequest};
 use cms_driver_ec2::canned::{record, CannedEc2};
-use cms_driver_ec2::moto::{MotoServer, FLAVOR, IMAGE_ID};
+use cms_driver_ec2::moto::{python_env, MotoServer, FLAVOR, IMAGE_ID};
 use cms_driver_ec2::Ec2Driver;
 
 /// cms at least this many times faster than Libcloud.
@@ -163,18 +162,6 @@ fn aws_namespace(answer: Vec<u8>) -> Vec<u8> {
     text.replacen(MOTO, AWS, 1).into_bytes()
 }
 
-fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("CMS_PYTHON_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(".venv")
-        });
-    let python = venv.join("bin").join("python");
-    python.exists().then_some(python)
-}
-
 struct Row {
     client: String,
     times: Vec<Duration>,
@@ -236,46 +223,40 @@ async fn main() {
         times,
     });
 
+    // moto ran from the project's Python environment: Libcloud and boto3 are there too.
+    let python = python_env().await.join("bin").join("python");
     let mut notes = Vec::new();
-    match python() {
-        None => notes.push(
-            "no Python environment (run scripts/python-env): Libcloud and boto3 not measured"
-                .to_owned(),
-        ),
-        Some(python) => {
-            let out = tokio::process::Command::new(python)
-                .args([
-                    "-c",
-                    PYTHON,
-                    "127.0.0.1",
-                    &ec2.addr().port().to_string(),
-                    &py_runs.to_string(),
-                    &n.to_string(),
-                ])
-                .output()
-                .await
-                .expect("run Python");
-            if !out.status.success() {
-                panic!(
-                    "the Python clients failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).expect("the Python clients' JSON");
-            for (name, value) in v.as_object().expect("object") {
-                match value.as_array() {
-                    Some(times) => rows.push(Row {
-                        client: name.clone(),
-                        times: times
-                            .iter()
-                            .filter_map(|t| t.as_f64())
-                            .map(Duration::from_secs_f64)
-                            .collect(),
-                    }),
-                    None => notes.push(format!("{name}: {value}")),
-                }
-            }
+    let out = tokio::process::Command::new(python)
+        .args([
+            "-c",
+            PYTHON,
+            "127.0.0.1",
+            &ec2.addr().port().to_string(),
+            &py_runs.to_string(),
+            &n.to_string(),
+        ])
+        .output()
+        .await
+        .expect("run Python");
+    if !out.status.success() {
+        panic!(
+            "the Python clients failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the Python clients' JSON");
+    for (name, value) in v.as_object().expect("object") {
+        match value.as_array() {
+            Some(times) => rows.push(Row {
+                client: name.clone(),
+                times: times
+                    .iter()
+                    .filter_map(|t| t.as_f64())
+                    .map(Duration::from_secs_f64)
+                    .collect(),
+            }),
+            None => notes.push(format!("{name}: {value}")),
         }
     }
 

@@ -60,7 +60,7 @@ impl MotoServer {
     /// Installs moto if needed and starts a fresh server. Panics (it is test support)
     /// with the reason and the server's log when it cannot.
     pub async fn start() -> MotoServer {
-        let venv = ensure_python_env().await;
+        let venv = python_env().await;
         let moto_server = venv.join("bin").join("moto_server");
         let mut last_failure = String::new();
         // A port picked free may be taken before moto binds it: try a few.
@@ -172,8 +172,9 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
 }
 
-/// Runs `scripts/python-env` and answers the environment's path.
-async fn ensure_python_env() -> PathBuf {
+/// Runs `scripts/python-env` (which installs the pinned Python tools into `.venv`
+/// the first time, and does nothing afterwards) and answers the environment's path.
+pub async fn python_env() -> PathBuf {
     let root = workspace_root();
     let script = root.join("scripts").join("python-env");
     let out = tokio::process::Command::new("bash")

@@ -228,26 +228,16 @@ fn passes_over_malformed_fields_it_does_not_read() {
     assert_eq!(items[0].id.as_str(), "i-1");
 }
 
-fn python() -> std::path::PathBuf {
-    let venv = std::env::var_os("CMS_PYTHON_ENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
-    let python = venv.join("bin").join("python");
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/python-env makes it (the README's test command runs it)",
-        python.display()
-    );
-    python
-}
-
-#[test]
-fn reads_answers_written_from_the_ec2_model_as_the_sdk_does() {
+#[cfg(feature = "moto")]
+#[tokio::test]
+async fn reads_answers_written_from_the_ec2_model_as_the_sdk_does() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/model_answers.py");
-    let out = std::process::Command::new(python())
+    let python = crate::moto::python_env().await.join("bin").join("python");
+    let out = tokio::process::Command::new(python)
         .arg(&script)
         .arg("60")
         .output()
+        .await
         .expect("run the model's answer writer");
     assert!(
         out.status.success(),

@@ -297,7 +297,7 @@ async fn serve(
     tenant
         .rate_limits
         .check(RouteClass::of_ec2_action(action.as_str()))
-        .map_err(|l| Ec2Error::new("RequestLimitExceeded", 503, l.message(&tenant.name)))?;
+        .map_err(|l| Ec2Error::from_core(&l.error(&tenant.name), "InvalidParameterValue"))?;
     // Nothing a client sends is ignored: a parameter the action does not take is
     // refused, before anything is done, as EC2 does.
     if let Some(unknown) = params.unknown(&[actions::COMMON, actions::parameters(action)]) {

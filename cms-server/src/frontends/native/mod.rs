@@ -24,7 +24,7 @@ use warp::reply::Response;
 use crate::app::App;
 use crate::auth::{Tenant, Tenants};
 use crate::frontends::body::{self, BodyError};
-use crate::limits::{Limited, RouteClass};
+use crate::limits::RouteClass;
 use handlers::Ctx;
 use problem::{ApiError, ServerKind, PROBLEM_JSON};
 use routes::Match;
@@ -48,13 +48,6 @@ pub fn authenticate<'a>(tenants: &'a Tenants, headers: &HeaderMap) -> Result<&'a
     tenants
         .by_api_key(key)
         .ok_or_else(|| ApiError::unauthenticated("the API key is not valid"))
-}
-
-/// The problem for a request over its tenant's rate limit: 429 with `Retry-After`.
-fn rate_limited(tenant: &str, l: &Limited) -> ApiError {
-    cms_core::Error::new(cms_core::ErrorKind::RateLimited, l.message(tenant))
-        .with_retry_after(l.retry_after)
-        .into()
 }
 
 fn body_error(e: BodyError) -> ApiError {
@@ -97,7 +90,7 @@ where
                     // Over the tenant's rate limit: refused before anything is read.
                     t.rate_limits
                         .check(RouteClass::of_method(&method))
-                        .map_err(|l| rate_limited(&t.name, &l))?;
+                        .map_err(|l| ApiError::from(l.error(&t.name)))?;
                 }
                 let body = if handlers::reads_body(route.id) {
                     body::read(&headers, body.as_mut())
