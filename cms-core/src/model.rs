@@ -485,7 +485,9 @@ impl TagChanges {
 /// | Error | — | — | ERROR | 7 FAILED, 11 CLONING_FAILURE; LCM *_FAILURE | -1 FAILED_CREATION, 9 INCONSISTENT_STATE |
 /// | Unknown | — | — | UNKNOWN | LCM 16 UNKNOWN | 6 UNKNOWN, 7 UNRECOGNIZED |
 ///
-/// Serialized in lower case: `pending`, `running`, … `unknown`.
+/// Serialized in lower case: `pending`, `running`, … `unknown`; a state this version
+/// does not know (written by a newer cms server, read by the remote driver) reads as
+/// `unknown`, rather than failing the document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -499,6 +501,7 @@ pub enum InstanceState {
     Terminating,
     Terminated,
     Error,
+    #[serde(other)]
     Unknown,
 }
 
@@ -1052,6 +1055,19 @@ impl InstanceAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_of_a_newer_version_reads_as_unknown() {
+        let read = |s: &str| serde_json::from_str::<InstanceState>(s).unwrap();
+        assert_eq!(read("\"running\""), InstanceState::Running);
+        assert_eq!(read("\"hibernated\""), InstanceState::Unknown);
+        assert_eq!(
+            serde_json::to_string(&InstanceState::Unknown).unwrap(),
+            "\"unknown\""
+        );
+        // Filters are parsed strictly: an unknown state there is the caller's mistake.
+        assert!("hibernated".parse::<InstanceState>().is_err());
+    }
 
     #[test]
     fn action_decisions_follow_the_table() {

@@ -705,9 +705,39 @@ pub const PROVIDER_KEYS: &[&str] = &[
 
 /// Makes a TOML error say where the wrong key is and what is accepted: errors inside a
 /// `[[providers]]` table (whose driver keys are flattened) point at the table, so find
-/// the key's own line.
+/// the key's own line. The line itself is not quoted (toml's own rendering shows it),
+/// since it may hold a secret.
 fn explain(text: &str, e: toml::de::Error) -> ConfigError {
-    let mut msg = e.to_string().trim_end().to_owned();
+    let mut msg = match e.span() {
+        Some(span) => {
+            let at = span.start.min(text.len());
+            let before = &text[..at];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            // What the line is about, without its value: the key before `=`, or the
+            // table header.
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let whole = text[start..].lines().next().unwrap_or("").trim();
+            let about = match whole.split_once('=') {
+                Some((key, _))
+                    if key.trim().bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b' ')
+                    }) =>
+                {
+                    format!(" (key `{}`)", key.trim())
+                }
+                None if whole.starts_with('[') && !whole.contains(['"', '\'']) => {
+                    format!(" (table `{whole}`)")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "TOML parse error at line {line}, column {column}{about}: {}",
+                e.message().trim_end()
+            )
+        }
+        None => format!("TOML parse error: {}", e.message().trim_end()),
+    };
     let unknown = msg
         .split_once("unknown field `")
         .and_then(|(_, rest)| rest.split_once('`'))
@@ -785,6 +815,18 @@ mod tests {
         assert_eq!(m.boot_delay, Duration::from_millis(50));
         assert_eq!(p.chaos.as_ref().unwrap().fault_rate, 1.0);
         assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_line_that_may_hold_a_secret() {
+        let e = err("[[tenants]]\nname = \"t\"\napi_key = \"sekrit-sekrit\nproviders = [\"*\"]\n");
+        assert!(e.contains("line 3, column"), "{e}");
+        assert!(!e.contains("sekrit"), "{e}");
+        let e = err("[[tenants]]\nname = \"t\"\napi_key = sekrit\n");
+        assert!(e.contains("line 3") && e.contains("key `api_key`"), "{e}");
+        assert!(!e.contains("sekrit"), "{e}");
+        let e = err("[[tenants]]\nname = \"t\"\nproviders = [\n  \"sek=rit\", 5]\n");
+        assert!(!e.contains("sek"), "{e}");
     }
 
     #[test]

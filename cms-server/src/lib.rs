@@ -69,6 +69,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod frontends;
+pub mod fuzz;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -481,3 +481,364 @@ fn tls_files_that_cannot_serve_stop_the_start() {
         assert!(!err.contains("PRIVATE KEY"), "{err}");
     }
 }
+
+/// Every secret the configuration and the environment give, each distinct so that a
+/// leak names its source.
+struct Secrets;
+
+impl Secrets {
+    const ALICE_KEY: &'static str = "alice-SECRET-apikey-0001-abcdefghijkl";
+    const BOB_KEY: &'static str = "bob-SECRET-apikey-0002-abcdefghijklmn";
+    const ALICE_ACCESS: &'static str = "AKIASECRETALICE00001";
+    const ALICE_SECRET: &'static str = "aliceSECRETaccesskey0003abcdefghijklmnop";
+    const BOB_ACCESS: &'static str = "AKIASECRETBOB0000002";
+    const BOB_SECRET: &'static str = "bobSECRETaccesskey0004abcdefghijklmnopqr";
+    const ONE_PASSWORD: &'static str = "onePASSWORD-SECRET-0005";
+    const ONE_WRONG_PASSWORD: &'static str = "oneWRONGPASSWORD-SECRET-0006";
+    const EC2_SECRET: &'static str = "ec2SECRETbackendkey0007abcdefghijklmnopq";
+    const REMOTE_KEY: &'static str = "remote-SECRET-apikey-0008-abcdefghijk";
+    const REMOTE_WRONG_KEY: &'static str = "remote-WRONG-SECRET-apikey-0009-abcdef";
+
+    const ALL: [&'static str; 11] = [
+        Self::ALICE_KEY,
+        Self::BOB_KEY,
+        Self::ALICE_ACCESS,
+        Self::ALICE_SECRET,
+        Self::BOB_ACCESS,
+        Self::BOB_SECRET,
+        Self::ONE_PASSWORD,
+        Self::ONE_WRONG_PASSWORD,
+        Self::EC2_SECRET,
+        Self::REMOTE_KEY,
+        Self::REMOTE_WRONG_KEY,
+    ];
+
+    /// Fails naming every secret found in `text` (seen as `what`). Access key ids are
+    /// not secret (they are shown to identify a key, as AWS does), but the test keeps
+    /// them out of everything but the places that must name them: checked separately.
+    fn assert_absent(what: &str, text: &str) {
+        let found: Vec<&str> = Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| !s.starts_with("AKIA") && text.contains(s))
+            .collect();
+        assert!(found.is_empty(), "{what} shows {found:?}:\n{text}");
+    }
+}
+
+/// Everything a client sees of an answer: status, headers, body.
+async fn seen(r: reqwest::Response) -> String {
+    let mut out = format!("{}\n", r.status());
+    for (k, v) in r.headers() {
+        out.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+    }
+    out.push_str(&r.text().await.unwrap_or_default());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_logs_errors_or_metrics_on_any_error_path() {
+    use aws_credential_types::Credentials;
+
+    let oned =
+        cms_driver_opennebula::fake::FakeOned::start(cms_driver_opennebula::fake::FakeConfig {
+            password: Secrets::ONE_PASSWORD.into(),
+            ..Default::default()
+        });
+    // The remote provider's upstream: another server, whose development tenant's key
+    // is the remote driver's token.
+    let upstream = Server::start(Options {
+        env: vec![("CMS_DEV_API_KEY".into(), Secrets::REMOTE_KEY.into())],
+        key: Some(Secrets::REMOTE_KEY.into()),
+        ..Options::default()
+    });
+    let providers = format!(
+        r#"
+[[providers]]
+name = "local"
+driver = "memory"
+boot_delay_ms = 20
+
+[[providers]]
+name = "one"
+driver = "opennebula"
+endpoint = "{one}"
+username = "{user}"
+password_env = "CMS_TEST_ONE_PASSWORD"
+retry_attempts = 1
+[[providers.sizes]]
+name = "small"
+cpu = 0.5
+vcpu = 1
+memory_mib = 512
+
+[[providers]]
+name = "one-wrong"
+driver = "opennebula"
+endpoint = "{one}"
+username = "{user}"
+password_env = "CMS_TEST_ONE_WRONG_PASSWORD"
+retry_attempts = 1
+
+[[providers]]
+name = "ec2"
+driver = "ec2"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:9"
+access_key_id_env = "CMS_TEST_EC2_ACCESS"
+secret_access_key_env = "CMS_TEST_EC2_SECRET"
+connect_timeout_ms = 200
+retry_attempts = 1
+
+[[providers]]
+name = "remote"
+driver = "cms"
+endpoint = "{upstream}"
+provider = "local"
+api_key_env = "CMS_TEST_REMOTE_KEY"
+"#,
+        one = oned.endpoint(),
+        user = oned.username(),
+        upstream = upstream.base,
+    );
+    let tenants = format!(
+        r#"
+[[tenants]]
+name = "alice"
+api_key = "{alice_key}"
+access_key_id = "{alice_access}"
+secret_access_key = "{alice_secret}"
+providers = ["*"]
+
+[[tenants]]
+name = "bob"
+api_key_env = "CMS_TEST_BOB_KEY"
+access_key_id = "{bob_access}"
+secret_access_key_env = "CMS_TEST_BOB_SECRET"
+providers = ["local"]
+"#,
+        alice_key = Secrets::ALICE_KEY,
+        alice_access = Secrets::ALICE_ACCESS,
+        alice_secret = Secrets::ALICE_SECRET,
+        bob_access = Secrets::BOB_ACCESS,
+    );
+    let env = |remote_key: &str| -> Vec<(String, String)> {
+        vec![
+            ("CMS_TEST_ONE_PASSWORD".into(), Secrets::ONE_PASSWORD.into()),
+            (
+                "CMS_TEST_ONE_WRONG_PASSWORD".into(),
+                Secrets::ONE_WRONG_PASSWORD.into(),
+            ),
+            ("CMS_TEST_EC2_ACCESS".into(), "AKIABACKEND000000001".into()),
+            ("CMS_TEST_EC2_SECRET".into(), Secrets::EC2_SECRET.into()),
+            ("CMS_TEST_REMOTE_KEY".into(), remote_key.into()),
+            ("CMS_TEST_BOB_KEY".into(), Secrets::BOB_KEY.into()),
+            ("CMS_TEST_BOB_SECRET".into(), Secrets::BOB_SECRET.into()),
+            ("RUST_LOG".into(), "trace".into()),
+        ]
+    };
+    let s = Server::start(Options {
+        config: Some(format!("{providers}{tenants}")),
+        env: env(Secrets::REMOTE_KEY),
+        key: Some(Secrets::ALICE_KEY.into()),
+        ..Options::default()
+    });
+    let mut answers = String::new();
+
+    // Native API: authentication failures.
+    for auth in [
+        None,
+        Some("Bearer not-a-key".to_owned()),
+        Some(format!("Bearer {}x", Secrets::ALICE_KEY)),
+        Some(format!("Basic {}", Secrets::ALICE_KEY)),
+        Some(format!("Bearer  {}", Secrets::BOB_KEY)),
+    ] {
+        let mut r = s.client.get(s.url("/v1/providers"));
+        if let Some(a) = &auth {
+            r = r.header("Authorization", a);
+        }
+        answers += &seen(r.send().await.unwrap()).await;
+    }
+    // Every provider: listings, a create that fails on the body, one that fails in
+    // the backend or on an unknown image, an unknown instance.
+    for p in ["local", "one", "one-wrong", "ec2", "remote"] {
+        for path in [
+            "images",
+            "flavors",
+            "networks",
+            "instances",
+            "instances/nope",
+        ] {
+            let r = s
+                .get(&format!("/v1/providers/{p}/{path}"))
+                .send()
+                .await
+                .unwrap();
+            answers += &seen(r).await;
+        }
+        for body in [
+            serde_json::json!({"image_id": "nope", "flavor_id": "small"}),
+            serde_json::json!({"image_id": "image:0", "flavor_id": "small", "name": "x"}),
+            serde_json::json!({"colour": "red"}),
+        ] {
+            let r = s
+                .post(&format!("/v1/providers/{p}/instances"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            answers += &seen(r).await;
+        }
+    }
+    // The aggregate (with a failing provider), bob outside his providers, limits.
+    answers += &seen(s.get("/v1/instances").send().await.unwrap()).await;
+    let bob = s
+        .client
+        .get(s.url("/v1/providers/one/instances"))
+        .bearer_auth(Secrets::BOB_KEY)
+        .send()
+        .await
+        .unwrap();
+    answers += &seen(bob).await;
+    let huge = "x".repeat(40 * 1024);
+    let r = s
+        .get("/v1/providers")
+        .header("X-Filler", &huge)
+        .send()
+        .await
+        .unwrap();
+    answers += &seen(r).await;
+    let r = s
+        .post("/v1/providers/local/instances")
+        .header("Content-Type", "application/json")
+        .body(format!("{{\"name\":\"{}\"}}", "y".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    answers += &seen(r).await;
+    answers += &seen(s.get("/metrics").send().await.unwrap()).await;
+    answers += &seen(s.client.get(s.url("/metrics")).send().await.unwrap()).await;
+
+    // EC2 frontend, through aws-sdk-ec2: right and wrong secrets, unknown key, bob
+    // outside his providers, backend failures.
+    let ec2 = |region: &str, id: &str, secret: &str| {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+            .endpoint_url(format!("{}/ec2", s.base))
+            .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    };
+    let clients = [
+        ec2("local", Secrets::ALICE_ACCESS, Secrets::ALICE_SECRET),
+        ec2("one", Secrets::ALICE_ACCESS, Secrets::ALICE_SECRET),
+        ec2("one-wrong", Secrets::ALICE_ACCESS, Secrets::ALICE_SECRET),
+        ec2("ec2", Secrets::ALICE_ACCESS, Secrets::ALICE_SECRET),
+        ec2("remote", Secrets::ALICE_ACCESS, Secrets::ALICE_SECRET),
+        ec2("local", Secrets::ALICE_ACCESS, Secrets::BOB_SECRET),
+        ec2("local", "AKIANOBODY0000000000", Secrets::ALICE_SECRET),
+        ec2("one", Secrets::BOB_ACCESS, Secrets::BOB_SECRET),
+    ];
+    for c in &clients {
+        let d = c.describe_instances().send().await;
+        answers += &format!("{d:?}\n");
+        let r = c
+            .run_instances()
+            .image_id("ami-00000000000000000")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await;
+        answers += &format!("{r:?}\n");
+        let k = c
+            .import_key_pair()
+            .key_name("k")
+            .public_key_material(aws_sdk_ec2::primitives::Blob::new("not a key"))
+            .send()
+            .await;
+        answers += &format!("{k:?}\n");
+    }
+    // The error paths were taken: authentication failures on both frontends, the
+    // backend that refuses its password, the backend that cannot be reached.
+    for expected in [
+        "401 Unauthorized",
+        "431 Request Header Fields Too Large",
+        "413 Payload Too Large",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+        r#"cms_driver_errors_total{provider="one-wrong",operation="list_images",kind="unauthenticated"}"#,
+        r#"cms_driver_errors_total{provider="ec2",operation="list_images""#,
+    ] {
+        assert!(
+            answers.contains(expected),
+            "no `{expected}` among the answers:\n{answers}"
+        );
+    }
+    Secrets::assert_absent("the answers", &answers);
+
+    // Logs are written by a logging thread: give it a moment, then read everything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Secrets::assert_absent("the server's log (RUST_LOG=trace)", &s.stderr.text());
+    Secrets::assert_absent("the server's standard output", &s.stdout.text());
+    Secrets::assert_absent("the upstream's log", &upstream.stderr.text());
+
+    // Start-up failures: wrong backend credentials, TOML and validation errors on
+    // the lines that hold secrets.
+    let failing = [
+        (
+            format!("{providers}{tenants}"),
+            env(Secrets::REMOTE_WRONG_KEY),
+        ),
+        (
+            format!("{tenants}[[tenants]]\nname = \"carol\"\napi_key = \"{}\"\nproviders = [\"*\"]\n", Secrets::ALICE_KEY),
+            env(Secrets::REMOTE_KEY),
+        ),
+        (
+            format!("[[tenants]]\nname = \"t\"\napi_key = \"{}\nproviders = [\"*\"]\n", Secrets::ALICE_KEY),
+            vec![],
+        ),
+        (
+            format!("[[tenants]]\nname = \"t\"\napi_key = {}\nproviders = [\"*\"]\n", Secrets::ALICE_KEY),
+            vec![],
+        ),
+        (
+            format!(
+                "[[tenants]]\nname = \"t\"\napi_key = \"{}\"\napi_key_env = \"CMS_TEST_BOB_KEY\"\nproviders = [\"*\"]\n",
+                Secrets::ALICE_KEY
+            ),
+            env(Secrets::REMOTE_KEY),
+        ),
+        (
+            format!(
+                "[[tenants]]\nname = \"t\"\naccess_key_id = \"AKIAT\"\nsecret_access_key = \"{}\"\nsecret_access_key_env = \"CMS_TEST_BOB_SECRET\"\nproviders = [\"*\"]\n",
+                Secrets::ALICE_SECRET
+            ),
+            env(Secrets::REMOTE_KEY),
+        ),
+        (
+            format!("[[tenants]]\nname = \"t\"\napi_key = [\"{}\"]\nproviders = [\"*\"]\n", Secrets::ALICE_KEY),
+            vec![],
+        ),
+    ];
+    for (config, env) in failing {
+        let file = TempFile::new(&config);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, out, err) = run_to_exit(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                file.0.to_str().unwrap(),
+            ],
+            &env,
+        );
+        assert!(!status.success(), "started with:\n{config}\nstderr:\n{err}");
+        Secrets::assert_absent(
+            &format!("a failed start's output for\n{config}\n"),
+            &format!("{out}\n{err}"),
+        );
+    }
+}

@@ -28,6 +28,8 @@
 //! # }
 //! ```
 
+pub mod fuzz;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;

@@ -788,7 +788,10 @@ impl OpenNebulaDriver {
             id: InstanceId::new(vm.id.to_string()),
             name: vm.name.clone(),
             state: map_state(vm.state, vm.lcm_state, last_action),
-            raw_state: raw_state(vm.state, vm.lcm_state),
+            raw_state: vm
+                .unread_state
+                .clone()
+                .unwrap_or_else(|| raw_state(vm.state, vm.lcm_state)),
             image_id,
             flavor_id: ut
                 .get(ATTR_FLAVOR)

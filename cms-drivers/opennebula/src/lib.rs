@@ -77,6 +77,7 @@ pub mod config;
 pub mod driver;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod fuzz;
 pub mod model;
 pub mod paging;
 pub(crate) mod xml;

@@ -188,6 +188,9 @@ pub struct Vm {
     pub template: Attributes,
     pub user_template: Attributes,
     pub history: Vec<History>,
+    /// STATE and LCM_STATE as written (`STATE/LCM_STATE`), when a pool's VM has one
+    /// that cannot be read: its state is then `unknown`, and this is its raw state.
+    pub unread_state: Option<String>,
 }
 
 impl Vm {
@@ -205,6 +208,7 @@ impl Vm {
             name: text(el, "NAME", document)?.to_owned(),
             state: int(el, "STATE", document)?,
             lcm_state: int(el, "LCM_STATE", document)?,
+            unread_state: None,
             ..Vm::read(el, id)
         })
     }
@@ -223,16 +227,25 @@ impl Vm {
     }
 
     /// The VM `id` with every field read leniently (missing or unreadable: -1, 0 or
-    /// empty).
+    /// empty; a STATE or LCM_STATE that cannot be read is -1, and kept as written).
     fn read(el: &Element, id: i64) -> Vm {
         let owned = |name: &str| el.text_of(name).unwrap_or_default().to_owned();
+        let state = opt_int(el, "STATE");
+        let lcm_state = opt_int(el, "LCM_STATE");
+        let unread_state = (state.is_none() || lcm_state.is_none()).then(|| {
+            format!(
+                "{}/{}",
+                el.text_of("STATE").unwrap_or_default().trim(),
+                el.text_of("LCM_STATE").unwrap_or_default().trim()
+            )
+        });
         Vm {
             id,
             uid: opt_int(el, "UID").unwrap_or(-1),
             uname: owned("UNAME"),
             name: owned("NAME"),
-            state: opt_int(el, "STATE").unwrap_or(-1),
-            lcm_state: opt_int(el, "LCM_STATE").unwrap_or(0),
+            state: state.unwrap_or(-1),
+            lcm_state: lcm_state.unwrap_or(-1),
             prev_state: opt_int(el, "PREV_STATE"),
             prev_lcm_state: opt_int(el, "PREV_LCM_STATE"),
             stime: opt_int(el, "STIME").unwrap_or(0),
@@ -247,6 +260,7 @@ impl Vm {
                 .map(Attributes::from_element)
                 .unwrap_or_default(),
             history: history_of(el),
+            unread_state,
         }
     }
 

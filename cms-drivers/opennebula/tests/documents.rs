@@ -1,11 +1,15 @@
 //! The driver reads documents written by hand, as oned writes them: every STATE and
 //! LCM_STATE pair, several NICs and DISKs, CDATA everywhere, and each pool document.
 
+mod common;
+
 use cms_core::{InstanceState, LocationId, NetworkId};
+
 use cms_driver_opennebula::model::{
     ClusterPool, HostPool, ImagePool, User, VirtualNetwork, Vm, VmPool, VmTemplatePool, VnetPool,
 };
 use cms_driver_opennebula::{OpenNebulaConfig, OpenNebulaDriver};
+use common::fuzz_seed;
 
 fn driver() -> OpenNebulaDriver {
     let config = OpenNebulaConfig::new("http://127.0.0.1:9/RPC2", "cms", "UNUSED");
@@ -190,6 +194,11 @@ fn every_state_and_lcm_state_pair_maps_as_the_table_says() {
 
 #[test]
 fn a_vm_document_reads_fully() {
+    fuzz_seed(
+        "opennebula_documents",
+        "ok-vm-6",
+        vm_doc(3, 3, 0).as_bytes(),
+    );
     let vm = Vm::from_xml(&vm_doc(3, 3, 0)).unwrap();
     assert_eq!(vm.name, "web & db");
     assert_eq!(vm.disks().count(), 3);
@@ -236,6 +245,7 @@ fn a_vm_pool_in_short_form_reads() {
 <VM><ID>3</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>a</NAME><LAST_POLL>0</LAST_POLL><STATE>8</STATE><LCM_STATE>0</LCM_STATE><RESCHED>0</RESCHED><STIME>1</STIME><ETIME>0</ETIME><DEPLOY_ID/><TEMPLATE><CPU><![CDATA[1]]></CPU><MEMORY><![CDATA[512]]></MEMORY><DISK><IMAGE_ID><![CDATA[4]]></IMAGE_ID></DISK><NIC><IP><![CDATA[10.1.1.1]]></IP><NETWORK_ID><![CDATA[5]]></NETWORK_ID></NIC><NIC><IP><![CDATA[10.1.2.1]]></IP><NETWORK_ID><![CDATA[6]]></NETWORK_ID></NIC></TEMPLATE><USER_TEMPLATE/><HISTORY_RECORDS><HISTORY><OID>3</OID><SEQ>0</SEQ><HOSTNAME>h</HOSTNAME><HID>0</HID><CID>0</CID><DS_ID>0</DS_ID><VM_MAD>kvm</VM_MAD><TM_MAD>ssh</TM_MAD><ACTION>19</ACTION></HISTORY></HISTORY_RECORDS></VM>
 <VM><ID>9</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>b</NAME><LAST_POLL>0</LAST_POLL><STATE>1</STATE><LCM_STATE>0</LCM_STATE><RESCHED>0</RESCHED><STIME>2</STIME><ETIME>0</ETIME><DEPLOY_ID/><TEMPLATE/><USER_TEMPLATE/><HISTORY_RECORDS/></VM>
 </VM_POOL>"#;
+    fuzz_seed("opennebula_documents", "ok-vm-pool-short", doc.as_bytes());
     let pool = VmPool::from_xml(doc).unwrap();
     let d = driver();
     let i: Vec<_> = pool.vms.iter().map(|v| d.instance_of(v)).collect();
@@ -335,4 +345,79 @@ fn malformed_documents_are_errors_not_panics() {
     assert!(ImagePool::from_xml("<IMAGE_POOL><IMAGE><ID>1</ID></IMAGE></IMAGE_POOL>").is_err());
     assert!(HostPool::from_xml("<HOST_POOL><HOST/></HOST_POOL>").is_err());
     assert!(User::from_xml("<USER/>").is_err());
+}
+
+/// A VM as OpenNebula 4.x writes it: no CDATA, history records without CID and with
+/// the 4.x driver names (VMMMAD, TMMAD), the monitoring values beside the state, no
+/// PREV_STATE.
+const VM_4X: &str = "<VM><ID>7</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>\
+<GNAME>oneadmin</GNAME><NAME>one-4</NAME><PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M>\
+<OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U>\
+<OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS><LAST_POLL>1400000100</LAST_POLL>\
+<STATE>3</STATE><LCM_STATE>3</LCM_STATE><RESCHED>0</RESCHED><STIME>1400000000</STIME>\
+<ETIME>0</ETIME><DEPLOY_ID>one-7</DEPLOY_ID><MEMORY>524288</MEMORY><CPU>1</CPU><NET_TX>0</NET_TX>\
+<NET_RX>0</NET_RX><TEMPLATE><CPU>1</CPU><MEMORY>512</MEMORY><DISK><DISK_ID>0</DISK_ID>\
+<IMAGE_ID>3</IMAGE_ID><SOURCE>/var/lib/one/datastores/1/abc</SOURCE></DISK><NIC><IP>10.0.0.7</IP>\
+<MAC>02:00:0a:00:00:07</MAC><NETWORK>private</NETWORK><NETWORK_ID>0</NETWORK_ID></NIC>\
+<TEMPLATE_ID>2</TEMPLATE_ID><VMID>7</VMID></TEMPLATE><USER_TEMPLATE/><HISTORY_RECORDS><HISTORY>\
+<OID>7</OID><SEQ>0</SEQ><HOSTNAME>node01</HOSTNAME><HID>0</HID><STIME>1400000010</STIME>\
+<ETIME>0</ETIME><VMMMAD>kvm</VMMMAD><VNMMAD>dummy</VNMMAD><TMMAD>shared</TMMAD>\
+<DS_LOCATION>/var/lib/one/datastores</DS_LOCATION><DS_ID>0</DS_ID><PSTIME>1400000010</PSTIME>\
+<PETIME>1400000020</PETIME><RSTIME>1400000020</RSTIME><RETIME>0</RETIME><ESTIME>0</ESTIME>\
+<EETIME>0</EETIME><REASON>0</REASON><ACTION>0</ACTION></HISTORY></HISTORY_RECORDS></VM>";
+
+/// A VM pool as OpenNebula 5.x writes it: CDATA in templates, CID in history, one VM
+/// without TEMPLATE parts (no DISK, no NIC), one whose USER_TEMPLATE and history are
+/// absent altogether, one in an LCM_STATE written by its name.
+const POOL_5X: &str = "<VM_POOL>\
+<VM><ID>20</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>web</NAME>\
+<LAST_POLL>0</LAST_POLL><STATE>3</STATE><LCM_STATE>3</LCM_STATE><PREV_STATE>3</PREV_STATE>\
+<PREV_LCM_STATE>3</PREV_LCM_STATE><RESCHED>0</RESCHED><STIME>1500000000</STIME><ETIME>0</ETIME>\
+<DEPLOY_ID>one-20</DEPLOY_ID><TEMPLATE><CPU><![CDATA[1]]></CPU><MEMORY><![CDATA[1024]]></MEMORY>\
+<DISK><IMAGE_ID><![CDATA[4]]></IMAGE_ID></DISK><NIC><IP><![CDATA[10.1.0.20]]></IP>\
+<NETWORK_ID><![CDATA[1]]></NETWORK_ID></NIC></TEMPLATE><USER_TEMPLATE><CMS_TAGS><![CDATA[{\"env\":\"prod\"}]]></CMS_TAGS></USER_TEMPLATE>\
+<HISTORY_RECORDS><HISTORY><OID>20</OID><SEQ>0</SEQ><HOSTNAME>node01</HOSTNAME><HID>0</HID><CID>100</CID>\
+<STIME>1500000001</STIME><ETIME>0</ETIME><VM_MAD><![CDATA[kvm]]></VM_MAD><TM_MAD><![CDATA[qcow2]]></TM_MAD>\
+<DS_ID>0</DS_ID><ACTION>0</ACTION></HISTORY></HISTORY_RECORDS></VM>\
+<VM><ID>21</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>bare</NAME>\
+<LAST_POLL>0</LAST_POLL><STATE>8</STATE><LCM_STATE>0</LCM_STATE><RESCHED>0</RESCHED>\
+<STIME>1500000002</STIME><ETIME>0</ETIME><DEPLOY_ID/><TEMPLATE><CPU><![CDATA[1]]></CPU></TEMPLATE></VM>\
+<VM><ID>22</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>named</NAME>\
+<STATE>3</STATE><LCM_STATE>RUNNING</LCM_STATE><TEMPLATE/><USER_TEMPLATE/></VM>\
+</VM_POOL>";
+
+#[test]
+fn documents_of_older_versions_read() {
+    fuzz_seed("opennebula_documents", "ok-vm-4", VM_4X.as_bytes());
+    fuzz_seed("opennebula_documents", "ok-vm-pool-5", POOL_5X.as_bytes());
+    let d = driver();
+    let i = d.instance_of(&Vm::from_xml(VM_4X).unwrap());
+    assert_eq!((i.id.as_str(), i.name.as_str()), ("7", "one-4"));
+    assert_eq!(
+        (i.state, i.raw_state.as_str()),
+        (InstanceState::Running, "ACTIVE/RUNNING")
+    );
+    assert_eq!(i.private_ips, ["10.0.0.7"]);
+    assert_eq!(i.network_ids, [NetworkId::new("0")]);
+    assert_eq!(i.image_id.as_ref().map(|x| x.as_str()), Some("image:3"));
+    assert_eq!(i.location_id, None, "no CID: the cluster is not known");
+    assert_eq!(i.created_at.map(|t| t.timestamp()), Some(1_400_000_000));
+
+    let pool = VmPool::from_xml(POOL_5X).unwrap();
+    let i: Vec<_> = pool.vms.iter().map(|v| d.instance_of(v)).collect();
+    assert_eq!(i.len(), 3, "no VM of the pool is lost");
+    assert_eq!(i[0].location_id, Some(LocationId::new("100")));
+    assert_eq!(i[0].tags["env"], "prod");
+    assert_eq!(i[0].image_id.as_ref().map(|x| x.as_str()), Some("image:4"));
+    assert_eq!(
+        (i[1].state, i[1].raw_state.as_str()),
+        (InstanceState::Stopped, "POWEROFF")
+    );
+    assert!(i[1].private_ips.is_empty() && i[1].image_id.is_none());
+    // An LCM_STATE that is not a number cannot be decided on: the VM is listed, in
+    // state unknown, rather than guessed or dropped.
+    assert_eq!(
+        (i[2].id.as_str(), i[2].state, i[2].raw_state.as_str()),
+        ("22", InstanceState::Unknown, "3/RUNNING")
+    );
 }

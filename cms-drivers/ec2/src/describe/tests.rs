@@ -218,6 +218,54 @@ fn leaves_to_the_sdk_what_it_cannot_read() {
     assert!(read(b"<DescribeInstancesResponse>\xff</DescribeInstancesResponse>").is_err());
 }
 
+/// The answer cut short anywhere before its end, and with bytes replaced at random
+/// (a seeded xorshift: the same damage each run): the reader never panics, and an
+/// answer cut short is an error, never a shorter listing.
+fn never_panics_when_damaged(xml: &str) {
+    let bytes = xml.as_bytes();
+    // Cut anywhere before the root element's last `>`.
+    let end = xml.trim_end().len() - 1;
+    let read_bytes = |b: &[u8]| {
+        std::panic::catch_unwind(|| read(b).map(|a| a.instances.len()))
+            .unwrap_or_else(|_| panic!("the reader panics on:\n{}", String::from_utf8_lossy(b)))
+    };
+    for cut in (0..end).step_by(end / 40 + 1) {
+        let r = read_bytes(&bytes[..cut]);
+        assert!(
+            r.is_err(),
+            "an answer cut at byte {cut} is read as a listing: {r:?}"
+        );
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ bytes.len() as u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const NASTY: &[u8] = b"<>&;/\"'=!?[]\0\xff\xc3 x9-";
+    for _ in 0..40 {
+        let mut damaged = bytes.to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % damaged.len() as u64) as usize;
+            damaged[at] = NASTY[(next() % NASTY.len() as u64) as usize];
+        }
+        let _ = read_bytes(&damaged);
+    }
+}
+
+#[test]
+fn damaged_answers_are_errors_or_readings_never_panics() {
+    let xml = doc(
+        "<item><instanceId>i-1</instanceId><instanceState><code>16</code>\
+        <name>running</name></instanceState><tagSet><item><key>Name</key><value>a &amp; b\
+        </value></item></tagSet><privateIpAddress>10.0.0.1</privateIpAddress></item>\
+        <item><instanceId>i-2</instanceId></item>",
+    );
+    same(&xml);
+    never_panics_when_damaged(&xml);
+}
+
 #[test]
 fn passes_over_malformed_fields_it_does_not_read() {
     // The SDK fails the whole answer on a malformed field cms does not use; the
@@ -252,6 +300,7 @@ async fn reads_answers_written_from_the_ec2_model_as_the_sdk_does() {
     for d in &docs {
         let body = d["body"].as_str().expect("body");
         let (items, next) = same(body);
+        never_panics_when_damaged(body);
         // botocore read these instance ids too.
         assert_eq!(Some(items.len() as u64), d["instances"].as_u64(), "{body}");
         instances += items.len();

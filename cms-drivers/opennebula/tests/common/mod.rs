@@ -98,3 +98,25 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir
 }
+
+/// Writes `bytes` as a seed of the fuzz target `target` (a folder of `fuzz/seeds`)
+/// when `CMS_FUZZ_SEEDS` names the seeds folder, as `scripts/fuzz seeds` does;
+/// does nothing otherwise.
+pub fn fuzz_seed(target: &str, name: &str, bytes: &[u8]) {
+    let Some(root) = std::env::var_os("CMS_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = PathBuf::from(root).join(target);
+    std::fs::create_dir_all(&dir).expect("create the seeds folder");
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::fs::write(dir.join(name), bytes).expect("write a seed");
+}

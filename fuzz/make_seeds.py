@@ -1,0 +1,285 @@
+"""Writes the seed corpora of the server's fuzz targets into fuzz/seeds/ (run by
+`scripts/fuzz seeds`; the OpenNebula seeds come from the driver's tests).
+
+- sigv4, ec2_query: the requests botocore (boto3's engine) signs and serializes
+  for the EC2 actions cms serves, header-signed and presigned, with the access key
+  the target knows (cms_server::fuzz::FUZZ_ACCESS_KEY_ID). Requests are captured
+  before they are sent; nothing listens.
+- native: the native API's requests as the README's tour sends them.
+- config: the TOML examples of the README and of the server's configuration
+  documentation.
+
+Seeds named `ok-*` must be accepted by their target: the replay tests check it.
+"""
+
+import base64
+import json
+import os
+import re
+import sys
+
+import botocore.session
+from botocore.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEEDS = os.path.join(ROOT, "fuzz", "seeds")
+ACCESS_KEY = "AKIDEXAMPLE"
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+ENDPOINT = "http://127.0.0.1:8080/ec2/"
+ED25519 = "ssh-ed25519 %s laptop" % base64.b64encode(
+    b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
+).decode()
+
+
+def write(target, name, data):
+    folder = os.path.join(SEEDS, target)
+    os.makedirs(folder, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+def framed(method, target, headers, body=b""):
+    head = f"{method} {target}\n" + "".join(f"{k}: {v}\n" for k, v in headers)
+    return head.encode() + b"\n" + (body if isinstance(body, bytes) else body.encode())
+
+
+class Captured(Exception):
+    pass
+
+
+def ec2_client():
+    session = botocore.session.get_session()
+    client = session.create_client(
+        "ec2",
+        region_name="local",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"max_attempts": 1}, user_agent="botocore (cms fuzz seeds)"),
+    )
+    return client
+
+
+CALLS = [
+    ("describe-instances", "describe_instances", {}),
+    (
+        "describe-instances-filters",
+        "describe_instances",
+        {
+            "Filters": [
+                {"Name": "instance-state-name", "Values": ["running", "pending"]},
+                {"Name": "tag:env", "Values": ["prod*"]},
+                {"Name": "tag-key", "Values": ["team"]},
+            ],
+            "MaxResults": 5,
+            "NextToken": "Y21zMTppLTAwMDE",
+        },
+    ),
+    (
+        "describe-instances-ids",
+        "describe_instances",
+        {"InstanceIds": ["i-0123456789abcdef0", "i-00000000000000001"]},
+    ),
+    (
+        "run-instances",
+        "run_instances",
+        {
+            "ImageId": "ami-0123456789abcdef0",
+            "InstanceType": "t3.micro",
+            "MinCount": 1,
+            "MaxCount": 2,
+            "KeyName": "laptop",
+            "SubnetId": "subnet-0123456789abcdef0",
+            "UserData": base64.b64encode(b"#cloud-config\nruncmd: [echo hi]\n").decode(),
+            "ClientToken": "web-1",
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": "Name", "Value": "web-1"}, {"Key": "env", "Value": "demo"}],
+                }
+            ],
+            "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+        },
+    ),
+    ("terminate-instances", "terminate_instances", {"InstanceIds": ["i-0123456789abcdef0"]}),
+    ("stop-instances", "stop_instances", {"InstanceIds": ["i-0123456789abcdef0"], "Force": True}),
+    ("start-instances", "start_instances", {"InstanceIds": ["i-0123456789abcdef0"]}),
+    ("reboot-instances", "reboot_instances", {"InstanceIds": ["i-0123456789abcdef0"]}),
+    (
+        "create-tags",
+        "create_tags",
+        {"Resources": ["i-0123456789abcdef0"], "Tags": [{"Key": "team", "Value": "web & db"}]},
+    ),
+    (
+        "delete-tags",
+        "delete_tags",
+        {"Resources": ["i-0123456789abcdef0"], "Tags": [{"Key": "team"}]},
+    ),
+    ("import-key-pair", "import_key_pair", {"KeyName": "laptop", "PublicKeyMaterial": ED25519.encode()}),
+    ("create-key-pair", "create_key_pair", {"KeyName": "ci", "KeyType": "ed25519", "KeyFormat": "pem"}),
+    ("describe-key-pairs", "describe_key_pairs", {"KeyNames": ["laptop"]}),
+    ("delete-key-pair", "delete_key_pair", {"KeyName": "laptop"}),
+    (
+        "describe-images",
+        "describe_images",
+        {"Owners": ["self"], "Filters": [{"Name": "name", "Values": ["ubuntu-*"]}]},
+    ),
+    ("describe-instance-types", "describe_instance_types", {"InstanceTypes": ["t3.micro"]}),
+    ("describe-subnets", "describe_subnets", {"Filters": [{"Name": "vpc-id", "Values": ["vpc-1"]}]}),
+    ("describe-vpcs", "describe_vpcs", {}),
+    ("describe-regions", "describe_regions", {"AllRegions": True}),
+    ("describe-availability-zones", "describe_availability_zones", {}),
+    (
+        "describe-instance-status",
+        "describe_instance_status",
+        {"IncludeAllInstances": True, "MaxResults": 100},
+    ),
+    (
+        "describe-instance-attribute",
+        "describe_instance_attribute",
+        {"InstanceId": "i-0123456789abcdef0", "Attribute": "userData"},
+    ),
+    ("get-console-output", "get_console_output", {"InstanceId": "i-0123456789abcdef0", "Latest": True}),
+    ("describe-addresses", "describe_addresses", {}),
+    ("describe-account-attributes", "describe_account_attributes", {}),
+]
+
+
+def ec2_seeds():
+    client = ec2_client()
+    captured = {}
+
+    def before_send(request, **_):
+        captured["request"] = request
+        raise Captured()
+
+    client.meta.events.register("before-send", before_send)
+    for name, method, args in CALLS:
+        try:
+            getattr(client, method)(**args)
+        except Captured:
+            pass
+        r = captured.pop("request")
+        body = r.body if isinstance(r.body, bytes) else (r.body or "").encode()
+        headers = [("Host", "127.0.0.1:8080")] + [
+            (k, v.decode() if isinstance(v, bytes) else v) for k, v in r.headers.items()
+        ]
+        path = r.url.split("127.0.0.1:8080", 1)[1]
+        write("sigv4", f"ok-{name}", framed(r.method, path, headers, body))
+        write("ec2_query", f"ok-{name}", body)
+    # Presigned GETs, as generate_presigned_url makes them.
+    for name, method, args in CALLS[:3]:
+        url = client.generate_presigned_url(method, Params=args, ExpiresIn=300, HttpMethod="GET")
+        target = url.split("127.0.0.1:8080", 1)[1]
+        write("sigv4", f"ok-presigned-{name}", framed("GET", target, [("Host", "127.0.0.1:8080")]))
+        write("ec2_query", f"ok-presigned-{name}", target.split("?", 1)[1])
+
+
+def native_seeds():
+    auth = ("Authorization", "Bearer devkey-change-me")
+    js = ("Content-Type", "application/json")
+    requests = {
+        "providers": ("GET", "/v1/providers", [auth], ""),
+        "images": ("GET", "/v1/providers/local/images?limit=10", [auth], ""),
+        "flavors": ("GET", "/v1/providers/local/flavors", [auth], ""),
+        "list": (
+            "GET",
+            "/v1/providers/local/instances?state=running&tag=env=demo&name=web-1&limit=100&page_token=abc",
+            [auth],
+            "",
+        ),
+        "list-ids": ("GET", "/v1/providers/local/instances?id=i-1&id=i%2F2", [auth], ""),
+        "everywhere": ("GET", "/v1/instances?state=stopped", [auth], ""),
+        "create": (
+            "POST",
+            "/v1/providers/local/instances",
+            [auth, js, ("Idempotency-Key", "web-1")],
+            json.dumps(
+                {
+                    "name": "web-1",
+                    "image_id": "img-ubuntu-24.04",
+                    "flavor_id": "flv-1cpu-1gb",
+                    "network_ids": ["net-default"],
+                    "location_id": "zone-a",
+                    "key_name": "laptop",
+                    "user_data": "#cloud-config\n",
+                    "tags": {"env": "demo"},
+                }
+            ),
+        ),
+        "tags": (
+            "PATCH",
+            "/v1/providers/local/instances/i-1/tags",
+            [auth, ("Content-Type", "application/merge-patch+json")],
+            json.dumps({"team": "web", "env": None}),
+        ),
+        "stop": ("POST", "/v1/providers/local/instances/i-1/stop", [auth], ""),
+        "console": ("GET", "/v1/providers/local/instances/i-1/console", [auth], ""),
+        "delete": ("DELETE", "/v1/providers/local/instances/i-1", [auth], ""),
+        "network": (
+            "POST",
+            "/v1/providers/local/networks",
+            [auth, js],
+            json.dumps({"name": "lan", "cidr": "10.1.0.0/24", "tags": {"team": "web"}}),
+        ),
+        "key-pair-import": (
+            "POST",
+            "/v1/providers/local/key-pairs",
+            [auth, js],
+            json.dumps({"name": "laptop", "public_key": ED25519}),
+        ),
+        "key-pair-generate": (
+            "POST",
+            "/v1/providers/local/key-pairs",
+            [auth, js],
+            json.dumps({"name": "ci"}),
+        ),
+        "healthz": ("GET", "/healthz", [], ""),
+    }
+    for name, (method, target, headers, body) in requests.items():
+        write("native", f"ok-{name}", framed(method, target, headers, body))
+    # Refused on purpose: a field the API does not know, and tags both set and removed
+    # cannot be written in a merge patch, so an unknown field stands in.
+    write(
+        "native",
+        "bad-unknown-field",
+        framed("POST", "/v1/providers/local/instances", [auth, js], '{"image_id":"a","flavor_id":"b","colour":"red"}'),
+    )
+
+
+def xmlrpc_seeds():
+    """XML-RPC as Python's xmlrpc.client writes it (the OpenNebula seeds proper come
+    from the driver's tests, which write what the fake oned serves)."""
+    import xmlrpc.client as x
+
+    pool = "<VM_POOL><VM><ID>1</ID><UID>0</UID><UNAME>a</UNAME><NAME>n</NAME><STATE>8</STATE><LCM_STATE>0</LCM_STATE></VM></VM_POOL>"
+    write("opennebula_xmlrpc", "ok-python-response", x.dumps(((True, pool, 0, -1),), methodresponse=True))
+    write("opennebula_xmlrpc", "ok-python-failure", x.dumps(((False, "[one.vm.info] Error getting virtual machine [7].", 1024, -1),), methodresponse=True))
+    write("opennebula_xmlrpc", "ok-python-fault", x.dumps(x.Fault(-32601, "method not found")))
+    write("opennebula_xmlrpc", "ok-python-call-pool", x.dumps(("cms:secret", -2, -1, -1, -2), methodname="one.vmpool.info"))
+    write("opennebula_xmlrpc", "ok-python-call-allocate", x.dumps(("cms:secret", 'NAME="a"\nCPU="0.5"', False), methodname="one.vm.allocate"))
+    write("opennebula_xmlrpc", "ok-python-call-values", x.dumps(("cms:secret", 1.5, x.Binary(b"\x00\x01"), x.DateTime("20260101T00:00:00")), methodname="one.system.version"))
+
+
+def config_seeds():
+    texts = []
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    texts += re.findall(r"```toml\n(.*?)```", readme, re.S)
+    doc = open(os.path.join(ROOT, "cms-server", "src", "config.rs")).read()
+    block = re.search(r"//! ```toml\n(.*?)//! ```", doc, re.S)
+    if block:
+        texts.append("".join(l[4:] + "\n" for l in block.group(1).splitlines()))
+    if not texts:
+        sys.exit("no TOML example found in README.md or cms-server/src/config.rs")
+    for i, text in enumerate(texts):
+        write("config", f"example-{i:02}", text)
+
+
+if __name__ == "__main__":
+    ec2_seeds()
+    native_seeds()
+    xmlrpc_seeds()
+    config_seeds()
+    print(f"seeds written under {SEEDS}")
