@@ -120,6 +120,11 @@ CALLS = [
     ("import-key-pair", "import_key_pair", {"KeyName": "laptop", "PublicKeyMaterial": ED25519.encode()}),
     ("create-key-pair", "create_key_pair", {"KeyName": "ci", "KeyType": "ed25519", "KeyFormat": "pem"}),
     ("describe-key-pairs", "describe_key_pairs", {"KeyNames": ["laptop"]}),
+    (
+        "describe-tags",
+        "describe_tags",
+        {"Filters": [{"Name": "resource-id", "Values": ["i-0123456789abcdef0"]}], "MaxResults": 50},
+    ),
     ("delete-key-pair", "delete_key_pair", {"KeyName": "laptop"}),
     (
         "describe-images",

@@ -242,6 +242,20 @@ struct Made {
     uncertain: bool,
 }
 
+impl Made {
+    /// A create about to be asked for: its outcome not known yet.
+    fn asked(provider: &'static str, generation: u32) -> Made {
+        Made {
+            provider,
+            id: None,
+            generation,
+            acknowledged: false,
+            deleted: false,
+            uncertain: true,
+        }
+    }
+}
+
 struct World {
     base: String,
     generation: Mutex<u32>,
@@ -316,14 +330,7 @@ async fn create_native(w: &World, tenant: &'static str, provider: &'static str) 
         "mem" => ("img-ubuntu-24.04", "flv-1cpu-1gb"),
         _ => ("image:0", "small"),
     };
-    let mut made = Made {
-        provider,
-        id: None,
-        generation: w.generation(),
-        acknowledged: false,
-        deleted: false,
-        uncertain: true,
-    };
+    let mut made = Made::asked(provider, w.generation());
     // Known before it is asked for, so that a listing meanwhile may show it.
     w.ledgers[tenant]
         .lock()
@@ -520,17 +527,10 @@ async fn ec2_op(w: &World, tenant: &'static str, rng: &mut SmallRng) {
         let n = w.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{tenant}-e{n}");
         let (image, itype) = images(provider);
-        w.ledgers[tenant].lock().unwrap().insert(
-            name.clone(),
-            Made {
-                provider,
-                id: None,
-                generation: w.generation(),
-                acknowledged: false,
-                deleted: false,
-                uncertain: true,
-            },
-        );
+        w.ledgers[tenant]
+            .lock()
+            .unwrap()
+            .insert(name.clone(), Made::asked(provider, w.generation()));
         let r = client
             .run_instances()
             .image_id(image)

@@ -164,42 +164,15 @@ fn route_input(id: RouteId, r: &Framed<'_>) -> Result<(), ApiError> {
         | RouteId::ListKeyPairs => query::page_query(r.query).map(drop),
         RouteId::CreateInstance => {
             query::no_query(r.query)?;
-            let req: CreateInstanceRequest = parse_json(&r.headers, r.body)?;
-            let spec = cms_core::InstanceSpec {
-                name: req.name,
-                image_id: req.image_id,
-                flavor_id: req.flavor_id,
-                network_ids: req.network_ids,
-                location_id: req.location_id,
-                key_name: req.key_name,
-                user_data: req.user_data,
-                tags: req.tags,
-                client_token: None,
-                owner: None,
-            };
+            let spec = parse_json::<CreateInstanceRequest>(&r.headers, r.body)?.into_spec();
             Ok(cms_core::model::check_instance_spec(&spec)?)
         }
         RouteId::UpdateInstanceTags => {
-            let TagPatch(patch) = parse_json(&r.headers, r.body)?;
-            let mut changes = cms_core::TagChanges::new();
-            for (k, v) in patch {
-                match v {
-                    Some(v) => {
-                        changes.set.insert(k, v);
-                    }
-                    None => changes.remove.push(k),
-                }
-            }
+            let changes = parse_json::<TagPatch>(&r.headers, r.body)?.into_changes()?;
             Ok(changes.check()?)
         }
         RouteId::CreateNetwork => {
-            let req: CreateNetworkRequest = parse_json(&r.headers, r.body)?;
-            let spec = cms_core::NetworkSpec {
-                name: req.name,
-                cidr: req.cidr,
-                location_id: req.location_id,
-                tags: req.tags,
-            };
+            let spec = parse_json::<CreateNetworkRequest>(&r.headers, r.body)?.into_spec();
             Ok(cms_core::model::check_network_spec(&spec)?)
         }
         RouteId::CreateKeyPair => {

@@ -127,6 +127,24 @@ pub struct CreateInstanceRequest {
     pub tags: Tags,
 }
 
+impl CreateInstanceRequest {
+    /// The model's request (no client token or owner: the service adds them).
+    pub fn into_spec(self) -> InstanceSpec {
+        InstanceSpec {
+            name: self.name,
+            image_id: self.image_id,
+            flavor_id: self.flavor_id,
+            network_ids: self.network_ids,
+            location_id: self.location_id,
+            key_name: self.key_name,
+            user_data: self.user_data,
+            tags: self.tags,
+            client_token: None,
+            owner: None,
+        }
+    }
+}
+
 /// What network to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +157,18 @@ pub struct CreateNetworkRequest {
     pub location_id: Option<LocationId>,
     #[serde(default)]
     pub tags: Tags,
+}
+
+impl CreateNetworkRequest {
+    /// The model's request.
+    pub fn into_spec(self) -> NetworkSpec {
+        NetworkSpec {
+            name: self.name,
+            cidr: self.cidr,
+            location_id: self.location_id,
+            tags: self.tags,
+        }
+    }
 }
 
 /// What key pair to create: generated (no `public_key`; the answer carries the
@@ -497,19 +527,7 @@ pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let req: CreateInstanceRequest = cx.json()?;
-    let spec = InstanceSpec {
-        name: req.name,
-        image_id: req.image_id,
-        flavor_id: req.flavor_id,
-        network_ids: req.network_ids,
-        location_id: req.location_id,
-        key_name: req.key_name,
-        user_data: req.user_data,
-        tags: req.tags,
-        client_token: None,
-        owner: None,
-    };
+    let spec = cx.json::<CreateInstanceRequest>()?.into_spec();
     let idempotency = match cx.headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -613,6 +631,33 @@ pub async fn get_console_output(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 #[schema(value_type = Object)]
 pub struct TagPatch(pub std::collections::BTreeMap<String, Option<String>>);
 
+impl TagPatch {
+    /// The changes it asks for: a string sets, `null` removes; at most
+    /// [`cms_core::MAX_TAGS`] of them.
+    pub fn into_changes(self) -> Result<cms_core::TagChanges, ApiError> {
+        if self.0.len() > cms_core::MAX_TAGS {
+            return Err(ApiError::server(
+                ServerKind::MalformedBody,
+                format!(
+                    "{} tag changes given, at most {} per request",
+                    self.0.len(),
+                    cms_core::MAX_TAGS
+                ),
+            ));
+        }
+        let mut changes = cms_core::TagChanges::new();
+        for (k, v) in self.0 {
+            match v {
+                Some(v) => {
+                    changes.set.insert(k, v);
+                }
+                None => changes.remove.push(k),
+            }
+        }
+        Ok(changes)
+    }
+}
+
 /// Changes an instance's tags (a JSON merge patch of them, at most 50 keys) and
 /// answers the instance as it is after the change.
 #[utoipa::path(patch, path = "/v1/providers/{provider}/instances/{id}/tags", tag = "instances",
@@ -628,25 +673,7 @@ pub struct TagPatch(pub std::collections::BTreeMap<String, Option<String>>);
 pub async fn update_instance_tags(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let TagPatch(patch) = cx.json()?;
-    if patch.len() > cms_core::MAX_TAGS {
-        return Err(ApiError::server(
-            ServerKind::MalformedBody,
-            format!(
-                "{} tag changes given, at most {} per request",
-                patch.len(),
-                cms_core::MAX_TAGS
-            ),
-        ));
-    }
-    let mut changes = cms_core::TagChanges::new();
-    for (k, v) in patch {
-        if let Some(v) = v {
-            changes.set.insert(k, v);
-        } else {
-            changes.remove.push(k);
-        }
-    }
+    let changes = cx.json::<TagPatch>()?.into_changes()?;
     let after = cx
         .app
         .service
@@ -769,13 +796,7 @@ pub async fn list_networks(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn create_network(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let req: CreateNetworkRequest = cx.json()?;
-    let spec = NetworkSpec {
-        name: req.name,
-        cidr: req.cidr,
-        location_id: req.location_id,
-        tags: req.tags,
-    };
+    let spec = cx.json::<CreateNetworkRequest>()?.into_spec();
     let net = cx.app.service.create_network(p, &spec).await?;
     let location = format!(
         "/v1/providers/{}/networks/{}",
