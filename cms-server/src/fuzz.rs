@@ -6,7 +6,7 @@
 //! The same functions replay every committed corpus file in this crate's unit tests,
 //! on the stable toolchain, so a crash once found stays fixed.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::Config;
@@ -86,8 +86,7 @@ fn signed_at(r: &Framed<'_>) -> DateTime<Utc> {
         .find_map(|p| p.strip_prefix("X-Amz-Date="));
     from_header
         .or(from_query)
-        .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").ok())
-        .map(|t| t.and_utc())
+        .and_then(|s| sigv4::parse_amz_date(s).ok())
         .unwrap_or(DateTime::UNIX_EPOCH)
 }
 

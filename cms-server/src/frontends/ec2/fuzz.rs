@@ -1,12 +1,10 @@
 //! The EC2 frontend's parsing of a request's parameters, without a service: what
 //! [`crate::fuzz::ec2_query`] drives.
 
-use base64::Engine as _;
-
 use super::actions::{self, COMMON};
 use super::error::Result;
 use super::params::{self, Params};
-use super::{keymat, Action};
+use super::{keymat, keys, Action};
 
 /// Parses `form` as the parameters of an EC2 request and reads them as the actions
 /// do (action, unknown parameters, filters, lists, structures, numbers, flags, page
@@ -47,12 +45,7 @@ fn read(form: &str) -> Result<()> {
         spec.nested("Ebs").int("VolumeSize", 1..=16384)?;
     }
     if let Some(material) = p.get("PublicKeyMaterial") {
-        let text = base64::engine::general_purpose::STANDARD
-            .decode(material.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_else(|| material.to_owned());
-        let _ = keymat::imported(&text);
+        let _ = keymat::imported(&keys::material_text(material));
     }
     Ok(())
 }

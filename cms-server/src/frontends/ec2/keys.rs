@@ -104,14 +104,7 @@ pub(super) async fn create_key_pair(c: &Call<'_>, import: bool) -> Result<String
     let tags = tag_specifications(&c.p, "key-pair")?;
     let (public_key, made, fingerprint) = if import {
         require(c, kc.create && kc.import, "importing key pairs")?;
-        let material = c.p.required("PublicKeyMaterial")?;
-        // Clients send the key base64-encoded (as the API says); some send the text.
-        let text = base64::engine::general_purpose::STANDARD
-            .decode(material.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_else(|| material.to_owned());
-        let text = text.trim().to_owned();
+        let text = material_text(c.p.required("PublicKeyMaterial")?);
         let (_, fingerprint) = keymat::imported(&text).map_err(|e| bad_key(e.0))?;
         (Some(text), None, Some(fingerprint))
     } else {
@@ -303,4 +296,16 @@ pub(super) async fn delete_key_pair(c: &Call<'_>) -> Result<String> {
     let mut x = Xml::response("DeleteKeyPair", c.request_id, 256);
     x.bool("return", true);
     Ok(x.finish("DeleteKeyPair"))
+}
+
+/// The OpenSSH text of `PublicKeyMaterial`: clients send the key base64-encoded (as
+/// the API says); some send the text.
+pub(super) fn material_text(material: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(material.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| material.to_owned())
+        .trim()
+        .to_owned()
 }

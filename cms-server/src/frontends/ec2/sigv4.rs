@@ -557,7 +557,7 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
 }
 
 /// `YYYYMMDDTHHMMSSZ`, strictly.
-fn parse_amz_date(s: &str) -> Result<DateTime<Utc>, SigError> {
+pub(crate) fn parse_amz_date(s: &str) -> Result<DateTime<Utc>, SigError> {
     let shape = s.len() == 16
         && s.bytes().enumerate().all(|(i, b)| match i {
             8 => b == b'T',
