@@ -12,7 +12,10 @@
 //!
 //! Options: `--minutes M` (20), `--kill-every MIN-MAX` seconds between kills (120-240;
 //! `0-0`: never, for one long life whose memory can be watched), `--workers N` per
-//! tenant (3), `--seed S`.
+//! tenant (3), `--seed S`, `--cached-objects N` the server's id-map cache bound (5000,
+//! small so that the bound is reached within minutes; `0` leaves the server's default
+//! and the key unset), `--server PATH` another build of `cms-server` to soak (to
+//! compare builds under the same load).
 //!
 //! It checks and prints: answers by status (no 500; the only 5xx are the faults the
 //! chaos layer injects, passed through as 502/503/504), what each tenant's listing
@@ -47,6 +50,8 @@ struct Args {
     kill_every: (u64, u64),
     workers: usize,
     seed: u64,
+    cached_objects: usize,
+    server: std::path::PathBuf,
 }
 
 fn args() -> Args {
@@ -55,6 +60,8 @@ fn args() -> Args {
         kill_every: (120, 240),
         workers: 3,
         seed: 1,
+        cached_objects: 5000,
+        server: env!("CARGO_BIN_EXE_cms-server").into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,6 +75,12 @@ fn args() -> Args {
             }
             "--workers" => a.workers = value("--workers").parse().expect("--workers N"),
             "--seed" => a.seed = value("--seed").parse().expect("--seed S"),
+            "--cached-objects" => {
+                a.cached_objects = value("--cached-objects")
+                    .parse()
+                    .expect("--cached-objects N")
+            }
+            "--server" => a.server = value("--server").into(),
             "--bench" => {}
             other => panic!("unknown option {other}"),
         }
@@ -87,8 +100,13 @@ fn secret(tenant: &str) -> String {
     format!("soak{tenant}secret0123456789abcdefghijklmnop")
 }
 
-fn config(oned: &FakeOned) -> String {
-    let mut c = format!(
+fn config(oned: &FakeOned, cached_objects: usize) -> String {
+    let mut c = if cached_objects > 0 {
+        format!("cached_objects = {cached_objects}\n")
+    } else {
+        String::new()
+    };
+    c += &format!(
         r#"
 [rate_limits]
 read = {{ per_second = 80, burst = 160 }}
@@ -152,10 +170,16 @@ struct Process {
     addr: SocketAddr,
 }
 
-fn start(dir: &std::path::Path, config: &std::path::Path, port: u16, password: &str) -> Process {
+fn start(
+    server: &std::path::Path,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+    password: &str,
+) -> Process {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cms-server"))
+        let mut child = Command::new(server)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
             .arg(config)
             .env(
@@ -754,9 +778,9 @@ fn main() {
         ..FakeConfig::default()
     });
     let config_file = dir.0.join("cms.toml");
-    std::fs::write(&config_file, config(&oned)).expect("write the config");
+    std::fs::write(&config_file, config(&oned, a.cached_objects)).expect("write the config");
     let password = oned.password().to_owned();
-    let first = start(&dir.0, &config_file, 0, &password);
+    let first = start(&a.server, &dir.0, &config_file, 0, &password);
     let port = first.addr.port();
     let process = Arc::new(Mutex::new(first));
     let w = Arc::new(World {
@@ -837,11 +861,12 @@ fn main() {
                     let dir = dir.0.clone();
                     let config_file = config_file.clone();
                     let password = password.clone();
+                    let server = a.server.clone();
                     move || {
                         let mut p = process.lock().unwrap();
                         let _ = p.child.kill();
                         let _ = p.child.wait();
-                        *p = start(&dir, &config_file, port, &password);
+                        *p = start(&server, &dir, &config_file, port, &password);
                     }
                 })
                 .await

@@ -140,7 +140,8 @@ impl App {
         let state = config.state_url(env.state.clone());
         let store = Store::open(&state)
             .await
-            .map_err(|e| config_error(e.to_string()))?;
+            .map_err(|e| config_error(e.to_string()))?
+            .with_cached_objects(config.cached_objects);
         let mut providers = Vec::new();
         for (i, p) in config.effective_providers().iter().enumerate() {
             providers.push(Provider::new(

@@ -5,6 +5,7 @@
 //! aggregate_timeout_ms = 10000     # per provider, for GET /v1/instances
 //! state = "sqlite://cms.db"        # the server's SQL store; CMS_STATE wins
 //! lease_ms = 10000                 # a create in flight whose replica died is settled after this
+//! cached_objects = 100000          # id-map rows the process keeps in memory at most
 //!
 //! [[providers]]
 //! name = "local"
@@ -88,6 +89,12 @@ pub struct Config {
     /// restarted) finds out what became of the create this long after.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// How many rows of the id map (public id ↔ backend id, owner) the process keeps
+    /// in memory at most (default 100000, about 60 MiB when full); the ones it used
+    /// least lately are read from the store again when needed. Listings that touch
+    /// more objects than this read part of them from the store each time.
+    #[serde(default = "default_cached_objects")]
+    pub cached_objects: usize,
     /// Every tenant's request rate limits, per route class (see [`crate::limits`]).
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
@@ -138,6 +145,10 @@ fn default_lease_ms() -> u64 {
     10_000
 }
 
+fn default_cached_objects() -> usize {
+    crate::store::objects::DEFAULT_CACHED_OBJECTS
+}
+
 impl Default for Config {
     /// No file: one `local` memory provider, a development tenant.
     fn default() -> Self {
@@ -148,6 +159,7 @@ impl Default for Config {
             providers: Vec::new(),
             tenants: Vec::new(),
             lease_ms: default_lease_ms(),
+            cached_objects: default_cached_objects(),
             rate_limits: RateLimitsConfig::default(),
         }
     }
@@ -439,6 +451,9 @@ impl Config {
         }
         if self.lease_ms < 100 {
             return Err(ConfigError::new("`lease_ms` must be at least 100"));
+        }
+        if self.cached_objects < 1000 {
+            return Err(ConfigError::new("`cached_objects` must be at least 1000"));
         }
         self.rate_limits.validate("`rate_limits")?;
         let mut names = HashSet::new();
@@ -908,5 +923,7 @@ mod tests {
         assert!(e.contains("name"), "{e}");
         let e = err("listen = 5\n");
         assert!(e.contains("listen"), "{e}");
+        let e = err("cached_objects = 10\n");
+        assert!(e.contains("`cached_objects` must be at least 1000"), "{e}");
     }
 }

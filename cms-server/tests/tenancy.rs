@@ -568,6 +568,14 @@ async fn admins_see_and_act_on_every_instance() {
     assert_eq!(r.status(), 201);
     let mine: Value = r.json().await.unwrap();
     let mine_id = mine["id"].as_str().unwrap().to_owned();
+    // A VM still in PROLOG or BOOT refuses deletion (a temporary 409): the admin acts
+    // on it once it runs, as a user would.
+    wait_state(
+        &s,
+        &format!("/v1/providers/onprem/instances/{mine_id}"),
+        "running",
+    )
+    .await;
 
     let (_, page) = get_json(&s, ALICE_KEY, "/v1/providers/onprem/instances").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");

@@ -379,6 +379,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Bounds the process's cache of the id map to `objects` rows (default
+    /// [`objects::DEFAULT_CACHED_OBJECTS`]; see [`objects::Cache`]).
+    pub fn with_cached_objects(self, objects: usize) -> Store {
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = objects::Cache::new(objects);
+        self
+    }
+
     /// Which SQL this store speaks.
     pub fn dialect(&self) -> Dialect {
         self.dialect

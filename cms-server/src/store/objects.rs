@@ -108,11 +108,126 @@ enum Cached {
 
 type ByBackend = HashMap<Arc<str>, [HashMap<Arc<str>, Cached>; KINDS]>;
 
-/// What the process knows of the id map.
+/// The rows the process cached since the generation began.
 #[derive(Default)]
-pub(crate) struct Cache {
+struct Generation {
     by_backend: ByBackend,
     by_public: HashMap<Arc<str>, Resolved>,
+    /// Rows (and absences) put in it.
+    len: usize,
+}
+
+impl Generation {
+    fn backend(&self, provider: &str, kind: Kind, backend_id: &str) -> Option<&Cached> {
+        self.by_backend.get(provider)?[kind.index()].get(backend_id)
+    }
+
+    fn forget(&mut self, provider: &str, kind: Kind, backend_id: &str) {
+        if let Some(slot) = self.by_backend.get_mut(provider) {
+            slot[kind.index()].remove(backend_id);
+        }
+    }
+}
+
+/// The rows cached by default: at most this many, and at least half of it once that
+/// many were seen (about 600 bytes each).
+pub const DEFAULT_CACHED_OBJECTS: usize = 100_000;
+
+/// What the process knows of the id map: the rows it used lately, bounded.
+///
+/// Two generations: rows go into the current one; when it holds half the bound, it
+/// becomes the previous one and the one before is dropped. A row found only in the
+/// previous generation moves back into the current one, so what is in use stays and
+/// what was seen once leaves after two turns. Memory stays bounded however many
+/// objects a long-lived server meets; a row that left is read from the database again.
+pub(crate) struct Cache {
+    current: Generation,
+    previous: Generation,
+    /// Rows per generation.
+    half: usize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache::new(DEFAULT_CACHED_OBJECTS)
+    }
+}
+
+impl Cache {
+    /// A cache of at most `objects` rows (2 at least).
+    pub(crate) fn new(objects: usize) -> Cache {
+        Cache {
+            current: Generation::default(),
+            previous: Generation::default(),
+            half: (objects / 2).max(1),
+        }
+    }
+
+    /// Rows held now, absences included, in both generations.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.len + self.previous.len
+    }
+
+    fn turn_if_full(&mut self) {
+        if self.current.len >= self.half {
+            self.previous = std::mem::take(&mut self.current);
+        }
+    }
+
+    fn insert(&mut self, r: &Resolved) {
+        self.turn_if_full();
+        let g = &mut self.current;
+        g.len += 1;
+        g.by_public.insert(r.entry.public_id.clone(), r.clone());
+        let slot = g.by_backend.entry(r.provider.clone()).or_default();
+        slot[r.kind.index()].insert(r.backend_id.clone(), Cached::Present(r.entry.clone()));
+    }
+
+    /// A row that names a replaced object: known by its public id only.
+    fn insert_replaced(&mut self, r: &Resolved) {
+        self.turn_if_full();
+        self.current.len += 1;
+        self.current
+            .by_public
+            .insert(r.entry.public_id.clone(), r.clone());
+    }
+
+    fn insert_absent(&mut self, provider: &str, kind: Kind, backend_id: &str) {
+        self.turn_if_full();
+        let g = &mut self.current;
+        g.len += 1;
+        let slot = g.by_backend.entry(provider.into()).or_default();
+        slot[kind.index()].insert(backend_id.into(), Cached::Absent(Instant::now()));
+    }
+
+    /// The cached row of a backend id, and whether it is only in the previous
+    /// generation (then the caller moves it back, see [`Cache::insert`]).
+    fn backend(&self, provider: &str, kind: Kind, backend_id: &str) -> Option<(&Cached, bool)> {
+        if let Some(c) = self.current.backend(provider, kind, backend_id) {
+            return Some((c, false));
+        }
+        self.previous
+            .backend(provider, kind, backend_id)
+            .map(|c| (c, true))
+    }
+
+    fn public(&self, public_id: &str) -> Option<(&Resolved, bool)> {
+        if let Some(r) = self.current.by_public.get(public_id) {
+            return Some((r, false));
+        }
+        self.previous.by_public.get(public_id).map(|r| (r, true))
+    }
+
+    fn forget_backend(&mut self, provider: &str, kind: Kind, backend_id: &str) {
+        self.current.forget(provider, kind, backend_id);
+        self.previous.forget(provider, kind, backend_id);
+    }
+
+    fn forget_public(&mut self, public_id: &str) {
+        self.current.by_public.remove(public_id);
+        self.previous.by_public.remove(public_id);
+    }
 }
 
 /// The public id of a backend object, for salt `salt` (0 first, higher after a
@@ -166,24 +281,16 @@ pub(crate) fn read_row(row: &AnyRow) -> Result<Resolved, sqlx::Error> {
 }
 
 impl Store {
+    fn cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn remember(&self, r: &Resolved) {
-        let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        c.by_public.insert(r.entry.public_id.clone(), r.clone());
-        let slot = c.by_backend.entry(r.provider.clone()).or_default();
-        slot[r.kind.index()].insert(r.backend_id.clone(), Cached::Present(r.entry.clone()));
+        self.cache().insert(r);
     }
 
     fn remember_absent(&self, provider: &str, kind: Kind, backend_id: &str) {
-        let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        let slot = c.by_backend.entry(provider.into()).or_default();
-        slot[kind.index()].insert(backend_id.into(), Cached::Absent(Instant::now()));
-    }
-
-    fn forget_cached(&self, provider: &str, kind: Kind, backend_id: &str) {
-        let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = c.by_backend.get_mut(provider) {
-            slot[kind.index()].remove(backend_id);
-        }
+        self.cache().insert_absent(provider, kind, backend_id);
     }
 
     /// The current rows of `backend_ids` (cache first, then one query per batch of
@@ -196,17 +303,37 @@ impl Store {
     ) -> Result<Vec<Option<Entry>>, StoreError> {
         let mut out = Vec::with_capacity(backend_ids.len());
         let mut missing: Vec<usize> = Vec::new();
+        // Rows found only in the previous generation, to move back.
+        let mut older: Vec<usize> = Vec::new();
         {
             let c = self.cache.read().unwrap_or_else(|e| e.into_inner());
-            let slot = c.by_backend.get(provider).map(|s| &s[kind.index()]);
             for (i, id) in backend_ids.iter().enumerate() {
-                match slot.and_then(|s| s.get(*id)) {
-                    Some(Cached::Present(e)) => out.push(Some(e.clone())),
-                    Some(Cached::Absent(at)) if at.elapsed() < ABSENT_TTL => out.push(None),
+                match c.backend(provider, kind, id) {
+                    Some((Cached::Present(e), old)) => {
+                        out.push(Some(e.clone()));
+                        if old {
+                            older.push(i);
+                        }
+                    }
+                    Some((Cached::Absent(at), _)) if at.elapsed() < ABSENT_TTL => out.push(None),
                     _ => {
                         out.push(None);
                         missing.push(i);
                     }
+                }
+            }
+        }
+        if !older.is_empty() {
+            let provider: Arc<str> = provider.into();
+            let mut c = self.cache();
+            for i in older {
+                if let Some(entry) = out[i].clone() {
+                    c.insert(&Resolved {
+                        provider: provider.clone(),
+                        kind,
+                        backend_id: backend_ids[i].into(),
+                        entry,
+                    });
                 }
             }
         }
@@ -382,14 +509,17 @@ impl Store {
     /// What a public id names, if the store knows it (replaced rows included: their
     /// object is gone, which is for the caller to find out).
     pub async fn resolve(&self, public_id: &str) -> Result<Option<Resolved>, StoreError> {
-        if let Some(r) = self
+        let cached = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .by_public
-            .get(public_id)
-        {
-            return Ok(Some(r.clone()));
+            .public(public_id)
+            .map(|(r, old)| (r.clone(), old));
+        if let Some((r, old)) = cached {
+            if old {
+                self.remember(&r);
+            }
+            return Ok(Some(r));
         }
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS}, replaced FROM cms_objects WHERE public_id = $1"
@@ -404,11 +534,7 @@ impl Store {
         if replaced == 0 {
             self.remember(&r);
         } else {
-            self.cache
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .by_public
-                .insert(r.entry.public_id.clone(), r.clone());
+            self.cache().insert_replaced(&r);
         }
         Ok(Some(r))
     }
@@ -436,16 +562,10 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(err("cannot write the id map"))?;
-        self.forget_cached(provider, kind, backend_id);
+        self.cache().forget_backend(provider, kind, backend_id);
         if let Some(p) = &public {
             self.forget_details(p).await?;
-        }
-        if let Some(p) = public {
-            self.cache
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .by_public
-                .remove(&p);
+            self.cache().forget_public(p);
         }
         Ok(())
     }
@@ -676,6 +796,53 @@ mod tests {
             reservation: Some("r-1"),
             launch_index: 0,
             ..Record::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded_and_keeps_the_rows_in_use() {
+        for db in testing::all("bounded-cache").await {
+            let store = Store::open(&db.url).await.unwrap().with_cached_objects(20);
+            let cached = |id: &str| {
+                let c = store.cache.read().unwrap();
+                c.backend("p", Kind::Instance, id).is_some()
+            };
+            let hot = store
+                .record("p", Kind::Instance, "hot", &rec("t1", "tok-hot"))
+                .await
+                .unwrap();
+            let mut made = Vec::new();
+            for i in 0..200 {
+                let id = format!("vm-{i}");
+                made.push(
+                    store
+                        .record("p", Kind::Instance, &id, &rec("t1", &format!("tok-{i}")))
+                        .await
+                        .unwrap(),
+                );
+                // A listing that shows `hot` every time keeps it cached.
+                let seen = store.lookup("p", Kind::Instance, &["hot"]).await.unwrap();
+                assert_eq!(seen, [Some(hot.clone())]);
+                let held = store.cache.read().unwrap().len();
+                assert!(held <= 20, "{held} rows cached, 20 at most");
+                assert!(cached("hot"), "after {i}");
+            }
+            assert!(!cached("vm-0"));
+            assert!(cached("vm-199"));
+            // What left the cache is read from the store again, by either id.
+            let ids: Vec<String> = (0..200).map(|i| format!("vm-{i}")).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let found = store.lookup("p", Kind::Instance, &refs).await.unwrap();
+            assert_eq!(found, made.iter().cloned().map(Some).collect::<Vec<_>>());
+            for e in &made {
+                let r = store.resolve(&e.public_id).await.unwrap().unwrap();
+                assert_eq!(&r.entry, e);
+            }
+            assert!(store.cache.read().unwrap().len() <= 20);
+            // A forgotten row leaves both generations.
+            store.forget("p", Kind::Instance, "vm-199").await.unwrap();
+            assert!(!cached("vm-199"));
+            assert_eq!(store.resolve(&made[199].public_id).await.unwrap(), None);
         }
     }
 
