@@ -37,6 +37,7 @@ impl TinyCloud {
         caps.images = ImageCapabilities {
             list: true,
             get: true,
+            ..Default::default()
         };
         caps.flavors = FlavorCapabilities { list: true };
         TinyCloud {
@@ -53,9 +54,14 @@ impl TinyCloud {
             kind: ImageKind::Disk,
             os: Some("linux".into()),
             architecture: Some("x86_64".into()),
+            state: ImageState::Available,
             raw_state: "available".into(),
             min_disk_gib: None,
             tags: Tags::new(),
+            shared: true,
+            owner: None,
+            source_instance_id: None,
+            created_at: None,
         }
     }
 
@@ -155,6 +161,8 @@ impl Driver for TinyCloud {
             created_at: Some(chrono::Utc::now()),
             client_token: None,
             owner: spec.owner.clone(),
+            security_group_ids: Vec::new(),
+            volumes: Vec::new(),
         };
         all.push(instance.clone());
         Ok(instance)
@@ -199,8 +207,13 @@ impl Driver for TinyCloud {
         Err(Error::unsupported(Operation::GetConsoleOutput, "tiny").with_resource(id.to_string()))
     }
 
-    async fn list_images(&self, _page: &PageRequest) -> Result<Page<Image>> {
-        Ok(Page::last(vec![Self::image()]))
+    async fn list_images(&self, filter: &ImageFilter, _page: &PageRequest) -> Result<Page<Image>> {
+        let image = Self::image();
+        Ok(Page::last(if filter.matches(&image) {
+            vec![image]
+        } else {
+            Vec::new()
+        }))
     }
 
     async fn get_image(&self, id: &ImageId) -> Result<Image> {

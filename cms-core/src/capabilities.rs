@@ -34,6 +34,16 @@ pub struct InstanceCapabilities {
     /// ([`InstanceFilter::owner`](crate::InstanceFilter::owner)).
     #[serde(default)]
     pub owner: bool,
+    /// Instances are created in the security groups the spec names
+    /// ([`InstanceSpec::security_group_ids`](crate::InstanceSpec::security_group_ids))
+    /// and show theirs.
+    #[serde(default)]
+    pub security_groups: bool,
+    /// Instances are created with the volumes the spec asks for
+    /// ([`InstanceSpec::volumes`](crate::InstanceSpec::volumes)) and show the volumes
+    /// attached to them.
+    #[serde(default)]
+    pub volumes: bool,
     /// The largest page the driver returns (0: no pagination, everything at once).
     pub max_page_size: u32,
 }
@@ -44,6 +54,92 @@ pub struct InstanceCapabilities {
 pub struct ImageCapabilities {
     pub list: bool,
     pub get: bool,
+    /// Images can be captured from instances ([`Driver::create_image`](crate::Driver::create_image)).
+    #[serde(default)]
+    pub create: bool,
+    /// Images the account made can be deleted.
+    #[serde(default)]
+    pub delete: bool,
+    /// Captured images keep the owner given ([`ImageSpec::owner`](crate::ImageSpec::owner))
+    /// and listings filter by it ([`ImageFilter`](crate::ImageFilter)).
+    #[serde(default)]
+    pub owner: bool,
+}
+
+/// What a driver can do with volumes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct VolumeCapabilities {
+    pub list: bool,
+    pub get: bool,
+    pub create: bool,
+    pub delete: bool,
+    pub attach: bool,
+    pub detach: bool,
+    /// Volumes can be made from snapshots.
+    pub from_snapshot: bool,
+    /// A create with the same client token makes at most one volume.
+    pub client_token: bool,
+    /// Tags can be set at creation and are returned.
+    pub tags: bool,
+    /// Volumes keep the owner given at creation and listings filter by it.
+    pub owner: bool,
+    /// The largest page the driver returns (0: everything at once).
+    pub max_page_size: u32,
+}
+
+/// What a driver can do with snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SnapshotCapabilities {
+    pub list: bool,
+    pub get: bool,
+    pub create: bool,
+    pub delete: bool,
+    /// Tags can be set at creation and are returned.
+    pub tags: bool,
+    /// Snapshots keep the owner given at creation and listings filter by it.
+    pub owner: bool,
+}
+
+/// What a driver can do with security groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SecurityGroupCapabilities {
+    pub list: bool,
+    pub get: bool,
+    pub create: bool,
+    pub delete: bool,
+    /// Rules can be added and removed.
+    pub update_rules: bool,
+    /// Egress rules are kept (otherwise only ingress rules are).
+    pub egress: bool,
+    /// Rules can name another group as their peer.
+    pub group_peers: bool,
+    /// Tags can be set at creation and are returned.
+    pub tags: bool,
+    /// Groups keep the owner given at creation and listings filter by it.
+    pub owner: bool,
+}
+
+/// What a driver can do with public addresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AddressCapabilities {
+    pub list: bool,
+    pub get: bool,
+    pub allocate: bool,
+    pub release: bool,
+    pub associate: bool,
+    pub disassociate: bool,
+    /// Tags can be set at allocation and are returned.
+    pub tags: bool,
+    /// Addresses keep the owner given at allocation and listings filter by it.
+    pub owner: bool,
 }
 
 /// What a driver can do with flavors.
@@ -103,6 +199,14 @@ pub struct Capabilities {
     pub networks: NetworkCapabilities,
     pub locations: LocationCapabilities,
     pub key_pairs: KeyPairCapabilities,
+    #[serde(default)]
+    pub volumes: VolumeCapabilities,
+    #[serde(default)]
+    pub snapshots: SnapshotCapabilities,
+    #[serde(default)]
+    pub security_groups: SecurityGroupCapabilities,
+    #[serde(default)]
+    pub addresses: AddressCapabilities,
 }
 
 impl Capabilities {
@@ -128,11 +232,16 @@ impl Capabilities {
                 user_data: true,
                 console_output: true,
                 owner: true,
+                security_groups: true,
+                volumes: true,
                 max_page_size: 1000,
             },
             images: ImageCapabilities {
                 list: true,
                 get: true,
+                create: true,
+                delete: true,
+                owner: true,
             },
             flavors: FlavorCapabilities { list: true },
             networks: NetworkCapabilities {
@@ -147,6 +256,48 @@ impl Capabilities {
                 create: true,
                 import: true,
                 delete: true,
+            },
+            volumes: VolumeCapabilities {
+                list: true,
+                get: true,
+                create: true,
+                delete: true,
+                attach: true,
+                detach: true,
+                from_snapshot: true,
+                client_token: true,
+                tags: true,
+                owner: true,
+                max_page_size: 1000,
+            },
+            snapshots: SnapshotCapabilities {
+                list: true,
+                get: true,
+                create: true,
+                delete: true,
+                tags: true,
+                owner: true,
+            },
+            security_groups: SecurityGroupCapabilities {
+                list: true,
+                get: true,
+                create: true,
+                delete: true,
+                update_rules: true,
+                egress: true,
+                group_peers: true,
+                tags: true,
+                owner: true,
+            },
+            addresses: AddressCapabilities {
+                list: true,
+                get: true,
+                allocate: true,
+                release: true,
+                associate: true,
+                disassociate: true,
+                tags: true,
+                owner: true,
             },
         }
     }
@@ -176,6 +327,29 @@ impl Capabilities {
             CreateKeyPair => self.key_pairs.create,
             ImportKeyPair => self.key_pairs.import,
             DeleteKeyPair => self.key_pairs.delete,
+            ListVolumes => self.volumes.list,
+            GetVolume => self.volumes.get,
+            CreateVolume => self.volumes.create,
+            DeleteVolume => self.volumes.delete,
+            AttachVolume => self.volumes.attach,
+            DetachVolume => self.volumes.detach,
+            ListSnapshots => self.snapshots.list,
+            GetSnapshot => self.snapshots.get,
+            CreateSnapshot => self.snapshots.create,
+            DeleteSnapshot => self.snapshots.delete,
+            CreateImage => self.images.create,
+            DeleteImage => self.images.delete,
+            ListSecurityGroups => self.security_groups.list,
+            GetSecurityGroup => self.security_groups.get,
+            CreateSecurityGroup => self.security_groups.create,
+            DeleteSecurityGroup => self.security_groups.delete,
+            AddSecurityRules | RemoveSecurityRules => self.security_groups.update_rules,
+            ListAddresses => self.addresses.list,
+            GetAddress => self.addresses.get,
+            AllocateAddress => self.addresses.allocate,
+            ReleaseAddress => self.addresses.release,
+            AssociateAddress => self.addresses.associate,
+            DisassociateAddress => self.addresses.disassociate,
         }
     }
 }

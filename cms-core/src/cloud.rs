@@ -150,8 +150,153 @@ impl Cloud {
 
     /// Every image, collected.
     pub async fn collect_images(&self) -> Result<Vec<Image>> {
-        self.collect_pages(|c, p| async move { c.list_images(&p).await })
-            .await
+        self.collect_images_matching(&ImageFilter::default()).await
+    }
+
+    /// Every image matching `filter`, collected.
+    pub async fn collect_images_matching(&self, filter: &ImageFilter) -> Result<Vec<Image>> {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| {
+            let filter = filter.clone();
+            async move { c.list_images(&filter, &p).await }
+        })
+        .await
+    }
+
+    /// Every volume matching `filter`, collected.
+    pub async fn collect_volumes(&self, filter: &VolumeFilter) -> Result<Vec<Volume>> {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| {
+            let filter = filter.clone();
+            async move { c.list_volumes(&filter, &p).await }
+        })
+        .await
+    }
+
+    /// Every snapshot matching `filter`, collected.
+    pub async fn collect_snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<Snapshot>> {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| {
+            let filter = filter.clone();
+            async move { c.list_snapshots(&filter, &p).await }
+        })
+        .await
+    }
+
+    /// Every security group matching `filter`, collected.
+    pub async fn collect_security_groups(
+        &self,
+        filter: &SecurityGroupFilter,
+    ) -> Result<Vec<SecurityGroup>> {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| {
+            let filter = filter.clone();
+            async move { c.list_security_groups(&filter, &p).await }
+        })
+        .await
+    }
+
+    /// Every address matching `filter`, collected.
+    pub async fn collect_addresses(&self, filter: &AddressFilter) -> Result<Vec<Address>> {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| {
+            let filter = filter.clone();
+            async move { c.list_addresses(&filter, &p).await }
+        })
+        .await
+    }
+
+    /// Polls the volume until it is in `state` (as [`wait_for_state`](Cloud::wait_for_state)
+    /// polls instances); `InvalidState` when it reaches `error` or `deleted` first.
+    pub async fn wait_for_volume_state(
+        &self,
+        id: &VolumeId,
+        state: VolumeState,
+        timeout: Duration,
+    ) -> Result<Volume> {
+        let what = format!("volume `{id}`");
+        self.poll(&what, state.as_str(), timeout, || async {
+            let v = self.get_volume(id).await?;
+            let dead =
+                v.state != state && matches!(v.state, VolumeState::Error | VolumeState::Deleted);
+            let raw = v.raw_state.clone();
+            Ok(Polled::of(v.state == state, dead, v.state.as_str(), raw, v))
+        })
+        .await
+    }
+
+    /// Polls the snapshot until it is `completed`; `InvalidState` when it fails.
+    pub async fn wait_for_snapshot(&self, id: &SnapshotId, timeout: Duration) -> Result<Snapshot> {
+        let what = format!("snapshot `{id}`");
+        self.poll(&what, "completed", timeout, || async {
+            let s = self.get_snapshot(id).await?;
+            let done = s.state == SnapshotState::Completed;
+            let dead = s.state == SnapshotState::Error;
+            let raw = s.raw_state.clone();
+            Ok(Polled::of(done, dead, s.state.as_str(), raw, s))
+        })
+        .await
+    }
+
+    /// Polls the image until it is `available`; `InvalidState` when it fails.
+    pub async fn wait_for_image(&self, id: &ImageId, timeout: Duration) -> Result<Image> {
+        let what = format!("image `{id}`");
+        self.poll(&what, "available", timeout, || async {
+            let i = self.get_image(id).await?;
+            let done = i.state == ImageState::Available;
+            let dead = matches!(i.state, ImageState::Error | ImageState::Deleted);
+            let raw = i.raw_state.clone();
+            Ok(Polled::of(done, dead, i.state.as_str(), raw, i))
+        })
+        .await
+    }
+
+    /// Calls `get` with growing pauses (50 ms up to 2 s) until it is done, at a dead
+    /// end (`InvalidState`), or `timeout` passed (`Timeout`).
+    async fn poll<T, F, Fut>(
+        &self,
+        what: &str,
+        wanted: &str,
+        timeout: Duration,
+        get: F,
+    ) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Polled<T>>>,
+    {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let p = get().await?;
+            if p.done {
+                return Ok(p.value);
+            }
+            if p.dead {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "{what} is {} ({}) and will not become {wanted} by itself",
+                        p.state, p.raw_state
+                    ),
+                )
+                .with_resource(what.replace('`', ""))
+                .with_provider(self.provider.to_string()));
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} still {} ({}) after {timeout:?}, waiting for {wanted}",
+                        p.state, p.raw_state
+                    ),
+                )
+                .with_resource(what.replace('`', ""))
+                .with_provider(self.provider.to_string()));
+            }
+            tokio::time::sleep(pause.min(timeout - elapsed)).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// Every flavor, collected.
@@ -176,6 +321,27 @@ impl Cloud {
         all_pages(move |page| fetch(cloud.clone(), page))
             .try_collect()
             .await
+    }
+}
+
+/// One look at a resource being waited for.
+struct Polled<T> {
+    done: bool,
+    dead: bool,
+    state: &'static str,
+    raw_state: String,
+    value: T,
+}
+
+impl<T> Polled<T> {
+    fn of(done: bool, dead: bool, state: &'static str, raw_state: String, value: T) -> Self {
+        Polled {
+            done,
+            dead,
+            state,
+            raw_state,
+            value,
+        }
     }
 }
 

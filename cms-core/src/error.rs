@@ -92,95 +92,90 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// Every operation of the [`Driver`](crate::Driver) trait, named.
-///
-/// Used in errors ("create instance: …"), in capability checks and as a metrics label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Operation {
-    ListInstances,
-    GetInstance,
-    CreateInstance,
-    StartInstance,
-    StopInstance,
-    RebootInstance,
-    DeleteInstance,
-    UpdateInstanceTags,
-    GetConsoleOutput,
-    ListImages,
-    GetImage,
-    ListFlavors,
-    ListNetworks,
-    GetNetwork,
-    CreateNetwork,
-    DeleteNetwork,
-    ListLocations,
-    ListKeyPairs,
-    CreateKeyPair,
-    ImportKeyPair,
-    DeleteKeyPair,
+macro_rules! operations {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Every operation of the [`Driver`](crate::Driver) trait, named.
+        ///
+        /// Used in errors ("create instance: …"), in capability checks and as a metrics label.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Operation {
+            $($variant,)*
+        }
+
+        impl Operation {
+            /// Every operation, in declaration order.
+            pub const ALL: [Operation; [$(Operation::$variant),*].len()] = [$(Operation::$variant),*];
+
+            /// A stable snake_case name (`create_instance`), used as a metrics label.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Operation::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    ListInstances => "list_instances",
+    GetInstance => "get_instance",
+    CreateInstance => "create_instance",
+    StartInstance => "start_instance",
+    StopInstance => "stop_instance",
+    RebootInstance => "reboot_instance",
+    DeleteInstance => "delete_instance",
+    UpdateInstanceTags => "update_instance_tags",
+    GetConsoleOutput => "get_console_output",
+    ListImages => "list_images",
+    GetImage => "get_image",
+    ListFlavors => "list_flavors",
+    ListNetworks => "list_networks",
+    GetNetwork => "get_network",
+    CreateNetwork => "create_network",
+    DeleteNetwork => "delete_network",
+    ListLocations => "list_locations",
+    ListKeyPairs => "list_key_pairs",
+    CreateKeyPair => "create_key_pair",
+    ImportKeyPair => "import_key_pair",
+    DeleteKeyPair => "delete_key_pair",
+    ListVolumes => "list_volumes",
+    GetVolume => "get_volume",
+    CreateVolume => "create_volume",
+    DeleteVolume => "delete_volume",
+    AttachVolume => "attach_volume",
+    DetachVolume => "detach_volume",
+    ListSnapshots => "list_snapshots",
+    GetSnapshot => "get_snapshot",
+    CreateSnapshot => "create_snapshot",
+    DeleteSnapshot => "delete_snapshot",
+    CreateImage => "create_image",
+    DeleteImage => "delete_image",
+    ListSecurityGroups => "list_security_groups",
+    GetSecurityGroup => "get_security_group",
+    CreateSecurityGroup => "create_security_group",
+    DeleteSecurityGroup => "delete_security_group",
+    AddSecurityRules => "add_security_rules",
+    RemoveSecurityRules => "remove_security_rules",
+    ListAddresses => "list_addresses",
+    GetAddress => "get_address",
+    AllocateAddress => "allocate_address",
+    ReleaseAddress => "release_address",
+    AssociateAddress => "associate_address",
+    DisassociateAddress => "disassociate_address",
 }
 
 impl Operation {
-    /// Every operation, in declaration order.
-    pub const ALL: [Operation; 21] = [
-        Operation::ListInstances,
-        Operation::GetInstance,
-        Operation::CreateInstance,
-        Operation::StartInstance,
-        Operation::StopInstance,
-        Operation::RebootInstance,
-        Operation::DeleteInstance,
-        Operation::UpdateInstanceTags,
-        Operation::GetConsoleOutput,
-        Operation::ListImages,
-        Operation::GetImage,
-        Operation::ListFlavors,
-        Operation::ListNetworks,
-        Operation::GetNetwork,
-        Operation::CreateNetwork,
-        Operation::DeleteNetwork,
-        Operation::ListLocations,
-        Operation::ListKeyPairs,
-        Operation::CreateKeyPair,
-        Operation::ImportKeyPair,
-        Operation::DeleteKeyPair,
-    ];
-
-    /// A stable snake_case name (`create_instance`), used as a metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::ListInstances => "list_instances",
-            Operation::GetInstance => "get_instance",
-            Operation::CreateInstance => "create_instance",
-            Operation::StartInstance => "start_instance",
-            Operation::StopInstance => "stop_instance",
-            Operation::RebootInstance => "reboot_instance",
-            Operation::DeleteInstance => "delete_instance",
-            Operation::UpdateInstanceTags => "update_instance_tags",
-            Operation::GetConsoleOutput => "get_console_output",
-            Operation::ListImages => "list_images",
-            Operation::GetImage => "get_image",
-            Operation::ListFlavors => "list_flavors",
-            Operation::ListNetworks => "list_networks",
-            Operation::GetNetwork => "get_network",
-            Operation::CreateNetwork => "create_network",
-            Operation::DeleteNetwork => "delete_network",
-            Operation::ListLocations => "list_locations",
-            Operation::ListKeyPairs => "list_key_pairs",
-            Operation::CreateKeyPair => "create_key_pair",
-            Operation::ImportKeyPair => "import_key_pair",
-            Operation::DeleteKeyPair => "delete_key_pair",
-        }
-    }
-
     /// Whether repeating the operation after an unknown outcome is harmless.
     ///
     /// Creates are not: a create whose answer was lost may have happened. A create with
     /// a client token is made idempotent by the caller (see the retry layer). Nor are
-    /// deletes of networks and key pairs: repeating one whose answer was lost answers
+    /// deletes of networks, key pairs, volumes, snapshots, images and security groups,
+    /// nor releasing an address: repeating one whose answer was lost answers
     /// `NotFound`. Deleting an instance is: a terminated instance answers as it is.
-    /// So is updating tags: setting a tag again, or removing one already gone,
-    /// changes nothing.
+    /// So are updating tags (setting a tag again, or removing one already gone,
+    /// changes nothing), attaching and detaching a volume, associating and
+    /// disassociating an address (repeating one under way or done answers the
+    /// resource as it is), and adding and removing rules (a group holds a rule once).
     pub fn is_idempotent(self) -> bool {
         !matches!(
             self,
@@ -190,6 +185,16 @@ impl Operation {
                 | Operation::CreateKeyPair
                 | Operation::ImportKeyPair
                 | Operation::DeleteKeyPair
+                | Operation::CreateVolume
+                | Operation::DeleteVolume
+                | Operation::CreateSnapshot
+                | Operation::DeleteSnapshot
+                | Operation::CreateImage
+                | Operation::DeleteImage
+                | Operation::CreateSecurityGroup
+                | Operation::DeleteSecurityGroup
+                | Operation::AllocateAddress
+                | Operation::ReleaseAddress
         )
     }
 

@@ -1,7 +1,7 @@
 //! # cms-core
 //!
 //! One model of compute resources (instances, images, flavors, networks, locations,
-//! key pairs), one object-safe async [`Driver`] trait with declared [`Capabilities`],
+//! key pairs; volumes and snapshots, security groups, public addresses), one object-safe async [`Driver`] trait with declared [`Capabilities`],
 //! one [`Error`], layers that wrap any driver (retry, timeout, concurrency limit,
 //! metrics, fault injection), an in-memory cloud ([`memory`]) and, behind the
 //! `testkit` feature, the conformance suite every driver passes.
@@ -13,7 +13,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> cms_core::Result<()> {
 //! let cloud = Cloud::builder(MemoryCloud::new()).provider("local").build();
-//! let image = &cloud.list_images(&Default::default()).await?.items[0];
+//! let image = &cloud.list_images(&Default::default(), &Default::default()).await?.items[0];
 //! let flavor = &cloud.list_flavors(&Default::default()).await?.items[0];
 //!
 //! let spec = InstanceSpec::new(image.id.clone(), flavor.id.clone()).name("web-1");

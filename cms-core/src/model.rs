@@ -1,4 +1,26 @@
-//! The cms model: instances, images, flavors, networks, locations and key pairs.
+//! The cms model: instances, images, flavors, networks, locations and key pairs;
+//! volumes and snapshots, security groups, public addresses.
+//!
+//! What each is on each backend (a backend without one declares it unsupported in its
+//! [`Capabilities`](crate::Capabilities)):
+//!
+//! | cms | memory | EC2 | OpenStack | OpenNebula | vCloud Director |
+//! |---|---|---|---|---|---|
+//! | [`Instance`] | instance | instance | Nova server | VM | the VM of a one-VM vApp |
+//! | [`Image`] | catalogue image, or captured | AMI | Glance image | OS image, or VM template | vAppTemplate in a catalog |
+//! | image capture ([`ImageSpec`]) | copy of the instance | CreateImage / DeregisterImage | Nova `createImage` / Glance delete | `one.vm.disksaveas` / `one.image.delete` | vApp captured into a catalog |
+//! | [`Flavor`] | size | instance type | flavor | template capacity, or configured size | VM sizing policy, or configured size |
+//! | [`Network`] | network | VPC subnet | Neutron network | virtual network | org VDC network |
+//! | [`Location`] | zone | availability zone | availability zone | cluster | VDC |
+//! | [`KeyPair`] | key pair | key pair | keypair | user's `SSH_PUBLIC_KEY` | guest customization |
+//! | [`Volume`] | volume | EBS volume | Cinder volume | persistent DATABLOCK image | independent disk |
+//! | attach / detach | attachment | AttachVolume / DetachVolume | Nova `os-volume_attachments` | `one.vm.attach` / `one.vm.detach` | `disk:attach` / `disk:detach` actions |
+//! | [`Snapshot`] | snapshot | EBS snapshot | Cinder snapshot | a copy of the volume's image | — |
+//! | [`SecurityGroup`] | group | security group (of a VPC) | Neutron security group | security group (`one.secgroup.*`) | edge gateway firewall rules |
+//! | [`Address`] | public address | Elastic IP | Neutron floating IP | — | edge gateway NAT rule to an external IP |
+//!
+//! Their states, mapped from each backend's, are in the tables of [`InstanceState`],
+//! [`VolumeState`], [`SnapshotState`] and [`ImageState`].
 //!
 //! Every id is the backend's own id, wrapped in an opaque string newtype. Every
 //! resource that has a backend status keeps the raw status string beside the mapped
@@ -6,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,12 +39,12 @@ macro_rules! id_type {
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
         #[serde(transparent)]
         // Shared text: ids are cloned far more often than made (every listing).
-        pub struct $name(Arc<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Wraps a backend id.
             pub fn new(id: impl Into<String>) -> Self {
-                $name(Arc::from(id.into()))
+                $name(std::sync::Arc::from(id.into()))
             }
 
             /// The backend id.
@@ -37,21 +58,21 @@ macro_rules! id_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                $name(Arc::from(s))
+                $name(std::sync::Arc::from(s))
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                $name(Arc::from(s))
+                $name(std::sync::Arc::from(s))
             }
         }
 
@@ -83,6 +104,53 @@ id_type!(
     /// The backend's id of a location (availability zone, cluster, VDC).
     LocationId
 );
+
+mod addresses;
+mod security_groups;
+mod volumes;
+
+/// Reading optional whole numbers from JSON as JSON has them: `7` and `7.0` are the
+/// same number (JSON Schema's `integer` takes both), so a document that writes a size
+/// or a port as `7.0` is read, where serde alone refuses it; `7.5`, a negative number
+/// or one too large for the type is refused, naming what was given.
+pub mod whole {
+    use serde::{de::Error as _, Deserialize, Deserializer};
+
+    fn read<'de, D: Deserializer<'de>>(d: D, max: u64) -> Result<Option<u64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => {
+                let v = match (n.as_u64(), n.as_f64()) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(f)) if f.fract() == 0.0 && (0.0..=max as f64).contains(&f) => {
+                        Some(f as u64)
+                    }
+                    _ => None,
+                };
+                match v.filter(|v| *v <= max) {
+                    Some(v) => Ok(Some(v)),
+                    None => Err(D::Error::custom(format!(
+                        "invalid value: {n}, expected a whole number from 0 to {max}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// An optional `u32`.
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        read(d, u64::from(u32::MAX)).map(|v| v.map(|v| v as u32))
+    }
+
+    /// An optional `u16`.
+    pub fn u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        read(d, u64::from(u16::MAX)).map(|v| v.map(|v| v as u16))
+    }
+}
+
+pub use addresses::*;
+pub use security_groups::*;
+pub use volumes::*;
 
 /// Tags: free key/value pairs attached to a resource.
 ///
@@ -193,6 +261,10 @@ pub const MAX_ID: usize = 255;
 pub const MAX_CLIENT_TOKEN: usize = 255;
 /// The most networks one instance attaches to.
 pub const MAX_NETWORKS: usize = 16;
+/// The most security groups one instance is in (EC2's limit per interface).
+pub const MAX_SECURITY_GROUPS: usize = 16;
+/// The most volumes made with one instance.
+pub const MAX_BLOCK_DEVICES: usize = 16;
 
 /// Whether a name has nothing but white space in it (or nothing at all): Unicode's
 /// white space and U+FEFF, which JSON Schema's `\s` counts too.
@@ -230,7 +302,7 @@ pub fn check_name(argument: &str, name: &str, required: bool) -> crate::Result<(
     }
 }
 
-fn check_id(argument: &str, id: &str) -> crate::Result<()> {
+pub(crate) fn check_id(argument: &str, id: &str) -> crate::Result<()> {
     if id.is_empty() || id.chars().count() > MAX_ID {
         return Err(crate::Error::invalid_argument(
             argument,
@@ -245,7 +317,9 @@ fn check_id(argument: &str, id: &str) -> crate::Result<()> {
 /// [`MAX_ID`] characters, at most [`MAX_NETWORKS`] networks, each once, a key name of
 /// 1 to [`MAX_NAME`] characters without control characters, user data of at most
 /// [`MAX_USER_DATA`] characters, a client token of 1 to [`MAX_CLIENT_TOKEN`]
-/// characters. Errors are `InvalidArgument` for
+/// characters, at most [`MAX_SECURITY_GROUPS`] security groups, each once, at most
+/// [`MAX_BLOCK_DEVICES`] volumes ([`BlockDevice::check`]), each device once. Errors
+/// are `InvalidArgument` for
 /// [`Operation::CreateInstance`](crate::Operation::CreateInstance), naming the argument.
 pub fn check_instance_spec(spec: &InstanceSpec) -> crate::Result<()> {
     let op = crate::Operation::CreateInstance;
@@ -291,16 +365,65 @@ pub fn check_instance_spec(spec: &InstanceSpec) -> crate::Result<()> {
             }
         }
         if let Some(token) = &spec.client_token {
-            if token.is_empty() || token.chars().count() > MAX_CLIENT_TOKEN {
+            check_client_token(token)?;
+        }
+        if spec.security_group_ids.len() > MAX_SECURITY_GROUPS {
+            return Err(crate::Error::invalid_argument(
+                "security_group_ids",
+                format!(
+                    "{} security groups given, at most {MAX_SECURITY_GROUPS} allowed",
+                    spec.security_group_ids.len()
+                ),
+            ));
+        }
+        for (i, g) in spec.security_group_ids.iter().enumerate() {
+            check_id("security_group_ids", g.as_str())?;
+            if spec.security_group_ids[..i].contains(g) {
                 return Err(crate::Error::invalid_argument(
-                    "client_token",
-                    format!("must be 1 to {MAX_CLIENT_TOKEN} characters"),
+                    "security_group_ids",
+                    format!("security group `{g}` is named more than once"),
                 ));
+            }
+        }
+        if spec.volumes.len() > MAX_BLOCK_DEVICES {
+            return Err(crate::Error::invalid_argument(
+                "volumes",
+                format!(
+                    "{} volumes given, at most {MAX_BLOCK_DEVICES} allowed",
+                    spec.volumes.len()
+                ),
+            ));
+        }
+        for (i, v) in spec.volumes.iter().enumerate() {
+            v.check().map_err(|e| {
+                crate::Error::invalid_argument("volumes", format!("volume {i}: {}", e.message()))
+            })?;
+            if let Some(d) = &v.device {
+                if spec.volumes[..i]
+                    .iter()
+                    .any(|o| o.device.as_ref() == Some(d))
+                {
+                    return Err(crate::Error::invalid_argument(
+                        "volumes",
+                        format!("device `{d}` is named more than once"),
+                    ));
+                }
             }
         }
         Ok(())
     };
     check().map_err(|e| e.with_operation(op))
+}
+
+/// Checks a client token: 1 to [`MAX_CLIENT_TOKEN`] characters.
+pub(crate) fn check_client_token(token: &str) -> crate::Result<()> {
+    if token.is_empty() || token.chars().count() > MAX_CLIENT_TOKEN {
+        return Err(crate::Error::invalid_argument(
+            "client_token",
+            format!("must be 1 to {MAX_CLIENT_TOKEN} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// The shortest and longest prefix a network's range may have.
@@ -614,6 +737,12 @@ pub struct Instance {
     /// the instance; `None` for instances made without one (outside cms, say).
     #[serde(default)]
     pub owner: Option<String>,
+    /// The security groups it is in.
+    #[serde(default)]
+    pub security_group_ids: Vec<SecurityGroupId>,
+    /// The volumes attached to it (its root volume too, where the backend has one).
+    #[serde(default)]
+    pub volumes: Vec<InstanceVolume>,
 }
 
 /// What an instance's console showed: the answer of
@@ -685,6 +814,12 @@ pub struct InstanceSpec {
     /// keep it; see [`check_owner`] for its form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Security groups to put it in; the backend's default group when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<SecurityGroupId>,
+    /// Volumes to make with it and attach (empty or from a snapshot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<BlockDevice>,
 }
 
 impl InstanceSpec {
@@ -718,6 +853,18 @@ impl InstanceSpec {
     /// Sets the owner.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// Adds a security group.
+    pub fn security_group(mut self, id: impl Into<SecurityGroupId>) -> Self {
+        self.security_group_ids.push(id.into());
+        self
+    }
+
+    /// Adds a volume to make with the instance.
+    pub fn volume(mut self, volume: BlockDevice) -> Self {
+        self.volumes.push(volume);
         self
     }
 
@@ -784,6 +931,48 @@ pub enum ImageKind {
     Template,
 }
 
+/// Where an image is in its life.
+///
+/// | cms | memory | EC2 `imageState` | OpenStack Glance `status` | OpenNebula image `STATE` (templates: always available) | vCloud vAppTemplate `status` |
+/// |---|---|---|---|---|---|
+/// | `pending` | `pending` (a capture under way) | pending | queued, saving, importing, uploading | 0 INIT, 4 LOCKED, 6 CLONE | 0 UNRESOLVED |
+/// | `available` | `available` | available | active | 1 READY, 2 USED, 8 USED_PERS | 8 POWERED_OFF (resolved) |
+/// | `error` | — | failed, error, invalid | killed | 5 ERROR, 3 DISABLED | -1 FAILED_CREATION |
+/// | `deleted` | — | deregistered | deleted, pending_delete, deactivated | 7 DELETE | (404) |
+/// | `unknown` | — | anything else | anything else | anything else | anything else |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImageState {
+    Pending,
+    /// Ready to launch from (what images written before image states were kept read as).
+    #[default]
+    Available,
+    Error,
+    Deleted,
+    #[serde(other)]
+    Unknown,
+}
+
+impl ImageState {
+    /// The snake-case name (`available`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageState::Pending => "pending",
+            ImageState::Available => "available",
+            ImageState::Error => "error",
+            ImageState::Deleted => "deleted",
+            ImageState::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ImageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A bootable image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -795,11 +984,170 @@ pub struct Image {
     /// Operating system family, when known (`linux`, `windows`).
     pub os: Option<String>,
     pub architecture: Option<String>,
+    /// The mapped state.
+    #[serde(default)]
+    pub state: ImageState,
     /// The backend's status (`available`, `active`, `READY`).
     pub raw_state: String,
     pub min_disk_gib: Option<u32>,
     pub tags: Tags,
+    /// Whether the image is shared with the account rather than made by it (the
+    /// backend's public catalogue, another account's image): such images cannot be
+    /// deleted through this account.
+    #[serde(default = "shared_by_default")]
+    pub shared: bool,
+    /// Who it was made for ([`ImageSpec::owner`]); `None` for shared images and for
+    /// images the account made outside cms.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The instance it was captured from, when the backend says.
+    #[serde(default)]
+    pub source_instance_id: Option<InstanceId>,
+    /// When it was made, when the backend says.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
 }
+
+fn shared_by_default() -> bool {
+    true
+}
+
+/// Which images to list. The default matches every image.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    /// Only these ids.
+    pub ids: Vec<ImageId>,
+    /// Only images made for exactly this owner ([`ImageSpec::owner`]), and the shared
+    /// ones too when `include_shared`. Every image when absent.
+    pub owner: Option<String>,
+    /// With `owner`: the shared images as well (what an owner may launch).
+    pub include_shared: bool,
+}
+
+impl ImageFilter {
+    /// The images `owner` may launch: the shared ones and its own.
+    pub fn usable_by(owner: impl Into<String>) -> Self {
+        ImageFilter {
+            ids: Vec::new(),
+            owner: Some(owner.into()),
+            include_shared: true,
+        }
+    }
+
+    /// Whether an image passes the filter (for drivers that filter on the client side).
+    pub fn matches(&self, i: &Image) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&i.id))
+            && match &self.owner {
+                None => true,
+                Some(o) => i.owner.as_ref() == Some(o) || (self.include_shared && i.shared),
+            }
+    }
+}
+
+/// What to capture: the arguments of [`Driver::create_image`](crate::Driver::create_image).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImageSpec {
+    /// The instance to capture (its root disk, and the backend's choice of the rest).
+    pub instance_id: InstanceId,
+    /// The image's name (required).
+    pub name: String,
+    /// A description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Tags,
+    /// Who the image is for, kept by the backend with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl ImageSpec {
+    /// An image named `name` of `instance_id`.
+    pub fn new(instance_id: impl Into<InstanceId>, name: impl Into<String>) -> Self {
+        ImageSpec {
+            instance_id: instance_id.into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the owner.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+}
+
+/// Checks an image spec: the instance id, a name (required) and description by
+/// [`check_name`], the owner, tags. Errors are `InvalidArgument` for
+/// [`Operation::CreateImage`](crate::Operation::CreateImage).
+pub fn check_image_spec(spec: &ImageSpec) -> crate::Result<()> {
+    let check = || -> crate::Result<()> {
+        check_id("instance_id", spec.instance_id.as_str())?;
+        check_name("name", &spec.name, true)?;
+        if let Some(d) = &spec.description {
+            check_name("description", d, false)?;
+        }
+        if let Some(o) = &spec.owner {
+            check_owner(o)?;
+        }
+        check_tags(&spec.tags)
+    };
+    check().map_err(|e| e.with_operation(crate::Operation::CreateImage))
+}
+
+/// Which volumes, snapshots, security groups or addresses to list. Empty fields match
+/// everything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceFilter<Id> {
+    /// Only these ids.
+    pub ids: Vec<Id>,
+    /// Only those made for exactly this owner.
+    pub owner: Option<String>,
+    /// Only those carrying each of these tags; a `None` value matches any value.
+    pub tags: BTreeMap<String, Option<String>>,
+}
+
+impl<Id> Default for ResourceFilter<Id> {
+    fn default() -> Self {
+        ResourceFilter {
+            ids: Vec::new(),
+            owner: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl<Id: PartialEq> ResourceFilter<Id> {
+    /// Everything `owner` made.
+    pub fn owned_by(owner: impl Into<String>) -> Self {
+        ResourceFilter {
+            owner: Some(owner.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Whether a resource with this id, owner and tags passes (for drivers that filter
+    /// on the client side).
+    pub fn matches(&self, id: &Id, owner: Option<&str>, tags: &Tags) -> bool {
+        (self.ids.is_empty() || self.ids.contains(id))
+            && self.owner.as_deref().is_none_or(|o| owner == Some(o))
+            && self.tags.iter().all(|(k, v)| match (tags.get(k), v) {
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+                (None, _) => false,
+            })
+    }
+}
+
+/// Which volumes to list.
+pub type VolumeFilter = ResourceFilter<VolumeId>;
+/// Which snapshots to list.
+pub type SnapshotFilter = ResourceFilter<SnapshotId>;
+/// Which addresses to list.
+pub type AddressFilter = ResourceFilter<AddressId>;
 
 /// An instance size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -100,7 +100,11 @@ fn with_retry(memory: &MemoryCloud, script: &Arc<Script>, policy: RetryPolicy) -
 }
 
 async fn image_and_flavor(c: &Cloud) -> InstanceSpec {
-    let image = c.list_images(&PageRequest::default()).await.unwrap().items[0]
+    let image = c
+        .list_images(&cms_core::ImageFilter::default(), &PageRequest::default())
+        .await
+        .unwrap()
+        .items[0]
         .id
         .clone();
     let flavor = c.list_flavors(&PageRequest::default()).await.unwrap().items[0]

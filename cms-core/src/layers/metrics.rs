@@ -80,7 +80,7 @@ impl DriverMetrics {
     pub fn new(provider: impl Into<String>) -> Self {
         DriverMetrics {
             provider: provider.into(),
-            ops: Default::default(),
+            ops: std::array::from_fn(|_| OpStats::default()),
         }
     }
 

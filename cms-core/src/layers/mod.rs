@@ -64,6 +64,15 @@ pub trait Interceptor: Send + Sync + Debug + 'static {
     ) -> Cow<'s, InstanceSpec> {
         Cow::Borrowed(spec)
     }
+
+    /// [`prepare_create`](Interceptor::prepare_create) for volumes.
+    fn prepare_volume_create<'s>(
+        &self,
+        spec: &'s VolumeSpec,
+        _caps: &Capabilities,
+    ) -> Cow<'s, VolumeSpec> {
+        Cow::Borrowed(spec)
+    }
 }
 
 /// A driver wrapped in a layer.
@@ -171,13 +180,23 @@ impl<I: Interceptor> Driver for Layered<I> {
             .await
     }
 
-    async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
-        self.run(Operation::ListImages, |d| d.list_images(page))
+    async fn list_images(&self, filter: &ImageFilter, page: &PageRequest) -> Result<Page<Image>> {
+        self.run(Operation::ListImages, |d| d.list_images(filter, page))
             .await
     }
 
     async fn get_image(&self, id: &ImageId) -> Result<Image> {
         self.run(Operation::GetImage, |d| d.get_image(id)).await
+    }
+
+    async fn create_image(&self, spec: &ImageSpec) -> Result<Image> {
+        self.run(Operation::CreateImage, |d| d.create_image(spec))
+            .await
+    }
+
+    async fn delete_image(&self, id: &ImageId) -> Result<()> {
+        self.run(Operation::DeleteImage, |d| d.delete_image(id))
+            .await
     }
 
     async fn list_flavors(&self, page: &PageRequest) -> Result<Page<Flavor>> {
@@ -226,5 +245,173 @@ impl<I: Interceptor> Driver for Layered<I> {
     async fn delete_key_pair(&self, name: &str) -> Result<()> {
         self.run(Operation::DeleteKeyPair, |d| d.delete_key_pair(name))
             .await
+    }
+
+    async fn list_volumes(
+        &self,
+        filter: &VolumeFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Volume>> {
+        self.run(Operation::ListVolumes, |d| d.list_volumes(filter, page))
+            .await
+    }
+
+    async fn get_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.run(Operation::GetVolume, |d| d.get_volume(id)).await
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
+        let spec = self
+            .layer
+            .prepare_volume_create(spec, self.inner.capabilities());
+        let spec: &VolumeSpec = &spec;
+        let call = Call {
+            op: Operation::CreateVolume,
+            idempotent: spec.client_token.is_some(),
+        };
+        let inner: &dyn Driver = self.inner.as_ref();
+        self.layer
+            .intercept(call, move || inner.create_volume(spec))
+            .await
+    }
+
+    async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
+        self.run(Operation::DeleteVolume, |d| d.delete_volume(id))
+            .await
+    }
+
+    async fn attach_volume(
+        &self,
+        id: &VolumeId,
+        instance: &InstanceId,
+        device: Option<&str>,
+    ) -> Result<Volume> {
+        self.run(Operation::AttachVolume, |d| {
+            d.attach_volume(id, instance, device)
+        })
+        .await
+    }
+
+    async fn detach_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.run(Operation::DetachVolume, |d| d.detach_volume(id))
+            .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        filter: &SnapshotFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Snapshot>> {
+        self.run(Operation::ListSnapshots, |d| d.list_snapshots(filter, page))
+            .await
+    }
+
+    async fn get_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        self.run(Operation::GetSnapshot, |d| d.get_snapshot(id))
+            .await
+    }
+
+    async fn create_snapshot(&self, spec: &SnapshotSpec) -> Result<Snapshot> {
+        self.run(Operation::CreateSnapshot, |d| d.create_snapshot(spec))
+            .await
+    }
+
+    async fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.run(Operation::DeleteSnapshot, |d| d.delete_snapshot(id))
+            .await
+    }
+
+    async fn list_security_groups(
+        &self,
+        filter: &SecurityGroupFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SecurityGroup>> {
+        self.run(Operation::ListSecurityGroups, |d| {
+            d.list_security_groups(filter, page)
+        })
+        .await
+    }
+
+    async fn get_security_group(&self, id: &SecurityGroupId) -> Result<SecurityGroup> {
+        self.run(Operation::GetSecurityGroup, |d| d.get_security_group(id))
+            .await
+    }
+
+    async fn create_security_group(&self, spec: &SecurityGroupSpec) -> Result<SecurityGroup> {
+        self.run(Operation::CreateSecurityGroup, |d| {
+            d.create_security_group(spec)
+        })
+        .await
+    }
+
+    async fn delete_security_group(&self, id: &SecurityGroupId) -> Result<()> {
+        self.run(Operation::DeleteSecurityGroup, |d| {
+            d.delete_security_group(id)
+        })
+        .await
+    }
+
+    async fn add_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.run(Operation::AddSecurityRules, |d| {
+            d.add_security_rules(id, rules)
+        })
+        .await
+    }
+
+    async fn remove_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.run(Operation::RemoveSecurityRules, |d| {
+            d.remove_security_rules(id, rules)
+        })
+        .await
+    }
+
+    async fn list_addresses(
+        &self,
+        filter: &AddressFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Address>> {
+        self.run(Operation::ListAddresses, |d| d.list_addresses(filter, page))
+            .await
+    }
+
+    async fn get_address(&self, id: &AddressId) -> Result<Address> {
+        self.run(Operation::GetAddress, |d| d.get_address(id)).await
+    }
+
+    async fn allocate_address(&self, spec: &AddressSpec) -> Result<Address> {
+        self.run(Operation::AllocateAddress, |d| d.allocate_address(spec))
+            .await
+    }
+
+    async fn release_address(&self, id: &AddressId) -> Result<()> {
+        self.run(Operation::ReleaseAddress, |d| d.release_address(id))
+            .await
+    }
+
+    async fn associate_address(
+        &self,
+        id: &AddressId,
+        instance: &InstanceId,
+        private_ip: Option<&str>,
+    ) -> Result<Address> {
+        self.run(Operation::AssociateAddress, |d| {
+            d.associate_address(id, instance, private_ip)
+        })
+        .await
+    }
+
+    async fn disassociate_address(&self, id: &AddressId) -> Result<Address> {
+        self.run(Operation::DisassociateAddress, |d| {
+            d.disassociate_address(id)
+        })
+        .await
     }
 }

@@ -7,7 +7,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{Call, Interceptor};
-use crate::model::InstanceSpec;
+use crate::model::{InstanceSpec, VolumeSpec};
 use crate::{Capabilities, Error, Result};
 
 /// How the retry layer retries.
@@ -135,6 +135,20 @@ impl Interceptor for RetryLayer {
         caps: &Capabilities,
     ) -> Cow<'s, InstanceSpec> {
         if spec.client_token.is_none() && caps.instances.client_token {
+            let mut spec = spec.clone();
+            spec.client_token = Some(new_client_token());
+            Cow::Owned(spec)
+        } else {
+            Cow::Borrowed(spec)
+        }
+    }
+
+    fn prepare_volume_create<'s>(
+        &self,
+        spec: &'s VolumeSpec,
+        caps: &Capabilities,
+    ) -> Cow<'s, VolumeSpec> {
+        if spec.client_token.is_none() && caps.volumes.client_token {
             let mut spec = spec.clone();
             spec.client_token = Some(new_client_token());
             Cow::Owned(spec)

@@ -1,4 +1,5 @@
-//! What a new memory cloud offers: images, flavors, locations and a default network.
+//! What a new memory cloud offers: images, flavors, locations, a default network and
+//! the range of public addresses.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,9 +18,14 @@ pub(super) fn images() -> BTreeMap<String, Image> {
         kind: ImageKind::Disk,
         os: Some("linux".into()),
         architecture: Some("x86_64".into()),
+        state: ImageState::Available,
         raw_state: "available".into(),
         min_disk_gib: Some(min_disk_gib),
         tags: Tags::new(),
+        shared: true,
+        owner: None,
+        source_instance_id: None,
+        created_at: None,
     };
     [
         image("ubuntu-24.04", "Ubuntu 24.04 LTS (Noble Numbat)", 8),
@@ -80,3 +86,16 @@ pub(super) fn default_network() -> (Network, Cidr) {
     };
     (network, cidr)
 }
+
+/// The range public addresses are allocated from: 203.0.113.0/24, TEST-NET-3 (RFC
+/// 5737, reserved for documentation, so never anyone's real address). Its pool hands
+/// out 203.0.113.2 to 203.0.113.254, [`PUBLIC_ADDRESSES`] of them.
+pub(super) fn public_addresses() -> Cidr {
+    Cidr {
+        network: Ipv4Addr::new(203, 0, 113, 0),
+        prefix: 24,
+    }
+}
+
+/// How many public addresses the cloud has.
+pub(super) const PUBLIC_ADDRESSES: u32 = 253;

@@ -9,7 +9,12 @@
 //! the moment its instance expires in `expiries`, ordered by time; an expired instance
 //! is invisible at once, and writes (and reads that notice an expiry is due) remove the
 //! expired ones from the front of that queue. Each instance is removed once, so the
-//! purge costs O(log n) per instance and never a scan of the whole store.
+//! purge costs O(log n) per instance and never a scan of the whole store. Deleted
+//! volumes leave the same way, through `volume_expiries`.
+//!
+//! The other families live in child modules, one per family (`volumes`, `snapshots`,
+//! `images`, `groups`, `addresses`), each adding its methods to [`State`]; `family`
+//! holds what they share: ids, the owner index and exact pages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -24,6 +29,20 @@ use super::paging::{page_of, parse_token, token_after};
 use super::{Catalogue, MemoryConfig};
 use crate::model::*;
 use crate::{Error, ErrorKind, Operation, Result};
+
+mod addresses;
+mod family;
+mod groups;
+mod images;
+mod snapshots;
+mod volumes;
+
+use addresses::AddressRecord;
+use family::Family;
+use groups::GroupRecord;
+use images::ImageRecord;
+use snapshots::SnapshotRecord;
+use volumes::VolumeRecord;
 
 /// At most this many instances are looked at for one page of a filtered listing; when
 /// it is reached the page is answered as it is (possibly short, even empty) with a
@@ -78,17 +97,18 @@ impl KeyClock {
     }
 }
 
-/// A state change that completes by itself: `from` until `at`, then `to`.
+/// A state change that completes by itself: `from` until `at`, then `to`. Instances,
+/// volumes and images move this way.
 #[derive(Clone, Copy, Debug)]
-struct Phase {
-    from: InstanceState,
-    to: InstanceState,
+struct Phase<S = InstanceState> {
+    from: S,
+    to: S,
     /// `None` when the delay is too long to represent: never completes.
     at: Option<Instant>,
 }
 
-impl Phase {
-    fn begin(from: InstanceState, to: InstanceState, now: Instant, delay: Duration) -> Phase {
+impl<S: Copy> Phase<S> {
+    fn begin(from: S, to: S, now: Instant, delay: Duration) -> Phase<S> {
         Phase {
             from,
             to,
@@ -96,7 +116,16 @@ impl Phase {
         }
     }
 
-    fn state(&self, now: Instant) -> InstanceState {
+    /// A state that stays.
+    fn settled(state: S) -> Phase<S> {
+        Phase {
+            from: state,
+            to: state,
+            at: None,
+        }
+    }
+
+    fn state(&self, now: Instant) -> S {
         match self.at {
             Some(at) if now >= at => self.to,
             _ => self.from,
@@ -131,6 +160,23 @@ struct Stored {
     /// would cost three).
     #[allow(clippy::box_collection)]
     history: Option<Box<Vec<Event>>>,
+    /// Security groups named at creation, volumes, addresses (`None` for the many
+    /// instances in their network's default group with neither: one word each).
+    extras: Option<Box<Extras>>,
+}
+
+/// What only some instances have.
+#[derive(Debug, Default)]
+struct Extras {
+    /// The security groups named at creation; empty: the default group of the first
+    /// network, looked up when the instance is shown.
+    groups: Vec<SecurityGroupId>,
+    /// Volumes attached, being attached or being detached, in attach order. An entry
+    /// whose volume has since been detached (a detach completes with time) is skipped
+    /// when the instance is shown, and dropped at its next attach.
+    volumes: Vec<VolumeId>,
+    /// Addresses associated, in association order.
+    addresses: Vec<AddressId>,
 }
 
 /// An action on an instance, as its console tells it.
@@ -201,6 +247,8 @@ impl Stored {
         self.expires_at.is_none_or(|e| now < e)
     }
 
+    /// What the instance shows without looking elsewhere: [`State::view`] adds its
+    /// security groups, volumes and public addresses.
     fn view(&self, now: Instant) -> Instance {
         let state = self.phase.state(now);
         Instance {
@@ -219,6 +267,8 @@ impl Stored {
             created_at: Some(self.created_at),
             client_token: self.client_token.clone(),
             owner: self.owner.clone(),
+            security_group_ids: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 
@@ -254,6 +304,8 @@ pub(super) struct NetRecord {
     pool: AddressPool,
     /// Stored instances attached to it (terminated ones included until purged).
     members: HashSet<u64>,
+    /// Its default security group, made with it.
+    default_group: SecurityGroupId,
 }
 
 #[derive(Debug)]
@@ -271,41 +323,72 @@ pub(super) struct State {
     networks: BTreeMap<String, NetRecord>,
     network_keys: KeyClock,
     key_pairs: BTreeMap<String, KeyPair>,
+    volumes: Family<VolumeId, VolumeRecord>,
+    /// Client token -> the volume it made and the request.
+    volume_tokens: HashMap<String, (VolumeId, VolumeSpec)>,
+    /// (when it disappears, volume) for every deleted volume still stored.
+    volume_expiries: BTreeSet<(Instant, VolumeId)>,
+    snapshots: Family<SnapshotId, SnapshotRecord>,
+    /// Captured images (the catalogue's are in [`Catalogue`]).
+    images: Family<ImageId, ImageRecord>,
+    groups: Family<SecurityGroupId, GroupRecord>,
+    addresses: Family<AddressId, AddressRecord>,
+    /// Free public addresses.
+    public_pool: AddressPool,
 }
 
 impl State {
     pub(super) fn new(config: MemoryConfig) -> State {
         let (network, cidr) = super::catalogue::default_network();
-        let mut networks = BTreeMap::new();
-        networks.insert(
-            network.id.to_string(),
-            NetRecord {
-                network,
-                pool: cidr.pool(),
-                members: HashSet::new(),
-            },
-        );
-        State {
+        let mut state = State {
             config,
             instances: BTreeMap::new(),
             instance_keys: KeyClock::new(),
             by_owner: HashMap::new(),
             tokens: HashMap::new(),
             expiries: BTreeSet::new(),
-            networks,
+            networks: BTreeMap::new(),
             network_keys: KeyClock::new(),
             key_pairs: BTreeMap::new(),
-        }
+            volumes: Family::new("vol-"),
+            volume_tokens: HashMap::new(),
+            volume_expiries: BTreeSet::new(),
+            snapshots: Family::new("snap-"),
+            images: Family::new("img-"),
+            groups: Family::new("sg-"),
+            addresses: Family::new("eipalloc-"),
+            public_pool: super::catalogue::public_addresses().pool(),
+        };
+        state.insert_network(network, cidr);
+        state
+    }
+
+    /// Stores a network with its default security group.
+    fn insert_network(&mut self, network: Network, cidr: Cidr) {
+        let default_group = self.make_default_group(&network.id);
+        self.networks.insert(
+            network.id.to_string(),
+            NetRecord {
+                network,
+                pool: cidr.pool(),
+                members: HashSet::new(),
+                default_group,
+            },
+        );
     }
 
     // ---- purge ----
 
-    /// Whether an expired instance waits to be removed.
+    /// Whether an expired instance or a deleted volume waits to be removed.
     pub(super) fn needs_purge(&self, now: Instant) -> bool {
         self.expiries.first().is_some_and(|(at, _)| *at <= now)
+            || self
+                .volume_expiries
+                .first()
+                .is_some_and(|(at, _)| *at <= now)
     }
 
-    /// Removes the instances whose retention is over.
+    /// Removes the instances whose retention is over and the volumes deleted.
     pub(super) fn purge(&mut self, now: Instant) {
         while let Some(&(at, key)) = self.expiries.first() {
             if at > now {
@@ -313,6 +396,15 @@ impl State {
             }
             self.expiries.pop_first();
             self.remove_instance(key);
+        }
+        while self
+            .volume_expiries
+            .first()
+            .is_some_and(|(at, _)| *at <= now)
+        {
+            if let Some((_, id)) = self.volume_expiries.pop_first() {
+                self.remove_volume(&id);
+            }
         }
     }
 
@@ -339,6 +431,54 @@ impl State {
                 n.pool.give_back(*addr);
             }
         }
+        if let Some(x) = &s.extras {
+            for g in &x.groups {
+                if let Some(r) = self.groups.get_mut(g) {
+                    r.members.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// An instance as shown: what it stores, and its security groups, volumes and
+    /// public addresses. An instance with no extras costs one lookup of its first
+    /// network (for the default group) more than it did before those families.
+    fn view(&self, s: &Stored, now: Instant) -> Instance {
+        let mut i = s.view(now);
+        let named = s.extras.as_ref().map_or(&[][..], |x| &x.groups[..]);
+        i.security_group_ids = if named.is_empty() {
+            s.network_ids
+                .first()
+                .and_then(|n| self.networks.get(n.as_str()))
+                .map(|r| vec![r.default_group.clone()])
+                .unwrap_or_default()
+        } else {
+            named.to_vec()
+        };
+        if let Some(x) = &s.extras {
+            i.volumes = x
+                .volumes
+                .iter()
+                .filter_map(|v| self.instance_volume(v, &s.id, now))
+                .collect();
+            i.public_ips = x
+                .addresses
+                .iter()
+                .filter_map(|a| self.addresses.get(a).map(|r| r.address.ip.clone()))
+                .collect();
+        }
+        i
+    }
+
+    /// The view of the stored instance of `key`.
+    fn view_key(&self, key: u64, now: Instant) -> Option<Instance> {
+        self.instances.get(&key).map(|s| self.view(s, now))
+    }
+
+    /// The key of a visible instance.
+    fn visible_instance(&self, id: &InstanceId, now: Instant) -> Option<u64> {
+        parse_instance_id(id.as_str())
+            .filter(|k| self.instances.get(k).is_some_and(|s| s.visible(now)))
     }
 
     /// Instances stored, terminated ones still visible included.
@@ -362,7 +502,7 @@ impl State {
         parse_instance_id(id.as_str())
             .and_then(|key| self.instances.get(&key))
             .filter(|s| s.visible(now))
-            .map(|s| s.view(now))
+            .map(|s| self.view(s, now))
             .ok_or_else(|| Error::not_found("instance", id).with_operation(Operation::GetInstance))
     }
 
@@ -422,7 +562,7 @@ impl State {
             let state = s.phase.state(now);
             // `may_match` checks everything of the filter but the ids, which chose the
             // candidates: no view is made of an instance that does not match.
-            let view = s.may_match(filter, state).then(|| s.view(now));
+            let view = s.may_match(filter, state).then(|| self.view(s, now));
             let Some(view) = view else {
                 last_scanned = Some(key);
                 continue;
@@ -491,27 +631,24 @@ impl State {
                     .with_context("argument", "client_token")
                     .with_context("reason", "idempotent_parameter_mismatch"));
                 }
-                if let Some(s) = self.instances.get(&entry.key) {
-                    return Ok(s.view(now));
+                if let Some(view) = self.view_key(entry.key, now) {
+                    return Ok(view);
                 }
             }
         }
 
-        let image = catalogue
-            .images
-            .get(spec.image_id.as_str())
-            .ok_or_else(|| Error::not_found("image", &spec.image_id).with_operation(op))?;
+        let min_disk_gib = self.launchable_image(&spec.image_id, catalogue, now)?;
         let flavor = catalogue
             .flavors
             .get(spec.flavor_id.as_str())
             .ok_or_else(|| Error::not_found("flavor", &spec.flavor_id).with_operation(op))?;
-        if let (Some(need), Some(have)) = (image.min_disk_gib, flavor.disk_gib) {
+        if let (Some(need), Some(have)) = (min_disk_gib, flavor.disk_gib) {
             if have < need {
                 return Err(Error::invalid_argument(
                     "flavor_id",
                     format!(
                         "flavor `{}` has a {have} GiB disk, image `{}` needs at least {need} GiB",
-                        flavor.id, image.id
+                        flavor.id, spec.image_id
                     ),
                 )
                 .with_operation(op));
@@ -565,6 +702,8 @@ impl State {
                 }
             }
         }
+        let groups = self.groups_for(spec, &network_ids)?;
+        let block_devices = self.plan_block_devices(spec, now)?;
 
         // Everything is valid: take addresses (giving them back if one network is full).
         let mut addresses = Vec::with_capacity(network_ids.len());
@@ -642,13 +781,44 @@ impl State {
             ),
             expires_at: None,
             history: None,
+            extras: None,
         };
-        let view = stored.view(now);
         if let Some(o) = &spec.owner {
             self.by_owner.entry(o.clone()).or_default().insert(key);
         }
+        let id = stored.id.clone();
+        let location_id = stored.location_id.clone();
         self.instances.insert(key, Box::new(stored));
-        Ok(view)
+        for g in &groups {
+            if let Some(r) = self.groups.get_mut(g) {
+                r.members.insert(key);
+            }
+        }
+        let volumes = self.make_block_devices(
+            block_devices,
+            &id,
+            &location_id,
+            spec.owner.as_ref(),
+            now,
+            created_at,
+        );
+        if !groups.is_empty() || !volumes.is_empty() {
+            if let Some(s) = self.instances.get_mut(&key) {
+                s.extras = Some(Box::new(Extras {
+                    groups,
+                    volumes,
+                    addresses: Vec::new(),
+                }));
+            }
+        }
+        self.view_key(key, now)
+            .ok_or_else(|| Error::not_found("instance", &id).with_operation(op))
+    }
+
+    /// The extras of a stored instance, made when it has none yet.
+    fn extras_mut(&mut self, key: u64) -> Option<&mut Extras> {
+        let s = self.instances.get_mut(&key)?;
+        Some(s.extras.get_or_insert_with(Default::default))
     }
 
     /// The networks a create attaches to: those named (each once, each known), or the
@@ -714,7 +884,11 @@ impl State {
         let phase = match action.decide(current) {
             // Repeating an action under way answers the instance as it is (as EC2
             // does), so a caller that lost the answer may safely try again.
-            ActionDecision::AsIs => return Ok(s.view(now)),
+            ActionDecision::AsIs => {
+                return self
+                    .view_key(key, now)
+                    .ok_or_else(|| Error::not_found("instance", id).with_operation(op))
+            }
             ActionDecision::Refuse(hint) => return Err(action.refusal(id, current, hint)),
             ActionDecision::Proceed => match action {
                 InstanceAction::Start => Phase::begin(Pending, Running, now, cfg.start_delay),
@@ -739,8 +913,17 @@ impl State {
             if let Some(e) = s.expires_at {
                 self.expiries.insert((e, key));
             }
+            // What it holds is let go: volumes when it is terminated, addresses now.
+            if let Some(x) = &mut s.extras {
+                let volumes = x.volumes.clone();
+                let addresses = std::mem::take(&mut x.addresses);
+                let instance = s.id.clone();
+                self.release_volumes(&instance, &volumes, phase.at, now);
+                self.release_addresses(&addresses);
+            }
         }
-        Ok(s.view(now))
+        self.view_key(key, now)
+            .ok_or_else(|| Error::not_found("instance", id).with_operation(op))
     }
 
     /// Sets and removes tags of a visible instance (the change already checked).
@@ -752,14 +935,13 @@ impl State {
     ) -> Result<Instance> {
         let op = Operation::UpdateInstanceTags;
         self.purge(now);
-        let s = parse_instance_id(id.as_str())
-            .and_then(|k| self.instances.get_mut(&k))
-            .filter(|s| s.visible(now))
-            .ok_or_else(|| Error::not_found("instance", id).with_operation(op))?;
+        let not_found = || Error::not_found("instance", id).with_operation(op);
+        let key = self.visible_instance(id, now).ok_or_else(not_found)?;
+        let s = self.instances.get_mut(&key).ok_or_else(not_found)?;
         let current: Tags = s.tags.iter().cloned().collect();
         // A map iterates in key order: the vector stays sorted for `may_match`.
         s.tags = changes.apply(&current)?.into_iter().collect();
-        Ok(s.view(now))
+        self.view_key(key, now).ok_or_else(not_found)
     }
 
     // ---- networks ----
@@ -802,14 +984,7 @@ impl State {
             raw_state: "available".into(),
             tags: spec.tags.clone(),
         };
-        self.networks.insert(
-            network.id.to_string(),
-            NetRecord {
-                network: network.clone(),
-                pool: cidr.pool(),
-                members: HashSet::new(),
-            },
-        );
+        self.insert_network(network.clone(), cidr);
         Ok(network)
     }
 
@@ -842,7 +1017,10 @@ impl State {
             .with_resource(format!("network {id}"))
             .with_context("instances", in_use.to_string()));
         }
+        let default_group = record.default_group.clone();
+        self.check_network_groups_deletable(id, &default_group)?;
         self.networks.remove(id.as_str());
+        self.groups.remove(&default_group);
         Ok(())
     }
 

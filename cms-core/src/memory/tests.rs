@@ -8,31 +8,26 @@ use tokio::time::sleep;
 use super::*;
 use crate::ErrorKind;
 
+mod addresses;
+mod groups;
+mod images;
+mod snapshots;
+mod volumes;
+
 const DELAY: Duration = Duration::from_millis(50);
 const MS: Duration = Duration::from_millis(1);
 
 /// Every transition takes `DELAY`, terminated instances stay `DELAY * 4`.
 fn config() -> MemoryConfig {
     MemoryConfig {
-        boot_delay: DELAY,
-        stop_delay: DELAY,
-        start_delay: DELAY,
-        reboot_delay: DELAY,
-        terminate_delay: DELAY,
         terminated_retention: DELAY * 4,
-        ..MemoryConfig::default()
+        ..MemoryConfig::with_delays(DELAY)
     }
 }
 
+/// Every transition is immediate.
 fn instant_config() -> MemoryConfig {
-    MemoryConfig {
-        boot_delay: Duration::ZERO,
-        stop_delay: Duration::ZERO,
-        start_delay: Duration::ZERO,
-        reboot_delay: Duration::ZERO,
-        terminate_delay: Duration::ZERO,
-        ..MemoryConfig::default()
-    }
+    MemoryConfig::with_delays(Duration::ZERO)
 }
 
 fn spec(name: &str) -> InstanceSpec {
@@ -60,7 +55,10 @@ async fn seeded_catalogue_and_capabilities() {
     });
     assert_eq!(small.capabilities().instances.max_page_size, 7);
 
-    let images = cloud.list_images(&PageRequest::default()).await.unwrap();
+    let images = cloud
+        .list_images(&crate::ImageFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
     let names: Vec<_> = images.items.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["debian-12", "fedora-41", "ubuntu-24.04"]);
     assert_eq!(images.next, None);
@@ -102,11 +100,17 @@ async fn seeded_catalogue_and_capabilities() {
 #[tokio::test]
 async fn catalogue_pages_with_tokens() {
     let cloud = MemoryCloud::new();
-    let first = cloud.list_images(&PageRequest::first(2)).await.unwrap();
+    let first = cloud
+        .list_images(&crate::ImageFilter::default(), &PageRequest::first(2))
+        .await
+        .unwrap();
     assert_eq!(first.items.len(), 2);
     let token = first.next.expect("a second page");
     let second = cloud
-        .list_images(&PageRequest::after(Some(2), token))
+        .list_images(
+            &crate::ImageFilter::default(),
+            &PageRequest::after(Some(2), token),
+        )
         .await
         .unwrap();
     let names: Vec<_> = second.items.iter().map(|i| i.name.as_str()).collect();
@@ -117,7 +121,10 @@ async fn catalogue_pages_with_tokens() {
     assert_eq!((all.items.len(), all.next), (3, None));
     for bad in ["x", "after:", "before:img-debian-12"] {
         let page = PageRequest::after(None, PageToken::new(bad));
-        let e = cloud.list_images(&page).await.unwrap_err();
+        let e = cloud
+            .list_images(&crate::ImageFilter::default(), &page)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
         assert_eq!(e.context_value("argument"), Some("page_token"));
         let e = cloud.list_networks(&page).await.unwrap_err();
@@ -1004,6 +1011,36 @@ fn config_reads_milliseconds_and_refuses_unknown_keys() {
     assert_eq!(c.boot_delay, Duration::from_millis(5));
     assert_eq!(c.max_page_size, 50);
     assert_eq!(c.stop_delay, MemoryConfig::default().stop_delay);
+    let c: MemoryConfig = serde_json::from_str(
+        r#"{"volume_create_delay_ms": 1, "volume_delete_delay_ms": 2, "attach_delay_ms": 3,
+            "detach_delay_ms": 4, "snapshot_delay_ms": 5, "image_delay_ms": 6,
+            "max_addresses": 5}"#,
+    )
+    .unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(
+        [
+            c.volume_create_delay,
+            c.volume_delete_delay,
+            c.attach_delay,
+            c.detach_delay
+        ],
+        [ms(1), ms(2), ms(3), ms(4)]
+    );
+    assert_eq!(
+        (c.snapshot_delay, c.image_delay, c.max_addresses),
+        (ms(5), ms(6), 5)
+    );
+    // The defaults: short, but long enough to see each transitional state.
+    let d = MemoryConfig::default();
+    assert!(d.volume_create_delay > Duration::ZERO && d.snapshot_delay > d.attach_delay);
+    assert_eq!(d.max_addresses, 253);
+    let zero = MemoryConfig::with_delays(Duration::ZERO);
+    assert_eq!(
+        (zero.boot_delay, zero.image_delay),
+        (Duration::ZERO, Duration::ZERO)
+    );
+    assert_eq!(zero.terminated_retention, d.terminated_retention);
     assert!(serde_json::from_str::<MemoryConfig>(r#"{"boot_delay": 5}"#).is_err());
 }
 

@@ -4,9 +4,20 @@
 //! the behaviour the model promises: the life cycle and its states, `NotFound` for
 //! unknown ids, `InvalidState` for impossible transitions, pagination that neither
 //! loses nor repeats instances while others are created, filters, tag updates,
-//! client-token idempotency, owners (kept and filtered by), concurrent creates, networks, key pairs, and `Unsupported` for every
-//! operation the driver does not declare. Checks are chosen from the declared
-//! [`Capabilities`](crate::Capabilities); each one cleans up what it created.
+//! client-token idempotency, owners (kept and filtered by), concurrent creates,
+//! networks, key pairs; then the optional families: volumes (life cycle, attach and
+//! detach seen from both sides, volumes made with an instance, pagination, client
+//! tokens), snapshots and volumes made from them, image capture, security groups (rules
+//! that round-trip as sets, instances in groups), public addresses, owners in each
+//! family; and `Unsupported` for every operation the driver does not declare. Checks
+//! are chosen from the declared [`Capabilities`](crate::Capabilities) and skipped, with
+//! the reason, when a capability they need is not declared; each one cleans up what it
+//! created (and a final sweep deletes what a failed check left).
+//!
+//! The checks rely on the [`Driver`](crate::Driver) contract only: they wait for
+//! states with the [`Cloud`]'s `wait_for_*` helpers (up to
+//! [`KitConfig::state_timeout`]), and compare a group's rules by containment, so a
+//! backend may take its time and may give new groups rules of its own.
 //!
 //! ```
 //! use std::time::Duration;
@@ -14,20 +25,15 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let config = MemoryConfig {
-//!     boot_delay: Duration::from_millis(20),
-//!     stop_delay: Duration::from_millis(20),
-//!     start_delay: Duration::from_millis(20),
-//!     reboot_delay: Duration::from_millis(20),
-//!     terminate_delay: Duration::from_millis(20),
-//!     ..MemoryConfig::default()
-//! };
+//! // Every transition (instances, volumes, snapshots, images) takes 20 ms.
+//! let config = MemoryConfig::with_delays(Duration::from_millis(20));
 //! let cloud = Cloud::builder(MemoryCloud::with_config(config)).build();
 //! let report = testkit::run(&cloud, &testkit::KitConfig::default()).await;
 //! report.assert_passed();
 //! # }
 //! ```
 
+mod families;
 pub mod fuzz;
 
 use std::collections::{BTreeMap, HashSet};
@@ -41,6 +47,11 @@ use rand::Rng;
 
 use crate::model::*;
 use crate::{Cloud, Error, ErrorKind, Operation, Result};
+use families::{
+    addresses, family_owners, image_capture, instance_volumes, security_group_instances,
+    security_group_rules, snapshots, unknown_ids, volume_attach, volume_client_token,
+    volume_lifecycle, volume_pagination,
+};
 
 /// What the suite creates and how long it waits.
 #[derive(Clone, Debug)]
@@ -65,8 +76,23 @@ pub struct KitConfig {
     pub unknown_image_id: ImageId,
     /// A network id the backend accepts as well-formed but does not know.
     pub unknown_network_id: NetworkId,
+    /// A volume id the backend accepts as well-formed but does not know.
+    pub unknown_volume_id: VolumeId,
+    /// A snapshot id the backend accepts as well-formed but does not know.
+    pub unknown_snapshot_id: SnapshotId,
+    /// A security group id the backend accepts as well-formed but does not know.
+    pub unknown_security_group_id: SecurityGroupId,
+    /// An address id the backend accepts as well-formed but does not know.
+    pub unknown_address_id: AddressId,
     /// The range of the network the network check creates.
     pub network_cidr: String,
+    /// The size of the volumes the checks make, in GiB (more than 1, so that a volume
+    /// smaller than a snapshot can be asked for).
+    pub volume_size_gib: u32,
+    /// The device to attach volumes at; the backend's choice when absent.
+    pub device: Option<String>,
+    /// Volumes made to page through.
+    pub pagination_volumes: usize,
 }
 
 impl Default for KitConfig {
@@ -82,7 +108,14 @@ impl Default for KitConfig {
             unknown_instance_id: InstanceId::new("i-0cafe0000cafe0000"),
             unknown_image_id: ImageId::new("ami-0cafe0000cafe0000"),
             unknown_network_id: NetworkId::new("subnet-0cafe0000cafe0000"),
+            unknown_volume_id: VolumeId::new("vol-0cafe0000cafe0000"),
+            unknown_snapshot_id: SnapshotId::new("snap-0cafe0000cafe0000"),
+            unknown_security_group_id: SecurityGroupId::new("sg-0cafe0000cafe0000"),
+            unknown_address_id: AddressId::new("eipalloc-0cafe0000cafe0000"),
             network_cidr: "10.77.0.0/24".into(),
+            volume_size_gib: 2,
+            device: None,
+            pagination_volumes: 7,
         }
     }
 }
@@ -207,6 +240,7 @@ struct Ctx<'a> {
     image: ImageId,
     flavor: FlavorId,
     created: Mutex<Vec<InstanceId>>,
+    made: Mutex<families::Made>,
 }
 
 impl Ctx<'_> {
@@ -295,6 +329,7 @@ pub async fn run(cloud: &Cloud, config: &KitConfig) -> Report {
         image,
         flavor,
         created: Mutex::new(Vec::new()),
+        made: Mutex::new(families::Made::default()),
     };
     macro_rules! checks {
         ($($name:ident),* $(,)?) => {
@@ -315,9 +350,22 @@ pub async fn run(cloud: &Cloud, config: &KitConfig) -> Report {
         concurrent_creates,
         networks,
         key_pairs,
+        unknown_ids,
+        volume_lifecycle,
+        volume_attach,
+        instance_volumes,
+        snapshots,
+        volume_pagination,
+        volume_client_token,
+        image_capture,
+        security_group_rules,
+        security_group_instances,
+        addresses,
+        family_owners,
         unsupported,
     );
     ctx.cleanup().await;
+    ctx.sweep().await;
     let distinct: HashSet<InstanceId> = ctx
         .created
         .lock()
@@ -353,7 +401,7 @@ async fn pick_catalogue(
     let image = match &config.image {
         Some(i) => i.clone(),
         None if cloud.capabilities().images.list => cloud
-            .list_images(&PageRequest::default())
+            .list_images(&ImageFilter::default(), &PageRequest::default())
             .await
             .map_err(|e| format!("list images: {e}"))?
             .items
@@ -1174,6 +1222,88 @@ async fn key_pairs(ctx: &Ctx<'_>) -> Check {
     Ok(())
 }
 
+/// What the operations of the optional families answer when undeclared (see
+/// [`unsupported`]): each is called once on ids the backend does not know.
+async fn unsupported_more(ctx: &Ctx<'_>, op: Operation) -> Option<ErrorKind> {
+    let c = ctx.cloud;
+    let page = PageRequest::default();
+    let instance = &ctx.config.unknown_instance_id;
+    let volume = ctx.config.unknown_volume_id.clone();
+    let snapshot = ctx.config.unknown_snapshot_id.clone();
+    let group = ctx.config.unknown_security_group_id.clone();
+    let address = ctx.config.unknown_address_id.clone();
+    let rule = [SecurityRule::tcp_in(22, 22, "0.0.0.0/0")];
+    let name = format!("kit-{}-unsupported", ctx.run);
+    let kind = |r: std::result::Result<(), Error>| r.err().map(|e| e.kind());
+    match op {
+        Operation::ListVolumes => kind(
+            c.list_volumes(&VolumeFilter::default(), &page)
+                .await
+                .map(drop),
+        ),
+        Operation::GetVolume => kind(c.get_volume(&volume).await.map(drop)),
+        Operation::CreateVolume => kind(
+            c.create_volume(&VolumeSpec::new(1).name(&name))
+                .await
+                .map(drop),
+        ),
+        Operation::DeleteVolume => kind(c.delete_volume(&volume).await),
+        Operation::AttachVolume => kind(c.attach_volume(&volume, instance, None).await.map(drop)),
+        Operation::DetachVolume => kind(c.detach_volume(&volume).await.map(drop)),
+        Operation::ListSnapshots => kind(
+            c.list_snapshots(&SnapshotFilter::default(), &page)
+                .await
+                .map(drop),
+        ),
+        Operation::GetSnapshot => kind(c.get_snapshot(&snapshot).await.map(drop)),
+        Operation::CreateSnapshot => kind(
+            c.create_snapshot(&SnapshotSpec::new(volume.clone()).name(&name))
+                .await
+                .map(drop),
+        ),
+        Operation::DeleteSnapshot => kind(c.delete_snapshot(&snapshot).await),
+        Operation::CreateImage => kind(
+            c.create_image(&ImageSpec::new(instance.clone(), &name))
+                .await
+                .map(drop),
+        ),
+        Operation::DeleteImage => kind(c.delete_image(&ctx.config.unknown_image_id).await),
+        Operation::ListSecurityGroups => kind(
+            c.list_security_groups(&SecurityGroupFilter::default(), &page)
+                .await
+                .map(drop),
+        ),
+        Operation::GetSecurityGroup => kind(c.get_security_group(&group).await.map(drop)),
+        Operation::CreateSecurityGroup => kind(
+            c.create_security_group(&SecurityGroupSpec::new(&name, "kit"))
+                .await
+                .map(drop),
+        ),
+        Operation::DeleteSecurityGroup => kind(c.delete_security_group(&group).await),
+        Operation::AddSecurityRules => kind(c.add_security_rules(&group, &rule).await.map(drop)),
+        Operation::RemoveSecurityRules => {
+            kind(c.remove_security_rules(&group, &rule).await.map(drop))
+        }
+        Operation::ListAddresses => kind(
+            c.list_addresses(&AddressFilter::default(), &page)
+                .await
+                .map(drop),
+        ),
+        Operation::GetAddress => kind(c.get_address(&address).await.map(drop)),
+        Operation::AllocateAddress => {
+            kind(c.allocate_address(&AddressSpec::default()).await.map(drop))
+        }
+        Operation::ReleaseAddress => kind(c.release_address(&address).await),
+        Operation::AssociateAddress => kind(
+            c.associate_address(&address, instance, None)
+                .await
+                .map(drop),
+        ),
+        Operation::DisassociateAddress => kind(c.disassociate_address(&address).await.map(drop)),
+        other => unreachable!("{other} is one of the core's, checked by `unsupported`"),
+    }
+}
+
 async fn unsupported(ctx: &Ctx<'_>) -> Check {
     let caps = *ctx.caps();
     let c = ctx.cloud;
@@ -1208,7 +1338,11 @@ async fn unsupported(ctx: &Ctx<'_>) -> Check {
                     .map(drop),
             ),
             Operation::GetConsoleOutput => kind(c.console_output(id).await.map(drop)),
-            Operation::ListImages => kind(c.list_images(&page).await.map(drop)),
+            Operation::ListImages => kind(
+                c.list_images(&ImageFilter::default(), &page)
+                    .await
+                    .map(drop),
+            ),
             Operation::GetImage => kind(c.get_image(&ctx.config.unknown_image_id).await.map(drop)),
             Operation::ListFlavors => kind(c.list_flavors(&page).await.map(drop)),
             Operation::ListNetworks => kind(c.list_networks(&page).await.map(drop)),
@@ -1251,6 +1385,7 @@ async fn unsupported(ctx: &Ctx<'_>) -> Check {
                 c.delete_key_pair(&format!("kit-{}-unsupported", ctx.run))
                     .await,
             ),
+            other => unsupported_more(ctx, other).await,
         };
         ensure!(
             got == Some(ErrorKind::Unsupported),
