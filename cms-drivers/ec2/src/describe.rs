@@ -23,7 +23,7 @@
 //! malformed, even one cms never reads (an `ebsOptimized` that is not a boolean);
 //! this reader does not look at those. What this reader cannot read (a document that
 //! is in another root element, a state code that is not a number, a launch time that
-//! is not a timestamp) is handed to the SDK's reader, which then
+//! is not a timestamp, a `deleteOnTermination` that is not a boolean) is handed to the SDK's reader, which then
 //! gives its own answer or error; but a document that is not well-formed XML is an
 //! error here: the SDK's reader takes one cut short (ending inside an element) and
 //! lists the instances before the cut as if they were all.
@@ -90,6 +90,15 @@ pub(crate) struct Nic<'a> {
     pub addresses: Vec<NicAddress<'a>>,
 }
 
+/// What the driver reads of a block device mapping (`blockDeviceMapping` item): the
+/// device, and of its `ebs` the volume and whether it goes with the instance.
+#[derive(Debug, Default)]
+pub(crate) struct BlockDevice<'a> {
+    pub device: Option<Cow<'a, str>>,
+    pub volume_id: Option<Cow<'a, str>>,
+    pub delete_on_termination: Option<bool>,
+}
+
 /// What the driver reads of an EC2 instance, from either reader.
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'a> {
@@ -107,6 +116,9 @@ pub(crate) struct Fields<'a> {
     pub client_token: Option<Cow<'a, str>>,
     pub tags: Vec<Tag<'a>>,
     pub nics: Vec<Nic<'a>>,
+    /// The instance's security groups (`groupSet`): their ids, each may be missing.
+    pub groups: Vec<Option<Cow<'a, str>>>,
+    pub block_devices: Vec<BlockDevice<'a>>,
 }
 
 fn borrowed(s: Option<&str>) -> Option<Cow<'_, str>> {
@@ -153,6 +165,20 @@ impl<'a> Fields<'a> {
                         .collect(),
                 })
                 .collect(),
+            groups: i
+                .security_groups()
+                .iter()
+                .map(|g| borrowed(g.group_id()))
+                .collect(),
+            block_devices: i
+                .block_device_mappings()
+                .iter()
+                .map(|m| BlockDevice {
+                    device: borrowed(m.device_name()),
+                    volume_id: borrowed(m.ebs().and_then(|e| e.volume_id())),
+                    delete_on_termination: m.ebs().and_then(|e| e.delete_on_termination()),
+                })
+                .collect(),
         }
     }
 }
@@ -194,6 +220,13 @@ enum El {
     PrivateIpAddressesSet,
     Association,
     PublicIp,
+    GroupSet,
+    GroupId,
+    BlockDeviceMapping,
+    DeviceName,
+    Ebs,
+    VolumeId,
+    DeleteOnTermination,
     Other,
 }
 
@@ -226,6 +259,13 @@ impl El {
             b"privateIpAddressesSet" => El::PrivateIpAddressesSet,
             b"association" => El::Association,
             b"publicIp" => El::PublicIp,
+            b"groupSet" => El::GroupSet,
+            b"groupId" => El::GroupId,
+            b"blockDeviceMapping" => El::BlockDeviceMapping,
+            b"deviceName" => El::DeviceName,
+            b"ebs" => El::Ebs,
+            b"volumeId" => El::VolumeId,
+            b"deleteOnTermination" => El::DeleteOnTermination,
             _ => El::Other,
         }
     }
@@ -474,6 +514,8 @@ impl<'a> Xml<'a> {
                 // A list given twice: the last one counts, as in the SDK.
                 El::TagSet => f.tags = x.list(empty, Self::tag)?,
                 El::NetworkInterfaceSet => f.nics = x.list(empty, Self::nic)?,
+                El::GroupSet => f.groups = x.list(empty, Self::group)?,
+                El::BlockDeviceMapping => f.block_devices = x.list(empty, Self::block_device)?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -492,6 +534,50 @@ impl<'a> Xml<'a> {
             Ok(true)
         })?;
         Ok(t)
+    }
+
+    /// A `groupSet` item: the group's id.
+    fn group(&mut self, empty: bool) -> Read<Option<Cow<'a, str>>> {
+        let mut id = None;
+        self.children(empty, |x, el, empty| {
+            if el != El::GroupId {
+                return Ok(false);
+            }
+            id = Some(x.text(empty)?);
+            Ok(true)
+        })?;
+        Ok(id)
+    }
+
+    fn block_device(&mut self, empty: bool) -> Read<BlockDevice<'a>> {
+        let mut b = BlockDevice::default();
+        self.children(empty, |x, el, empty| {
+            match el {
+                El::DeviceName => b.device = Some(x.text(empty)?),
+                El::Ebs => {
+                    // A second `ebs` replaces the first whole, as in the SDK.
+                    b.volume_id = None;
+                    b.delete_on_termination = None;
+                    x.children(empty, |x, el, empty| {
+                        match el {
+                            El::VolumeId => b.volume_id = Some(x.text(empty)?),
+                            El::DeleteOnTermination => {
+                                let t = x.text(empty)?;
+                                b.delete_on_termination =
+                                    Some(bool::parse_smithy_primitive(&t).map_err(|_| {
+                                        unreadable("deleteOnTermination is not a boolean")
+                                    })?);
+                            }
+                            _ => return Ok(false),
+                        }
+                        Ok(true)
+                    })?;
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(b)
     }
 
     fn nic(&mut self, empty: bool) -> Read<Nic<'a>> {

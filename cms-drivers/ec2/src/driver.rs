@@ -13,10 +13,13 @@ use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types as ec2;
 use cms_core::{
-    ActionDecision, Capabilities, ConsoleOutput, Driver, Error, ErrorKind, Flavor, Image, ImageId,
-    Instance, InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair,
-    KeyPairSpec, Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result,
-    TagChanges,
+    ActionDecision, Address, AddressFilter, AddressId, AddressSpec, Capabilities, ConsoleOutput,
+    Driver, Error, ErrorKind, Flavor, Image, ImageFilter, ImageId, ImageSpec, ImageState, Instance,
+    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
+    Location, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, Result, SecurityGroup,
+    SecurityGroupFilter, SecurityGroupId, SecurityGroupSpec, SecurityRule, Snapshot,
+    SnapshotFilter, SnapshotId, SnapshotSpec, SnapshotState, TagChanges, Volume, VolumeFilter,
+    VolumeId, VolumeSpec, VolumeState,
 };
 
 use crate::config::Ec2Config;
@@ -26,15 +29,17 @@ use crate::model::{self, Cursor};
 /// Instances in a page when the caller gives no size (catalogue listings default to
 /// the largest page).
 const DEFAULT_PAGE: u32 = 100;
-/// The largest page: EC2's `MaxResults` cap for instances, images and subnets.
-const MAX_PAGE: u32 = 1000;
+/// The largest page: EC2's `MaxResults` cap for instances, images, subnets,
+/// snapshots and security groups.
+pub(crate) const MAX_PAGE: u32 = 1000;
 /// EC2's smallest `MaxResults`.
-const MIN_EC2_PAGE: u32 = 5;
+pub(crate) const MIN_EC2_PAGE: u32 = 5;
 /// `DescribeInstanceTypes` takes at most 100.
 const MAX_INSTANCE_TYPES_PAGE: u32 = 100;
 
 /// The states in which an instance still uses its subnet.
-const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+pub(crate) const LIVE_STATES: [&str; 5] =
+    ["pending", "running", "shutting-down", "stopping", "stopped"];
 
 /// A driver for Amazon EC2 and EC2-compatible endpoints (moto, private clouds with an
 /// EC2 API, cms's own EC2 frontend). See the [crate documentation](crate).
@@ -55,15 +60,26 @@ struct Inner {
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The VPC networks are created in, once found.
     vpc: tokio::sync::OnceCell<String>,
+    /// The account's id, once found (see [`Ec2Driver::account`]).
+    account: tokio::sync::OnceCell<String>,
+    /// The zone volumes are made in when the spec names none, once found.
+    zone: tokio::sync::OnceCell<String>,
+    /// The default security group of the VPC of a subnet (`""`: of no subnet, the
+    /// default VPC), once found (see [`Ec2Driver::default_group_for`]).
+    default_groups: Mutex<HashMap<String, String>>,
     pages: Pages,
 }
 
 /// EC2 pages being handed out in parts, per listing.
-struct Pages {
+pub(crate) struct Pages {
     instances: PageCache<Instance>,
-    images: PageCache<Image>,
+    pub(crate) images: PageCache<Image>,
     flavors: PageCache<Flavor>,
     networks: PageCache<Network>,
+    pub(crate) volumes: PageCache<Volume>,
+    pub(crate) snapshots: PageCache<Snapshot>,
+    pub(crate) security_groups: PageCache<SecurityGroup>,
+    pub(crate) addresses: PageCache<Address>,
 }
 
 impl fmt::Debug for Ec2Driver {
@@ -86,8 +102,11 @@ impl Ec2Driver {
     /// A driver over an SDK client built elsewhere; `config` supplies the image
     /// owners and the VPC. The client should have SDK retries off (cms retries).
     pub fn with_client(client: aws_sdk_ec2::Client, config: Ec2Config) -> Ec2Driver {
+        // Every family the model has, each operation carried out on EC2 (see the
+        // crate documentation for what the driver adds where EC2 is more lenient).
         let mut capabilities = Capabilities::all();
         capabilities.instances.max_page_size = MAX_PAGE;
+        capabilities.volumes.max_page_size = MAX_PAGE;
         Ec2Driver {
             inner: Arc::new(Inner {
                 client,
@@ -95,11 +114,18 @@ impl Ec2Driver {
                 capabilities,
                 creating: Mutex::new(HashMap::new()),
                 vpc: tokio::sync::OnceCell::new(),
+                account: tokio::sync::OnceCell::new(),
+                zone: tokio::sync::OnceCell::new(),
+                default_groups: Mutex::new(HashMap::new()),
                 pages: Pages {
                     instances: PageCache::new(),
                     images: PageCache::new(),
                     flavors: PageCache::new(),
                     networks: PageCache::new(),
+                    volumes: PageCache::new(),
+                    snapshots: PageCache::new(),
+                    security_groups: PageCache::new(),
+                    addresses: PageCache::new(),
                 },
             }),
         }
@@ -115,12 +141,16 @@ impl Ec2Driver {
         &self.inner.config
     }
 
-    fn ec2(&self) -> &aws_sdk_ec2::Client {
+    pub(crate) fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.inner.client
     }
 
+    pub(crate) fn pages(&self) -> &Pages {
+        &self.inner.pages
+    }
+
     /// Turns an SDK error into a cms error (see [`classify`]).
-    fn fail<E>(
+    pub(crate) fn fail<E>(
         &self,
         op: Operation,
         resource: Option<String>,
@@ -132,7 +162,11 @@ impl Ec2Driver {
     }
 
     /// One instance by id, for operation `op`.
-    async fn describe_instance(&self, id: &InstanceId, op: Operation) -> Result<Instance> {
+    pub(crate) async fn describe_instance(
+        &self,
+        id: &InstanceId,
+        op: Operation,
+    ) -> Result<Instance> {
         let resource = format!("instance {id}");
         let out = self
             .ec2()
@@ -185,7 +219,9 @@ impl Ec2Driver {
         }
     }
 
-    fn token_lock(&self, token: &str) -> TokenGuard<'_> {
+    /// The lock of a client token in flight; `token` is namespaced by the caller for
+    /// families other than instances (`volume:…`).
+    pub(crate) fn token_lock(&self, token: &str) -> TokenGuard<'_> {
         let mut map = self
             .inner
             .creating
@@ -214,12 +250,42 @@ impl Ec2Driver {
             }
         }
         let tags = model::instance_tags(spec, spec.client_token.as_deref());
-        let tag_specs = (!tags.is_empty()).then(|| {
-            vec![ec2::TagSpecification::builder()
-                .resource_type(ec2::ResourceType::Instance)
-                .set_tags(Some(tags))
-                .build()]
-        });
+        let groups: Vec<String> = if spec.security_group_ids.is_empty() {
+            self.default_group_for(spec.network_ids.first())
+                .await
+                .into_iter()
+                .collect()
+        } else {
+            spec.security_group_ids
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect()
+        };
+        let mut tag_specs = Vec::new();
+        if !tags.is_empty() {
+            tag_specs.push(
+                ec2::TagSpecification::builder()
+                    .resource_type(ec2::ResourceType::Instance)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        }
+        // The volumes the launch makes (its root volume, and those the spec asks for)
+        // are the owner's too: tagged in the same call, so its volume listings show them.
+        if let Some(owner) = &spec.owner {
+            tag_specs.push(
+                ec2::TagSpecification::builder()
+                    .resource_type(ec2::ResourceType::Volume)
+                    .tags(
+                        ec2::Tag::builder()
+                            .key(model::OWNER_TAG)
+                            .value(owner)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        let tag_specs = (!tag_specs.is_empty()).then_some(tag_specs);
         let out = self
             .ec2()
             .run_instances()
@@ -241,6 +307,10 @@ impl Ec2Driver {
             )
             .set_client_token(spec.client_token.as_deref().map(model::ec2_client_token))
             .set_tag_specifications(tag_specs)
+            .set_security_group_ids((!groups.is_empty()).then_some(groups))
+            .set_block_device_mappings(
+                (!spec.volumes.is_empty()).then(|| model::block_device_mappings(&spec.volumes)),
+            )
             .send()
             .await
             .map_err(self.fail(op, None))?;
@@ -355,9 +425,9 @@ impl Ec2Driver {
         self.describe_instance(id, op).await
     }
 
-    /// The VPC to create networks in: the configured one, else the default VPC.
-    async fn vpc(&self) -> Result<&str> {
-        let op = Operation::CreateNetwork;
+    /// The VPC to create networks (and security groups without a network) in: the
+    /// configured one, else the default VPC.
+    pub(crate) async fn vpc(&self, op: Operation) -> Result<&str> {
         self.inner
             .vpc
             .get_or_try_init(|| async {
@@ -387,13 +457,115 @@ impl Ec2Driver {
             .await
             .map(String::as_str)
     }
+
+    /// The account's id (`123456789012`), which tells the account's own images from
+    /// shared ones and lists the account's own snapshots. EC2 has no call that answers
+    /// it (STS does), so it is read from what the account owns: a security group
+    /// (every VPC has one), else an image, else a reservation of an instance.
+    pub(crate) async fn account(&self, op: Operation) -> Result<&str> {
+        self.inner
+            .account
+            .get_or_try_init(|| async {
+                let groups = self
+                    .ec2()
+                    .describe_security_groups()
+                    .max_results(MIN_EC2_PAGE as i32)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                if let Some(id) = groups.security_groups().iter().find_map(|g| g.owner_id()) {
+                    return Ok(id.to_owned());
+                }
+                let images = self
+                    .ec2()
+                    .describe_images()
+                    .owners("self")
+                    .max_results(MIN_EC2_PAGE as i32)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                if let Some(id) = images.images().iter().find_map(|i| i.owner_id()) {
+                    return Ok(id.to_owned());
+                }
+                let instances = self
+                    .ec2()
+                    .describe_instances()
+                    .max_results(MIN_EC2_PAGE as i32)
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                instances
+                    .reservations()
+                    .iter()
+                    .find_map(|r| r.owner_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Backend,
+                            "cannot tell the account's id: it owns no security group, \
+                             image or instance in this region",
+                        )
+                        .with_operation(op)
+                    })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    pub(crate) fn known_default_group(&self, key: &str) -> Option<String> {
+        let map = self
+            .inner
+            .default_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
+    }
+
+    pub(crate) fn remember_default_group(&self, key: String, group: String) {
+        let mut map = self
+            .inner
+            .default_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.insert(key, group);
+    }
+
+    /// The zone volumes are made in when the spec names none: the first available
+    /// zone of the region, by name.
+    pub(crate) async fn default_zone(&self, op: Operation) -> Result<&str> {
+        self.inner
+            .zone
+            .get_or_try_init(|| async {
+                let out = self
+                    .ec2()
+                    .describe_availability_zones()
+                    .send()
+                    .await
+                    .map_err(self.fail(op, None))?;
+                out.availability_zones()
+                    .iter()
+                    .filter_map(model::location)
+                    .filter(|z| z.available)
+                    .map(|z| z.id.into_string())
+                    .min()
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Unavailable,
+                            "the region has no available zone to make the volume in",
+                        )
+                        .with_operation(op)
+                    })
+            })
+            .await
+            .map(String::as_str)
+    }
 }
 
 /// Releases a client token's lock, and forgets it when nobody else waits for it.
-struct TokenGuard<'a> {
+pub(crate) struct TokenGuard<'a> {
     driver: &'a Ec2Driver,
     token: String,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Drop for TokenGuard<'_> {
@@ -476,6 +648,73 @@ pub fn map_state(code: Option<i32>, name: &str) -> InstanceState {
     }
 }
 
+/// Maps an EC2 volume's `State`, and where it is `in-use` the state of its
+/// attachment, to the cms state (the table of [`VolumeState`]):
+///
+/// | EC2 `State` | attachment `State` | cms |
+/// |---|---|---|
+/// | creating | | Creating |
+/// | available | | Available |
+/// | in-use | attaching | Attaching |
+/// | in-use | attached, busy, none | InUse |
+/// | in-use | detaching, detached | Detaching |
+/// | deleting | | Deleting |
+/// | deleted | | Deleted |
+/// | error | | Error |
+/// | other | | Unknown |
+///
+/// An `in-use` volume whose attachment says `detached` is on its way back to
+/// `available` (EC2 shows the two states for a moment).
+pub fn map_volume_state(state: &str, attachment: Option<&str>) -> VolumeState {
+    match (state, attachment) {
+        ("creating", _) => VolumeState::Creating,
+        ("available", _) => VolumeState::Available,
+        ("in-use", Some("attaching")) => VolumeState::Attaching,
+        ("in-use", Some("detaching" | "detached")) => VolumeState::Detaching,
+        ("in-use", _) => VolumeState::InUse,
+        ("deleting", _) => VolumeState::Deleting,
+        ("deleted", _) => VolumeState::Deleted,
+        ("error", _) => VolumeState::Error,
+        _ => VolumeState::Unknown,
+    }
+}
+
+/// Maps an EC2 snapshot's `State` to the cms state (the table of [`SnapshotState`]):
+///
+/// | EC2 `State` | cms |
+/// |---|---|
+/// | pending | Pending |
+/// | completed | Completed |
+/// | error, recoverable | Error |
+/// | other (recovering, …) | Unknown |
+pub fn map_snapshot_state(state: &str) -> SnapshotState {
+    match state {
+        "pending" => SnapshotState::Pending,
+        "completed" => SnapshotState::Completed,
+        "error" | "recoverable" => SnapshotState::Error,
+        _ => SnapshotState::Unknown,
+    }
+}
+
+/// Maps an AMI's `imageState` to the cms state (the table of [`ImageState`]):
+///
+/// | EC2 `imageState` | cms |
+/// |---|---|
+/// | pending | Pending |
+/// | available | Available |
+/// | failed, error, invalid | Error |
+/// | deregistered | Deleted |
+/// | other (transient, disabled, …) | Unknown |
+pub fn map_image_state(state: &str) -> ImageState {
+    match state {
+        "pending" => ImageState::Pending,
+        "available" => ImageState::Available,
+        "failed" | "error" | "invalid" => ImageState::Error,
+        "deregistered" => ImageState::Deleted,
+        _ => ImageState::Unknown,
+    }
+}
+
 /// What went wrong on the wire, before classification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure<'a> {
@@ -508,14 +747,14 @@ pub struct Classified {
 ///
 /// | EC2 error code (or failure) | cms kind | temporary | not executed |
 /// |---|---|---|---|
-/// | `*.NotFound`, `InvalidAMIID.*` (but `.Malformed`), `InvalidInstanceID`, `InvalidKeyPair.NotFound` | NotFound | | |
-/// | `*.Duplicate`, `*.AlreadyExists` | AlreadyExists | | |
-/// | `IncorrectInstanceState`, `IncorrectState`, `DependencyViolation`, `OperationNotPermitted` | InvalidState | | |
+/// | `*.NotFound` (`InvalidVolume.NotFound`, `InvalidSnapshot.NotFound`, `InvalidGroup.NotFound`, `InvalidPermission.NotFound`, `InvalidAllocationID.NotFound`, `InvalidAssociationID.NotFound`, …), `InvalidAMIID.*` (but `.Malformed`), `InvalidInstanceID`, `InvalidKeyPair.NotFound` | NotFound | | |
+/// | `*.Duplicate` (`InvalidGroup.Duplicate`, `InvalidPermission.Duplicate`, `InvalidAMIName.Duplicate`, …), `*.AlreadyExists` | AlreadyExists | | |
+/// | `IncorrectInstanceState`, `IncorrectState`, `DependencyViolation`, `OperationNotPermitted`, `VolumeInUse`, `CannotDelete`, `*.InUse` (`InvalidIPAddress.InUse`, `InvalidSnapshot.InUse`, …), `*.AlreadyAssociated`, `ResourceAlreadyAssociated` | InvalidState | | |
 /// | `AuthFailure`, `SignatureDoesNotMatch`, `InvalidClientTokenId`, `MissingAuthenticationToken`, `IncompleteSignature`, `RequestExpired`, `UnrecognizedClientException`; no credentials | Unauthenticated | | |
 /// | `UnauthorizedOperation`, `AccessDenied*`, `OptInRequired`, `Blocked` | PermissionDenied | | |
 /// | `RequestLimitExceeded`, `Throttling`, `ThrottlingException`, `RequestThrottled`, `SlowDown` | RateLimited | yes | yes |
 /// | `InsufficientInstanceCapacity`, `InsufficientCapacity`, `InsufficientHostCapacity` | Unavailable | yes | yes |
-/// | other `*LimitExceeded` (`InstanceLimitExceeded`, `VcpuLimitExceeded`, …) | QuotaExceeded | | |
+/// | other `*LimitExceeded` (`InstanceLimitExceeded`, `VcpuLimitExceeded`, `AddressLimitExceeded`, `VolumeLimitExceeded`, `SecurityGroupLimitExceeded`, `RulesPerSecurityGroupLimitExceeded`, …) | QuotaExceeded | | |
 /// | `IdempotentParameterMismatch` | InvalidArgument, reason `idempotent_parameter_mismatch` | | |
 /// | `InvalidParameterValue`, `InvalidParameter`, `MissingParameter`, `InvalidParameterCombination`, `UnknownParameter`, `InvalidRequest`, `ValidationError`, `*.Malformed`, `*.Format`, `*.Range`, `*.Conflict`, other `Invalid*` | InvalidArgument | | |
 /// | `UnsupportedOperation`, `Unsupported`, `InvalidAction`, `NotImplemented` | Unsupported | | |
@@ -571,7 +810,10 @@ pub fn classify(failure: Failure<'_>) -> Classified {
         | "IncorrectState"
         | "DependencyViolation"
         | "OperationNotPermitted"
-        | "InvalidInstanceState" => InvalidState,
+        | "InvalidInstanceState"
+        | "VolumeInUse"
+        | "CannotDelete"
+        | "ResourceAlreadyAssociated" => InvalidState,
         "AuthFailure"
         | "SignatureDoesNotMatch"
         | "InvalidClientTokenId"
@@ -594,6 +836,7 @@ pub fn classify(failure: Failure<'_>) -> Classified {
             NotFound
         }
         _ if code.ends_with(".Duplicate") || code.ends_with(".AlreadyExists") => AlreadyExists,
+        _ if code.ends_with(".InUse") || code.ends_with(".AlreadyAssociated") => InvalidState,
         _ if code.ends_with("LimitExceeded") => QuotaExceeded,
         "InvalidParameterValue"
         | "InvalidParameter"
@@ -764,7 +1007,7 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn ec2_page(limit: u32, max: u32) -> i32 {
+pub(crate) fn ec2_page(limit: u32, max: u32) -> i32 {
     limit.clamp(MIN_EC2_PAGE, max) as i32
 }
 
@@ -772,7 +1015,7 @@ fn ec2_page(limit: u32, max: u32) -> i32 {
 /// of a page comes from the page itself: consistent, and not fetched again (servers
 /// that ignore `MaxResults`, as moto does for images and instance types, answer
 /// everything every time).
-struct PageCache<T> {
+pub(crate) struct PageCache<T> {
     entries: Mutex<VecDeque<CachedPage<T>>>,
 }
 
@@ -817,10 +1060,47 @@ impl<T> PageCache<T> {
     }
 }
 
+/// The EC2 pages of a listing made of `parts` EC2 listings one after the other (an
+/// owner's images, then the shared ones, say), enough for a cms page of `limit`:
+/// `fetch_part` gets a page of one part, given the part and its EC2 token. Pages of
+/// the next parts are added while fewer than `limit` items came, so that a cms page
+/// is full unless it is the last; the token answered names the part it goes on in
+/// (see [`model::parse_part_token`]).
+pub(crate) async fn fetch_parts<T, F, Fut>(
+    token: Option<String>,
+    limit: u32,
+    parts: usize,
+    op: Operation,
+    mut fetch_part: F,
+) -> Result<(Vec<T>, Option<String>)>
+where
+    F: FnMut(usize, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let (mut part, mut token) = model::parse_part_token(token.as_deref(), parts, op)?;
+    let mut items = Vec::new();
+    loop {
+        let (mut got, next) = fetch_part(part, token.take()).await?;
+        items.append(&mut got);
+        let next = match next.filter(|t| !t.is_empty()) {
+            Some(t) => Some((part, Some(t))),
+            None if part + 1 < parts => Some((part + 1, None)),
+            None => None,
+        };
+        match next {
+            Some((p, t)) if items.len() < limit as usize => {
+                part = p;
+                token = t;
+            }
+            next => return Ok((items, next.map(|(p, t)| model::part_token(p, t.as_deref())))),
+        }
+    }
+}
+
 /// One cms page of a listing whose EC2 pages `fetch` gets (given the EC2 token and
 /// `MaxResults`): decodes the cms token, serves a continuation from the cache or
 /// fetches the EC2 page, and cuts it (see [`model::cut`]).
-async fn listing<T, F, Fut>(
+pub(crate) async fn listing<T, F, Fut>(
     cache: &PageCache<T>,
     scope: &str,
     page: &PageRequest,
@@ -987,47 +1267,20 @@ impl Driver for Ec2Driver {
         Ok(ConsoleOutput::latest(&text, model::time(out.timestamp())))
     }
 
-    async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
-        let op = Operation::ListImages;
-        let owners = &self.inner.config.image_owners;
-        let scope = format!("images|{owners:?}");
-        listing(
-            &self.inner.pages.images,
-            &scope,
-            page,
-            MAX_PAGE,
-            op,
-            |token, limit| async move {
-                let out = self
-                    .ec2()
-                    .describe_images()
-                    .set_owners(Some(owners.clone()))
-                    .max_results(ec2_page(limit, MAX_PAGE))
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(self.fail(op, None))?;
-                let items = out.images().iter().filter_map(model::image).collect();
-                Ok((items, out.next_token().map(str::to_owned)))
-            },
-        )
-        .await
+    async fn list_images(&self, filter: &ImageFilter, page: &PageRequest) -> Result<Page<Image>> {
+        self.images_page(filter, page).await
     }
 
     async fn get_image(&self, id: &ImageId) -> Result<Image> {
-        let op = Operation::GetImage;
-        let out = self
-            .ec2()
-            .describe_images()
-            .image_ids(id.as_str())
-            .send()
-            .await
-            .map_err(self.fail(op, Some(format!("image {id}"))))?;
-        out.images()
-            .iter()
-            .filter(|i| i.image_id() == Some(id.as_str()))
-            .find_map(model::image)
-            .ok_or_else(|| Error::not_found("image", id).with_operation(op))
+        self.image_by_id(id, Operation::GetImage).await
+    }
+
+    async fn create_image(&self, spec: &ImageSpec) -> Result<Image> {
+        self.capture(spec).await
+    }
+
+    async fn delete_image(&self, id: &ImageId) -> Result<()> {
+        self.deregister(id).await
     }
 
     async fn list_flavors(&self, page: &PageRequest) -> Result<Page<Flavor>> {
@@ -1113,7 +1366,7 @@ impl Driver for Ec2Driver {
             )
             .with_operation(op));
         }
-        let vpc = self.vpc().await?;
+        let vpc = self.vpc(op).await?;
         let mut tags: Vec<ec2::Tag> = spec.tags.iter().map(|(k, v)| model::tag(k, v)).collect();
         if !spec.name.is_empty() {
             tags.push(model::tag(model::NAME_TAG, &spec.name));
@@ -1274,6 +1527,129 @@ impl Driver for Ec2Driver {
             .map_err(self.fail(op, Some(resource)))?;
         Ok(())
     }
+
+    async fn list_volumes(
+        &self,
+        filter: &VolumeFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Volume>> {
+        self.volumes_page(filter, page).await
+    }
+
+    async fn get_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.describe_volume(id, Operation::GetVolume).await
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
+        self.make_volume(spec).await
+    }
+
+    async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
+        self.remove_volume(id).await
+    }
+
+    async fn attach_volume(
+        &self,
+        id: &VolumeId,
+        instance: &InstanceId,
+        device: Option<&str>,
+    ) -> Result<Volume> {
+        self.attach(id, instance, device).await
+    }
+
+    async fn detach_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.detach(id).await
+    }
+
+    async fn list_snapshots(
+        &self,
+        filter: &SnapshotFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Snapshot>> {
+        self.snapshots_page(filter, page).await
+    }
+
+    async fn get_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        self.describe_snapshot(id, Operation::GetSnapshot).await
+    }
+
+    async fn create_snapshot(&self, spec: &SnapshotSpec) -> Result<Snapshot> {
+        self.make_snapshot(spec).await
+    }
+
+    async fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.remove_snapshot(id).await
+    }
+
+    async fn list_security_groups(
+        &self,
+        filter: &SecurityGroupFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SecurityGroup>> {
+        self.security_groups_page(filter, page).await
+    }
+
+    async fn get_security_group(&self, id: &SecurityGroupId) -> Result<SecurityGroup> {
+        self.security_group_by_id(id, Operation::GetSecurityGroup)
+            .await
+    }
+
+    async fn create_security_group(&self, spec: &SecurityGroupSpec) -> Result<SecurityGroup> {
+        self.make_security_group(spec).await
+    }
+
+    async fn delete_security_group(&self, id: &SecurityGroupId) -> Result<()> {
+        self.remove_security_group(id).await
+    }
+
+    async fn add_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.change_rules(id, rules, true).await
+    }
+
+    async fn remove_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.change_rules(id, rules, false).await
+    }
+
+    async fn list_addresses(
+        &self,
+        filter: &AddressFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Address>> {
+        self.addresses_page(filter, page).await
+    }
+
+    async fn get_address(&self, id: &AddressId) -> Result<Address> {
+        self.address_by_id(id, Operation::GetAddress).await
+    }
+
+    async fn allocate_address(&self, spec: &AddressSpec) -> Result<Address> {
+        self.allocate(spec).await
+    }
+
+    async fn release_address(&self, id: &AddressId) -> Result<()> {
+        self.release(id).await
+    }
+
+    async fn associate_address(
+        &self,
+        id: &AddressId,
+        instance: &InstanceId,
+        private_ip: Option<&str>,
+    ) -> Result<Address> {
+        self.associate(id, instance, private_ip).await
+    }
+
+    async fn disassociate_address(&self, id: &AddressId) -> Result<Address> {
+        self.disassociate(id).await
+    }
 }
 
 #[cfg(test)]
@@ -1297,6 +1673,55 @@ mod tests {
             // The high byte is AWS's own.
             assert_eq!(map_state(Some(code + 256), name), want, "{code}+256");
             assert_eq!(map_state(None, name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn volume_snapshot_and_image_states_follow_the_model_tables() {
+        use VolumeState as V;
+        let volumes = [
+            ("creating", None, V::Creating),
+            ("available", None, V::Available),
+            ("in-use", Some("attaching"), V::Attaching),
+            ("in-use", Some("attached"), V::InUse),
+            ("in-use", Some("busy"), V::InUse),
+            ("in-use", None, V::InUse),
+            ("in-use", Some("detaching"), V::Detaching),
+            ("in-use", Some("detached"), V::Detaching),
+            ("deleting", None, V::Deleting),
+            ("deleted", None, V::Deleted),
+            ("error", None, V::Error),
+            ("optimizing", None, V::Unknown),
+        ];
+        for (state, attachment, want) in volumes {
+            assert_eq!(
+                map_volume_state(state, attachment),
+                want,
+                "{state} {attachment:?}"
+            );
+        }
+        use SnapshotState as S;
+        for (state, want) in [
+            ("pending", S::Pending),
+            ("completed", S::Completed),
+            ("error", S::Error),
+            ("recoverable", S::Error),
+            ("recovering", S::Unknown),
+        ] {
+            assert_eq!(map_snapshot_state(state), want, "{state}");
+        }
+        use ImageState as I;
+        for (state, want) in [
+            ("pending", I::Pending),
+            ("available", I::Available),
+            ("failed", I::Error),
+            ("error", I::Error),
+            ("invalid", I::Error),
+            ("deregistered", I::Deleted),
+            ("disabled", I::Unknown),
+            ("transient", I::Unknown),
+        ] {
+            assert_eq!(map_image_state(state), want, "{state}");
         }
     }
 
@@ -1326,6 +1751,24 @@ mod tests {
             ("InvalidParameterCombination", 400, InvalidArgument),
             ("InvalidSubnet.Range", 400, InvalidArgument),
             ("UnsupportedOperation", 400, Unsupported),
+            ("InvalidVolume.NotFound", 400, NotFound),
+            ("InvalidSnapshot.NotFound", 400, NotFound),
+            ("InvalidGroup.NotFound", 400, NotFound),
+            ("InvalidGroup.Duplicate", 400, AlreadyExists),
+            ("InvalidPermission.Duplicate", 400, AlreadyExists),
+            ("InvalidPermission.NotFound", 400, NotFound),
+            ("InvalidAMIName.Duplicate", 400, AlreadyExists),
+            ("VolumeInUse", 400, InvalidState),
+            ("CannotDelete", 400, InvalidState),
+            ("InvalidIPAddress.InUse", 400, InvalidState),
+            ("InvalidSnapshot.InUse", 400, InvalidState),
+            ("Resource.AlreadyAssociated", 400, InvalidState),
+            ("ResourceAlreadyAssociated", 400, InvalidState),
+            ("AddressLimitExceeded", 400, QuotaExceeded),
+            ("RulesPerSecurityGroupLimitExceeded", 400, QuotaExceeded),
+            ("InvalidAllocationID.NotFound", 400, NotFound),
+            ("InvalidAssociationID.NotFound", 400, NotFound),
+            ("InvalidVolume.ZoneMismatch", 400, InvalidArgument),
             ("InternalError", 500, Unavailable),
             ("SomethingNew", 503, Unavailable),
             ("SomethingNew", 400, Backend),

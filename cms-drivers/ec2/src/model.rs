@@ -1,14 +1,16 @@
-//! Mapping EC2's shapes to the cms model and back: instances, images, instance
-//! types, subnets, availability zones, key pairs, tags, filters and page tokens.
+//! Mapping EC2's shapes to the cms model and back: instances, instance types,
+//! subnets, availability zones, key pairs, tags, filters and page tokens. (Images,
+//! volumes and snapshots, security groups and addresses are mapped in their own
+//! modules, beside their operations.)
 
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types as ec2;
 use chrono::{DateTime, Utc};
 use cms_core::{
-    Error, Flavor, FlavorId, Image, ImageId, ImageKind, Instance, InstanceFilter, InstanceId,
-    InstanceSpec, InstanceState, KeyPair, Location, LocationId, Network, NetworkId, Operation,
-    PageToken, Result, TagChanges, Tags,
+    BlockDevice, Error, Flavor, FlavorId, ImageId, Instance, InstanceFilter, InstanceId,
+    InstanceSpec, InstanceState, InstanceVolume, KeyPair, Location, LocationId, Network, NetworkId,
+    Operation, PageToken, ResourceFilter, Result, SecurityGroupId, TagChanges, Tags, VolumeId,
 };
 use sha2::{Digest, Sha256};
 
@@ -23,7 +25,8 @@ pub(crate) const INTERNAL_PREFIX: &str = "cms:";
 pub(crate) const TOKEN_TAG: &str = "cms:client-token";
 /// A short hash of the spec an instance was created from (see [`request_hash`]).
 pub(crate) const HASH_TAG: &str = "cms:request-hash";
-/// The owner an instance was created for ([`InstanceSpec::owner`]).
+/// The owner a resource was created for ([`InstanceSpec::owner`], and the `owner` of
+/// every other spec).
 pub(crate) const OWNER_TAG: &str = "cms:owner";
 
 /// The users' tags of an EC2 resource: without `Name` (that is the name) and without
@@ -150,37 +153,46 @@ pub(crate) fn instance_from(i: &Fields<'_>) -> Option<Instance> {
         owner: tag_value_of(tags(), OWNER_TAG)
             .filter(|o| !o.is_empty())
             .map(str::to_owned),
+        security_group_ids: dedup(
+            i.groups
+                .iter()
+                .filter_map(|g| g.as_deref())
+                .filter(|g| !g.is_empty())
+                .map(SecurityGroupId::new),
+        ),
+        volumes: i
+            .block_devices
+            .iter()
+            .filter_map(|b| {
+                let id = b.volume_id.as_deref().filter(|v| !v.is_empty())?;
+                Some(InstanceVolume {
+                    volume_id: VolumeId::new(id),
+                    device: b
+                        .device
+                        .as_deref()
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_owned),
+                    delete_on_termination: b.delete_on_termination.unwrap_or(false),
+                })
+            })
+            .fold(Vec::new(), |mut out: Vec<InstanceVolume>, v| {
+                if !out.iter().any(|o| o.volume_id == v.volume_id) {
+                    out.push(v);
+                }
+                out
+            }),
     })
 }
 
-/// An AMI as a cms image; `None` when EC2 gave no id.
-pub(crate) fn image(i: &ec2::Image) -> Option<Image> {
-    let id = i.image_id()?;
-    let os = match (i.platform(), i.platform_details()) {
-        (Some(p), _) => Some(p.as_str().to_ascii_lowercase()),
-        (None, Some(d)) if d.to_ascii_lowercase().contains("windows") => Some("windows".into()),
-        (None, Some(d)) if !d.is_empty() => Some("linux".into()),
-        // EC2 leaves `platform` empty for Linux/UNIX AMIs.
-        (None, _) => Some("linux".into()),
-    };
-    let root = i.root_device_name();
-    let min_disk_gib = i
-        .block_device_mappings()
-        .iter()
-        .filter(|m| root.is_none() || m.device_name() == root)
-        .find_map(|m| m.ebs()?.volume_size())
-        .and_then(|s| u32::try_from(s).ok());
-    Some(Image {
-        id: ImageId::new(id),
-        name: i.name().unwrap_or(id).to_owned(),
-        description: i.description().filter(|d| !d.is_empty()).map(str::to_owned),
-        kind: ImageKind::Disk,
-        os,
-        architecture: i.architecture().map(|a| a.as_str().to_owned()),
-        raw_state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        min_disk_gib,
-        tags: user_tags(i.tags()),
-    })
+/// The items in their first order, each once.
+fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 /// An instance type as a cms flavor; `None` when EC2 gave no name.
@@ -334,12 +346,16 @@ pub(crate) fn instance_tags(spec: &InstanceSpec, token: Option<&str>) -> Vec<ec2
 /// A short hash of everything a create asks for except the client token: two creates
 /// with one token and the same hash are the same request.
 pub(crate) fn request_hash(spec: &InstanceSpec) -> String {
-    let stripped = InstanceSpec {
+    hash_of(&InstanceSpec {
         client_token: None,
         ..spec.clone()
-    };
+    })
+}
+
+/// A short hash of a spec (with its client token taken out by the caller).
+pub(crate) fn hash_of<T: serde::Serialize>(spec: &T) -> String {
     // Field order is fixed and tags are a BTreeMap, so the encoding is stable.
-    let text = serde_json::to_string(&stripped).unwrap_or_default();
+    let text = serde_json::to_string(spec).unwrap_or_default();
     hex(&Sha256::digest(text.as_bytes())[..8])
 }
 
@@ -357,6 +373,7 @@ pub(crate) fn ec2_client_token(token: &str) -> String {
 /// a `Name` tag that disagrees with the name, more than one network.
 pub(crate) fn check_spec(spec: &InstanceSpec) -> Result<()> {
     let op = Operation::CreateInstance;
+    cms_core::check_instance_spec(spec)?;
     if spec.image_id.as_str().is_empty() {
         return Err(Error::invalid_argument("image_id", "must not be empty").with_operation(op));
     }
@@ -408,6 +425,176 @@ pub(crate) fn check_spec(spec: &InstanceSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How a resource's name is kept, for [`check_create_tags`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NameTag<'a> {
+    /// The name is the `Name` tag (instances, volumes, snapshots): a `Name` tag may be
+    /// given only with the same value.
+    Is(&'a str),
+    /// The name is kept elsewhere (an AMI's or a group's own name) or there is none
+    /// (addresses): `Name` is refused, since it would not be shown as a tag.
+    Refused,
+}
+
+/// Checks the tags a create asks for against the keys the driver keeps: `cms:…` and
+/// `aws:…` always, `Name` as `name` says. `InvalidArgument` naming the tag otherwise.
+pub(crate) fn check_create_tags(tags: &Tags, name: NameTag<'_>, op: Operation) -> Result<()> {
+    if let Some(k) = tags
+        .keys()
+        .find(|k| k.starts_with(INTERNAL_PREFIX) || k.starts_with("aws:"))
+    {
+        return Err(Error::invalid_argument(
+            "tags",
+            format!("tag key `{k}` is reserved (keys starting with `cms:` or `aws:`)"),
+        )
+        .with_context("tag", k.as_str())
+        .with_operation(op));
+    }
+    if let Some(v) = tags.get(NAME_TAG) {
+        let why = match name {
+            NameTag::Is(n) if n.is_empty() || n == v => None,
+            NameTag::Is(n) => Some(format!(
+                "tag `Name` = `{v}` disagrees with the name `{n}`; on EC2 the name is the `Name` tag"
+            )),
+            NameTag::Refused => Some(
+                "tag key `Name` is reserved: the EC2 driver keeps it for names".to_owned(),
+            ),
+        };
+        if let Some(why) = why {
+            return Err(Error::invalid_argument("tags", why)
+                .with_context("tag", NAME_TAG)
+                .with_operation(op));
+        }
+    }
+    Ok(())
+}
+
+/// The tags written on a new resource: the user's, `Name` (when not empty), the owner,
+/// and the driver's own `extra` ones.
+pub(crate) fn create_tags(
+    user: &Tags,
+    name: Option<&str>,
+    owner: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Vec<ec2::Tag> {
+    let mut tags: Vec<ec2::Tag> = user.iter().map(|(k, v)| tag(k, v)).collect();
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        if !user.contains_key(NAME_TAG) {
+            tags.push(tag(NAME_TAG, n));
+        }
+    }
+    if let Some(o) = owner {
+        tags.push(tag(OWNER_TAG, o));
+    }
+    tags.extend(extra.iter().map(|(k, v)| tag(*k, *v)));
+    tags
+}
+
+/// One `TagSpecification` for `tags` on a new resource of type `kind`; none without
+/// tags (EC2 refuses an empty one).
+pub(crate) fn tag_spec(
+    kind: ec2::ResourceType,
+    tags: Vec<ec2::Tag>,
+) -> Option<Vec<ec2::TagSpecification>> {
+    (!tags.is_empty()).then(|| {
+        vec![ec2::TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tags))
+            .build()]
+    })
+}
+
+/// The EC2 filters that push a [`ResourceFilter`] down: the ids as the `id_filter`
+/// filter (`volume-id`, …, so that an unknown id matches nothing and `MaxResults`
+/// stays allowed), the owner as a `tag:cms:owner` filter, each tag as a `tag:KEY`
+/// filter. `None` when nothing can match. A tag value with wildcard characters (see
+/// [`plain`]) goes down as a `tag-key` filter, and the caller checks the value.
+pub(crate) fn resource_filters<Id: AsRef<str>>(
+    f: &ResourceFilter<Id>,
+    id_filter: &str,
+) -> Option<Vec<ec2::Filter>> {
+    let mut out = Vec::new();
+    if !f.ids.is_empty() {
+        out.push(filter(id_filter, f.ids.iter().map(|i| i.as_ref())));
+    }
+    if let Some(owner) = f.owner.as_deref() {
+        if !plain(owner) {
+            return None;
+        }
+        out.push(filter(format!("tag:{OWNER_TAG}"), [owner]));
+    }
+    out.extend(tag_filters(&f.tags));
+    Some(out)
+}
+
+/// The EC2 filters of a tag condition: `tag:KEY` with the value, or `tag-key` for any
+/// value (and for a value with wildcard characters, which the caller checks).
+pub(crate) fn tag_filters(
+    tags: &std::collections::BTreeMap<String, Option<String>>,
+) -> Vec<ec2::Filter> {
+    tags.iter()
+        .filter(|(k, _)| plain(k))
+        .map(|(k, v)| match v {
+            Some(v) if plain(v) => filter(format!("tag:{k}"), [v.as_str()]),
+            _ => filter("tag-key", [k.as_str()]),
+        })
+        .collect()
+}
+
+/// Whether every condition of a [`ResourceFilter`] went down to EC2 (see
+/// [`resource_filters`]), so that the answer needs no checking here.
+pub(crate) fn pushed_down<Id>(f: &ResourceFilter<Id>) -> bool {
+    f.tags
+        .iter()
+        .all(|(k, v)| plain(k) && v.as_deref().is_none_or(plain))
+}
+
+/// The device names the driver gives volumes when the caller names none: `/dev/sdf`
+/// to `/dev/sdz`, EC2's recommended names for EBS data volumes on Linux instances
+/// (the root device of an AMI is `/dev/sda1` or `/dev/xvda`, which these never meet;
+/// Nitro instances show them as NVMe devices, under the same name in the API).
+pub(crate) fn data_devices() -> impl Iterator<Item = String> {
+    (b'f'..=b'z').map(|c| format!("/dev/sd{}", c as char))
+}
+
+/// The first of [`data_devices`] not in `used`.
+pub(crate) fn free_device<'a>(used: impl IntoIterator<Item = &'a str> + Clone) -> Option<String> {
+    data_devices().find(|d| !used.clone().into_iter().any(|u| u == d))
+}
+
+/// The `BlockDeviceMappings` of RunInstances for the volumes an instance is made
+/// with: each an EBS volume of its size and snapshot, deleted with the instance as
+/// asked; a volume without a device gets the first of [`data_devices`] that no other
+/// volume of the spec names.
+pub(crate) fn block_device_mappings(volumes: &[BlockDevice]) -> Vec<ec2::BlockDeviceMapping> {
+    let named: Vec<&str> = volumes.iter().filter_map(|v| v.device.as_deref()).collect();
+    let mut taken: Vec<String> = named.iter().map(|d| (*d).to_owned()).collect();
+    volumes
+        .iter()
+        .map(|v| {
+            let device = match &v.device {
+                Some(d) => d.clone(),
+                None => {
+                    let d = free_device(taken.iter().map(String::as_str))
+                        .unwrap_or_else(|| "/dev/sdz".to_owned());
+                    taken.push(d.clone());
+                    d
+                }
+            };
+            ec2::BlockDeviceMapping::builder()
+                .device_name(device)
+                .ebs(
+                    ec2::EbsBlockDevice::builder()
+                        .set_volume_size(v.size_gib.and_then(|s| i32::try_from(s).ok()))
+                        .set_snapshot_id(v.snapshot_id.as_ref().map(|s| s.as_str().to_owned()))
+                        .delete_on_termination(v.delete_on_termination)
+                        .build(),
+                )
+                .build()
+        })
+        .collect()
 }
 
 /// Checks a tag change by the model's rules, and refuses the keys the driver keeps
@@ -468,6 +655,37 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// The EC2 token of a listing made of `parts` EC2 listings one after the other (see
+/// `images.rs`, `security_groups.rs`): `PART:TOKEN`, `TOKEN` empty at the start of a
+/// part. Answers the part and its EC2 token; the start when `None`.
+pub(crate) fn parse_part_token(
+    token: Option<&str>,
+    parts: usize,
+    op: Operation,
+) -> Result<(usize, Option<String>)> {
+    let Some(token) = token else {
+        return Ok((0, None));
+    };
+    let bad = || {
+        Error::invalid_argument(
+            "page_token",
+            "not a page token of this listing; start again without a token",
+        )
+        .with_operation(op)
+    };
+    let (part, rest) = token.split_once(':').ok_or_else(bad)?;
+    let part: usize = part.parse().map_err(|_| bad())?;
+    if part >= parts {
+        return Err(bad());
+    }
+    Ok((part, Some(rest.to_owned()).filter(|t| !t.is_empty())))
+}
+
+/// The EC2 token of a listing made of parts, for [`parse_part_token`].
+pub(crate) fn part_token(part: usize, token: Option<&str>) -> String {
+    format!("{part}:{}", token.unwrap_or_default())
 }
 
 /// Where a listing goes on: the EC2 `NextToken` of the EC2 page to fetch (none for
@@ -587,6 +805,23 @@ mod tests {
             Cursor::decode(None, "s", Operation::ListImages).unwrap(),
             Cursor::default()
         );
+    }
+
+    #[test]
+    fn part_tokens_are_checked() {
+        let op = Operation::ListImages;
+        assert_eq!(parse_part_token(None, 2, op).unwrap(), (0, None));
+        assert_eq!(
+            parse_part_token(Some(&part_token(1, None)), 2, op).unwrap(),
+            (1, None)
+        );
+        assert_eq!(
+            parse_part_token(Some(&part_token(0, Some("abc:d"))), 2, op).unwrap(),
+            (0, Some("abc:d".to_owned()))
+        );
+        for bad in ["2:x", "x", "a:b"] {
+            assert!(parse_part_token(Some(bad), 2, op).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -245,6 +245,81 @@ async fn every_ec2_error_class_is_classified() {
     }
 }
 
+/// The codes of the volume, snapshot, image, security group and address calls, each
+/// through an operation of its family (the responder answers every call with it).
+#[tokio::test]
+async fn the_families_error_codes_are_classified() {
+    use cms_core::{
+        AddressId, AddressSpec, ImageId, ImageSpec, SecurityGroupId, SecurityGroupSpec,
+        SecurityRule, SnapshotId, VolumeId, VolumeSpec,
+    };
+    let volume = VolumeId::new("vol-0123456789abcdef0");
+    let snapshot = SnapshotId::new("snap-0123456789abcdef0");
+    let group = SecurityGroupId::new("sg-0123456789abcdef0");
+    let address = AddressId::new("eipalloc-0123456789abcdef0");
+    let image = ImageId::new("ami-0123456789abcdef0");
+    let instance = InstanceId::new("i-0123456789abcdef0");
+    let ssh = [SecurityRule::tcp_in(22, 22, "0.0.0.0/0")];
+    for (code, kind) in [
+        ("InvalidVolume.NotFound", ErrorKind::NotFound),
+        ("InvalidSnapshot.NotFound", ErrorKind::NotFound),
+        ("InvalidGroup.NotFound", ErrorKind::NotFound),
+        ("InvalidGroup.Duplicate", ErrorKind::AlreadyExists),
+        ("InvalidPermission.Duplicate", ErrorKind::AlreadyExists),
+        ("InvalidPermission.NotFound", ErrorKind::NotFound),
+        ("VolumeInUse", ErrorKind::InvalidState),
+        ("IncorrectState", ErrorKind::InvalidState),
+        ("AddressLimitExceeded", ErrorKind::QuotaExceeded),
+        ("VolumeLimitExceeded", ErrorKind::QuotaExceeded),
+        ("InvalidAllocationID.NotFound", ErrorKind::NotFound),
+        ("InvalidAssociationID.NotFound", ErrorKind::NotFound),
+        ("DependencyViolation", ErrorKind::InvalidState),
+        ("CannotDelete", ErrorKind::InvalidState),
+        ("InvalidAMIID.Unavailable", ErrorKind::NotFound),
+        ("InvalidAMIName.Duplicate", ErrorKind::AlreadyExists),
+        ("InvalidIPAddress.InUse", ErrorKind::InvalidState),
+        ("InvalidSnapshot.InUse", ErrorKind::InvalidState),
+        ("Resource.AlreadyAssociated", ErrorKind::InvalidState),
+        ("InvalidVolume.ZoneMismatch", ErrorKind::InvalidArgument),
+        ("InvalidGroupId.Malformed", ErrorKind::InvalidArgument),
+    ] {
+        let responder =
+            Responder::start(Answer::Http(400, ec2_error(code, "canned by the test"))).await;
+        let d = driver_for(&responder.endpoint(), 5_000).await;
+        let family = code.split('.').next().unwrap_or(code);
+        let err = match family {
+            "InvalidVolume" | "VolumeInUse" => d.delete_volume(&volume).await.err(),
+            "IncorrectState" => d.detach_volume(&volume).await.err(),
+            "VolumeLimitExceeded" => d.create_volume(&VolumeSpec::new(1)).await.err(),
+            "InvalidSnapshot" => d.delete_snapshot(&snapshot).await.err(),
+            "InvalidGroup" if code.ends_with("Duplicate") => d
+                .create_security_group(&SecurityGroupSpec::new("web", "web"))
+                .await
+                .err(),
+            "InvalidGroup" | "InvalidGroupId" => d.get_security_group(&group).await.err(),
+            "InvalidPermission" if code.ends_with("Duplicate") => {
+                d.add_security_rules(&group, &ssh).await.err()
+            }
+            "InvalidPermission" => d.remove_security_rules(&group, &ssh).await.err(),
+            "DependencyViolation" | "CannotDelete" => d.delete_security_group(&group).await.err(),
+            "AddressLimitExceeded" => d.allocate_address(&AddressSpec::default()).await.err(),
+            "InvalidAllocationID" | "InvalidIPAddress" => d.release_address(&address).await.err(),
+            "InvalidAssociationID" => d.disassociate_address(&address).await.err(),
+            "Resource" => d.associate_address(&address, &instance, None).await.err(),
+            "InvalidAMIID" => d.delete_image(&image).await.err(),
+            "InvalidAMIName" => d
+                .create_image(&ImageSpec::new(instance.clone(), "golden"))
+                .await
+                .err(),
+            _ => d.get_volume(&volume).await.err(),
+        }
+        .unwrap_or_else(|| panic!("{code}: no error"));
+        assert_eq!(err.kind(), kind, "{code}: {err}");
+        assert_eq!(err.context_value("ec2_code"), Some(code), "{code}");
+        assert!(!err.is_temporary(), "{code}");
+    }
+}
+
 #[tokio::test]
 async fn a_5xx_without_an_ec2_document_is_unavailable() {
     let responder = Responder::start(Answer::Http(502, "<html>bad gateway</html>".into())).await;

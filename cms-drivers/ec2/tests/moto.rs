@@ -353,7 +353,7 @@ async fn catalogue_maps_images_types_zones_and_subnets() {
         .await
         .unwrap();
     assert!(own
-        .list_images(&PageRequest::default())
+        .list_images(&cms_core::ImageFilter::default(), &PageRequest::default())
         .await
         .unwrap()
         .items
@@ -372,7 +372,10 @@ async fn catalogue_maps_images_types_zones_and_subnets() {
     let mut paged = Vec::new();
     let mut page = PageRequest::first(1);
     loop {
-        let p = d.list_images(&page).await.unwrap();
+        let p = d
+            .list_images(&cms_core::ImageFilter::default(), &page)
+            .await
+            .unwrap();
         assert!(p.items.len() <= 1);
         paged.extend(p.items.into_iter().map(|i| i.id));
         match p.next {

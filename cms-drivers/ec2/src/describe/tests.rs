@@ -81,7 +81,17 @@ fn reads_a_whole_instance() {
          <item><privateIpAddress>10.0.1.5</privateIpAddress><association>\
          <publicIp>54.0.0.2</publicIp></association></item>\
          <item><privateIpAddress>10.0.1.6</privateIpAddress></item>\
-         </privateIpAddressesSet></item></networkInterfaceSet></item>",
+         </privateIpAddressesSet><groupSet><item><groupId>sg-nic</groupId></item></groupSet>\
+         </item></networkInterfaceSet>\
+         <groupSet><item><groupId>sg-1</groupId><groupName>web</groupName></item>\
+         <item><groupName>no id</groupName></item><item><groupId>sg-2</groupId></item>\
+         <item><groupId>sg-1</groupId></item></groupSet>\
+         <blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs>\
+         <volumeId>vol-root</volumeId><status>attached</status>\
+         <deleteOnTermination>true</deleteOnTermination></ebs></item>\
+         <item><deviceName>/dev/sdf</deviceName><ebs><volumeId>vol-data</volumeId>\
+         <deleteOnTermination>false</deleteOnTermination></ebs></item>\
+         <item><deviceName>/dev/sdg</deviceName></item></blockDeviceMapping></item>",
     ));
     assert_eq!(next, None);
     let vm = &items[0];
@@ -100,6 +110,72 @@ fn reads_a_whole_instance() {
     assert_eq!(vm.private_ips, ["10.0.0.5", "10.0.1.5", "10.0.1.6"]);
     assert_eq!(vm.public_ips, ["54.0.0.1", "54.0.0.2"]);
     assert!(vm.created_at.is_some());
+    // The instance's own groups, not its interface's; each once.
+    assert_eq!(
+        vm.security_group_ids
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>(),
+        ["sg-1", "sg-2"]
+    );
+    // EBS volumes, with their devices; a mapping without a volume is none.
+    assert_eq!(
+        vm.volumes
+            .iter()
+            .map(|v| (
+                v.volume_id.as_str(),
+                v.device.as_deref(),
+                v.delete_on_termination
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("vol-root", Some("/dev/sda1"), true),
+            ("vol-data", Some("/dev/sdf"), false)
+        ]
+    );
+}
+
+#[test]
+fn reads_groups_and_volumes_as_the_sdk_does() {
+    // A second `ebs` replaces the first whole; a second list replaces the first; an
+    // `ebs` without `deleteOnTermination`; empty lists and elements.
+    let (items, _) = same(&doc(
+        "<item><instanceId>i-1</instanceId>\
+         <groupSet><item><groupId>sg-old</groupId></item></groupSet>\
+         <groupSet><item><groupId>sg-new</groupId><groupId>sg-newer</groupId></item></groupSet>\
+         <blockDeviceMapping><item><deviceName>/dev/sdf</deviceName>\
+         <ebs><volumeId>vol-1</volumeId><deleteOnTermination>true</deleteOnTermination></ebs>\
+         <ebs><volumeId>vol-2</volumeId></ebs></item>\
+         <item><ebs><volumeId>vol-3</volumeId><deleteOnTermination>false</deleteOnTermination>\
+         <deleteOnTermination>true</deleteOnTermination></ebs><deviceName/></item>\
+         <item><ebs/></item><item/></blockDeviceMapping></item>\
+         <item><instanceId>i-2</instanceId><groupSet/><blockDeviceMapping/></item>\
+         <item><instanceId>i-3</instanceId><groupSet><item/></groupSet>\
+         <blockDeviceMapping><item><ebs><volumeId></volumeId></ebs></item></blockDeviceMapping></item>",
+    ));
+    let ids: Vec<&str> = items[0]
+        .security_group_ids
+        .iter()
+        .map(|g| g.as_str())
+        .collect();
+    assert_eq!(ids, ["sg-newer"]);
+    let volumes: Vec<(&str, Option<&str>, bool)> = items[0]
+        .volumes
+        .iter()
+        .map(|v| {
+            (
+                v.volume_id.as_str(),
+                v.device.as_deref(),
+                v.delete_on_termination,
+            )
+        })
+        .collect();
+    assert_eq!(
+        volumes,
+        [("vol-2", Some("/dev/sdf"), false), ("vol-3", None, true)]
+    );
+    assert!(items[1].security_group_ids.is_empty() && items[1].volumes.is_empty());
+    assert!(items[2].security_group_ids.is_empty() && items[2].volumes.is_empty());
 }
 
 #[test]
@@ -185,6 +261,14 @@ fn leaves_to_the_sdk_what_it_cannot_read() {
         doc("<item><instanceId>i-1</instanceId><instanceState><code>x</code></instanceState></item>"),
         doc("<item><instanceId>i-1</instanceId><launchTime>yesterday</launchTime></item>"),
         doc("<item><instanceId>i-1</instanceId><keyName>&nbsp;</keyName></item>"),
+        doc(
+            "<item><instanceId>i-1</instanceId><blockDeviceMapping><item><ebs>\
+             <deleteOnTermination>maybe</deleteOnTermination></ebs></item></blockDeviceMapping></item>",
+        ),
+        doc(
+            "<item><instanceId>i-1</instanceId><blockDeviceMapping><item><ebs>\
+             <deleteOnTermination/></ebs></item></blockDeviceMapping></item>",
+        ),
         doc("<item><instanceId><b>i-1</b></instanceId></item>"),
         "<DescribeImagesResponse/>".to_owned(),
         "not XML".to_owned(),
@@ -297,6 +381,8 @@ async fn reads_answers_written_from_the_ec2_model_as_the_sdk_does() {
     assert_eq!(docs.len(), 60);
     let mut instances = 0;
     let mut with_token = 0;
+    let mut with_groups = 0;
+    let mut with_volumes = 0;
     for d in &docs {
         let body = d["body"].as_str().expect("body");
         let (items, next) = same(body);
@@ -305,9 +391,19 @@ async fn reads_answers_written_from_the_ec2_model_as_the_sdk_does() {
         assert_eq!(Some(items.len() as u64), d["instances"].as_u64(), "{body}");
         instances += items.len();
         with_token += usize::from(next.is_some());
+        with_groups += items
+            .iter()
+            .filter(|i| !i.security_group_ids.is_empty())
+            .count();
+        with_volumes += items.iter().filter(|i| !i.volumes.is_empty()).count();
     }
     assert!(instances > 60, "only {instances} instances in all");
     assert!(with_token > 0);
+    // The answers exercise every field the driver reads, groups and volumes too.
+    assert!(
+        with_groups > 10 && with_volumes > 10,
+        "{with_groups} {with_volumes}"
+    );
 }
 
 #[cfg(feature = "moto")]
@@ -357,7 +453,30 @@ mod against_moto {
         .send()
         .await
         .expect("run");
-        let two = run(2, tags(&[("Name", "db")])).send().await.expect("run");
+        // Two in a security group, with a volume made with them.
+        let sg = ec2
+            .create_security_group()
+            .group_name("db")
+            .description("db")
+            .send()
+            .await
+            .expect("group");
+        let two = run(2, tags(&[("Name", "db")]))
+            .set_security_group_ids(sg.group_id().map(|g| vec![g.to_owned()]))
+            .block_device_mappings(
+                aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                    .device_name("/dev/sdf")
+                    .ebs(
+                        aws_sdk_ec2::types::EbsBlockDevice::builder()
+                            .volume_size(2)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("run");
         let ids: Vec<String> = two
             .instances()
             .iter()
@@ -423,6 +542,19 @@ mod against_moto {
             vm.public_ips.len() == 1 && vm.private_ips.len() >= 2,
             "{vm:?}"
         );
+        assert_eq!(vm.security_group_ids.len(), 1, "{vm:?}");
+        assert!(
+            vm.volumes
+                .iter()
+                .any(|v| v.device.as_deref() == Some("/dev/sdf") && v.delete_on_termination),
+            "{vm:?}"
+        );
+        // The others have moto's root volume, and no group (moto puts an instance
+        // that names none in none; EC2 in the VPC's default group).
+        assert!(items
+            .iter()
+            .filter(|i| i.id.as_str() != ids[0] && i.id.as_str() != ids[1])
+            .all(|i| i.security_group_ids.is_empty() && i.volumes.len() == 1));
         let (status, paged) = record(moto.endpoint(), &format!("{form}&MaxResults=5"))
             .await
             .expect("record");
