@@ -57,6 +57,21 @@ impl Target {
         Target::object("image", id, Some("image"))
     }
 
+    /// A persistent DATABLOCK image (a cms volume).
+    pub fn volume(id: impl fmt::Display) -> Target {
+        Target::object("volume (image)", id, Some("volume"))
+    }
+
+    /// A non-persistent DATABLOCK image (a cms snapshot).
+    pub fn snapshot(id: impl fmt::Display) -> Target {
+        Target::object("snapshot (image)", id, Some("snapshot"))
+    }
+
+    /// A security group.
+    pub fn security_group(id: impl fmt::Display) -> Target {
+        Target::object("security group", id, Some("security group"))
+    }
+
     /// A VM template.
     pub fn template(id: impl fmt::Display) -> Target {
         Target::object("VM template", id, Some("image"))
@@ -198,8 +213,8 @@ fn speaks_of_quota(message: &str) -> bool {
 /// | 0x400 no such object | NotFound | no |
 /// | 0x800 wrong state | InvalidState | no |
 /// | 0x1000 bad parameter | InvalidArgument | no |
-/// | 0x2000 internal | Unavailable when oned cannot serve (no leader, election, zone disabled, replicating); else Backend | yes / no |
-/// | 0x4000 allocation | AlreadyExists when the name "is already taken"; QuotaExceeded when the message names a quota or leases; else Backend | no |
+/// | 0x2000 internal | Unavailable when oned cannot serve (no leader, election, zone disabled, replicating); AlreadyExists when the name "is already taken" (oned 7 reports some allocations so); InvalidState when a VM "has to be" in another state (`one.vm.disksaveas`); else Backend | yes / no |
+/// | 0x4000 allocation | AlreadyExists when the name "is already taken"; InvalidState when an image cannot be cloned "in state" it is in; QuotaExceeded when the message names a quota or leases; else Backend | no |
 /// | 0x8000 locked | InvalidState, not carried out | yes |
 /// | 0x10000 replication | Unavailable | yes |
 /// | other | Backend | no |
@@ -219,11 +234,16 @@ pub fn classify(code: i64, message: &str) -> (ErrorKind, bool, bool) {
                 .any(|w| m.contains(w))
             {
                 (Unavailable, true, false)
+            } else if m.contains("already taken") {
+                (AlreadyExists, false, false)
+            } else if m.contains("has to be") {
+                (InvalidState, false, false)
             } else {
                 (Backend, false, false)
             }
         }
         codes::ALLOCATE if message.contains("already taken") => (AlreadyExists, false, false),
+        codes::ALLOCATE if message.contains("in state") => (InvalidState, false, false),
         codes::ALLOCATE if speaks_of_quota(message) => (QuotaExceeded, false, false),
         codes::ALLOCATE => (Backend, false, false),
         codes::LOCKED => (InvalidState, true, true),
@@ -533,6 +553,24 @@ mod tests {
             (0x800, "", InvalidState, false),
             (0x1000, "", InvalidArgument, false),
             (0x2000, "Internal error", Backend, false),
+            (
+                0x2000,
+                "NAME is already taken by SecurityGroup 101.",
+                AlreadyExists,
+                false,
+            ),
+            (
+                0x2000,
+                "VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
+                InvalidState,
+                false,
+            ),
+            (
+                0x4000,
+                "Error allocating a new image. Cannot clone image in state: USED_PERS",
+                InvalidState,
+                false,
+            ),
             (
                 0x2000,
                 "Cannot process request, no leader found",

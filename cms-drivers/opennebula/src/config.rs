@@ -8,6 +8,7 @@
 //! username = "cms"
 //! password_env = "ONE_PASSWORD"        # or: auth_file = "/etc/cms/one_auth"
 //! default_network = 0
+//! volume_datastore = 1                 # the image datastore volumes are made in
 //!
 //! [[sizes]]
 //! name = "small"
@@ -60,6 +61,11 @@ pub struct OpenNebulaConfig {
     /// The `VN_MAD` of networks this driver creates (default `bridge`).
     #[serde(default = "default_network_driver")]
     pub network_driver: String,
+    /// The image datastore (id) where volumes are made as persistent DATABLOCK images
+    /// (default 1, the `default` image datastore of every OpenNebula). Snapshots and
+    /// volumes made from them stay in the datastore of the image they copy.
+    #[serde(default = "default_volume_datastore")]
+    pub volume_datastore: i64,
 }
 
 /// A flavor made of a CPU share, a vCPU count and memory.
@@ -82,6 +88,13 @@ fn default_timeout_secs() -> u64 {
 
 fn default_network_driver() -> String {
     "bridge".into()
+}
+
+/// The `default` image datastore every OpenNebula installs.
+pub const DEFAULT_VOLUME_DATASTORE: i64 = 1;
+
+fn default_volume_datastore() -> i64 {
+    DEFAULT_VOLUME_DATASTORE
 }
 
 fn network_id<'de, D: serde::Deserializer<'de>>(
@@ -126,6 +139,7 @@ impl OpenNebulaConfig {
             default_network: None,
             timeout_secs: default_timeout_secs(),
             network_driver: default_network_driver(),
+            volume_datastore: default_volume_datastore(),
         }
     }
 
@@ -152,6 +166,7 @@ impl OpenNebulaConfig {
     /// | `CMS_ONE_SIZES` | sizes, `name=cpu/vcpu/memory_mib,…` (`small=0.5/1/1024`) | none |
     /// | `CMS_ONE_DEFAULT_NETWORK` | the default network id | none |
     /// | `CMS_ONE_TIMEOUT_SECS` | seconds per call | 60 |
+    /// | `CMS_ONE_VOLUME_DATASTORE` | the image datastore id volumes are made in | 1 |
     ///
     /// Errors name the variable that is wrong.
     pub fn from_env() -> Result<OpenNebulaConfig> {
@@ -206,6 +221,20 @@ impl OpenNebulaConfig {
                 )
             })?,
         };
+        let volume_datastore = match get("CMS_ONE_VOLUME_DATASTORE") {
+            None => default_volume_datastore(),
+            Some(t) => t
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|i| *i >= 0)
+                .ok_or_else(|| {
+                    bad(
+                        "CMS_ONE_VOLUME_DATASTORE",
+                        format!("`{t}` is not a datastore id"),
+                    )
+                })?,
+        };
         let config = OpenNebulaConfig {
             endpoint,
             username,
@@ -219,6 +248,7 @@ impl OpenNebulaConfig {
             default_network,
             timeout_secs,
             network_driver: default_network_driver(),
+            volume_datastore,
         };
         config.validate().map_err(|e| {
             cms_core::config::renamed_to_variable(
@@ -330,6 +360,15 @@ impl OpenNebulaConfig {
         }
         if self.network_driver.trim().is_empty() {
             return Err(bad("network_driver", "must not be empty"));
+        }
+        if !(0..=i64::from(i32::MAX)).contains(&self.volume_datastore) {
+            return Err(bad(
+                "volume_datastore",
+                format!(
+                    "`{}` is not a datastore id; give the id of an image datastore (default {})",
+                    self.volume_datastore, DEFAULT_VOLUME_DATASTORE
+                ),
+            ));
         }
         Ok(())
     }

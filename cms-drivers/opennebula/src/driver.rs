@@ -10,6 +10,15 @@
 //! | network | virtual network id | `3` |
 //! | location | cluster id | `0` |
 //! | key pair | a line of the user's `SSH_PUBLIC_KEY`, named by its comment | `laptop` |
+//! | volume | the id of a persistent DATABLOCK image of the user ([`volumes`]) | `21` |
+//! | snapshot | the id of a non-persistent DATABLOCK image of the user ([`volumes`]) | `22` |
+//! | security group | security group id ([`security_groups`]) | `101` |
+//!
+//! Public addresses are not offered: OpenNebula's core API has no address that
+//! outlives a VM and moves between VMs (a NIC's address is a lease of its network, an
+//! `EXTERNAL_IP` comes from the provider's IPAM), so the capabilities leave them out
+//! and every address operation answers `Unsupported`. Nor is console output: the
+//! consoles OpenNebula hands out are VNC and SPICE sessions.
 //!
 //! # What the driver records on a VM
 //!
@@ -25,10 +34,19 @@
 //! | `CMS_IMAGE`, `CMS_FLAVOR`, `CMS_KEY_NAME` | the cms image, flavor and key pair it was made from |
 //! | `CMS_OWNER` | the owner it was made for (`InstanceSpec::owner`), written in the same allocation |
 //!
+//! In its TEMPLATE, OpenNebula's own: a `DISK` per volume made with it (with
+//! `CMS_DELETE_ON_TERMINATION`, see [`volumes`]) and `SECURITY_GROUPS` on each `NIC`.
+//! An instance shows the groups of all its NICs (group 0, which every network adds,
+//! included) and, as its volumes, its disks of persistent images but the root one
+//! (DISK_ID 0), with their TARGET as the device.
+//!
 //! # Listing instances
 //!
-//! `one.vmpool.info` with filter -3 (the connected user's VMs) and its paging form
-//! (offset, `-page size`), so no call fetches the whole pool; see [`crate::paging`]
+//! `one.vmpool.infoextended` with filter -3 (the connected user's VMs) and its paging
+//! form (offset, `-page size`), so no call fetches the whole pool. (Not
+//! `one.vmpool.info`: since OpenNebula 5.8 it answers each VM's short form, whose
+//! USER_TEMPLATE keeps none of the `CMS_*` attributes owners, tags and client tokens
+//! are read from, and whose disks have no TARGET.) See [`crate::paging`]
 //! for how the page token (order, offset, id of the last VM) keeps paging exact while
 //! VMs come and go. DONE VMs are left out unless the filter asks for `terminated`.
 //! Filters: a state set that only one OpenNebula STATE can produce is pushed down as
@@ -49,8 +67,15 @@
 //! `CONTEXT` with `NETWORK = YES`, the key (`$USER[SSH_PUBLIC_KEY]`, all of the user's
 //! keys, when no key pair is named) and the user data (`USER_DATA`, base64, with
 //! `USERDATA_ENCODING = base64`, as cloud-init reads it). A location becomes
-//! `SCHED_REQUIREMENTS = "CLUSTER_ID = N"`. Templates are sent in OpenNebula's XML
-//! form, so no value needs the template language's quoting.
+//! `SCHED_REQUIREMENTS = "CLUSTER_ID = N"`. Security groups become `SECURITY_GROUPS`
+//! on every NIC (from a VM template without named networks, on the template's own
+//! NICs); they are checked to exist first, as oned skips unknown ones silently, and an
+//! instance without NICs cannot be put in one (`InvalidArgument`: name a network or
+//! configure `default_network`). Volumes asked for are made first and named as extra
+//! `DISK`s (see [`volumes`]); a failed allocation deletes them again. Templates are
+//! sent in OpenNebula's XML form, so no value needs the template language's quoting;
+//! oned drops an attribute without a value from such a template, so the driver never
+//! relies on writing an empty one.
 //!
 //! A client token is looked up first: in what this driver made, then among the user's
 //! VMs (`CMS_CLIENT_TOKEN`); creates with the same token are serialized within the
@@ -69,6 +94,15 @@
 //! does not escalate to `poweroff-hard`: that would pull the plug on a guest that is
 //! being kept.
 //!
+//! # Images
+//!
+//! Images are the OS images the user may see (`one.imagepool.info`, filter -2) and VM
+//! templates; captures and deletes are in [`images`]. An image is
+//! `shared` when it belongs to another OpenNebula user than the driver's (the
+//! catalogue): it cannot be deleted through this account and shows no owner. The
+//! user's own images show the `CMS_OWNER` of their template. List filters are applied
+//! while scanning, so pages hold only what the filter asks for.
+//!
 //! # Tags
 //!
 //! An update of an instance's tags reads the VM, applies the change to its `CMS_TAGS`
@@ -81,7 +115,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -92,10 +126,13 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use cms_core::{
-    Capabilities, ConsoleOutput, Driver, Error, ErrorKind, Flavor, FlavorId, Image, ImageId,
-    ImageKind, Instance, InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState,
-    KeyPair, KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page,
-    PageRequest, PageToken, Result, TagChanges, Tags,
+    AddressCapabilities, Capabilities, ConsoleOutput, Driver, Error, ErrorKind, Flavor, FlavorId,
+    Image, ImageCapabilities, ImageFilter, ImageId, ImageKind, ImageSpec, ImageState, Instance,
+    InstanceAction, InstanceFilter, InstanceId, InstanceSpec, InstanceState, KeyPair, KeyPairSpec,
+    Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page, PageRequest, PageToken,
+    Result, SecurityGroup, SecurityGroupCapabilities, SecurityGroupFilter, SecurityGroupId,
+    SecurityGroupSpec, SecurityRule, Snapshot, SnapshotCapabilities, SnapshotFilter, SnapshotId,
+    SnapshotSpec, TagChanges, Tags, Volume, VolumeCapabilities, VolumeFilter, VolumeId, VolumeSpec,
 };
 
 use crate::client::{OneClient, RpcError, Target};
@@ -107,6 +144,16 @@ use crate::model::{
 use crate::paging::{scan, Cursor, Scan};
 use crate::xml::Element;
 use crate::xmlrpc::Value;
+
+pub mod images;
+pub mod security_groups;
+pub mod volumes;
+
+pub use security_groups::{rules_of, DEFAULT_GROUP};
+pub use volumes::{
+    disk_use, map_snapshot_state, map_volume_state, DiskUse, Hotplug, ATTR_DELETE_ON_TERMINATION,
+    ATTR_INSTANCE, ATTR_LOCATION, ATTR_NAME, ATTR_SNAPSHOT_ID, ATTR_VOLUME_ID,
+};
 
 /// The user-template attribute holding the tags (JSON).
 pub const ATTR_TAGS: &str = "CMS_TAGS";
@@ -543,6 +590,10 @@ struct Inner {
     tag_locks: TokenLocks,
     /// Key pair changes are read-modify-write of the user's template.
     key_lock: tokio::sync::Mutex<()>,
+    /// Rule changes are read-modify-write of a group's template, serialized per group.
+    group_locks: TokenLocks,
+    /// The clusters' datastores, and when they were read (volume locations).
+    placement: Mutex<Option<(Instant, volumes::Placement)>>,
 }
 
 /// The OpenNebula driver (see the [module documentation](self)).
@@ -560,6 +611,58 @@ impl fmt::Debug for OpenNebulaDriver {
             .field("username", &self.inner.client.username())
             .finish_non_exhaustive()
     }
+}
+
+/// What the driver declares: every instance, image, flavor, network, location and key
+/// pair operation (console output excepted: OpenNebula keeps none), volumes and
+/// snapshots as DATABLOCK images, security groups without group peers; no public
+/// addresses (OpenNebula's core API has no floating public IPs: a NIC's address comes
+/// with its lease).
+pub fn capabilities() -> Capabilities {
+    let mut c = Capabilities::all();
+    c.instances.max_page_size = MAX_PAGE;
+    c.instances.console_output = false;
+    c.images = ImageCapabilities {
+        list: true,
+        get: true,
+        create: true,
+        delete: true,
+        owner: true,
+    };
+    c.volumes = VolumeCapabilities {
+        list: true,
+        get: true,
+        create: true,
+        delete: true,
+        attach: true,
+        detach: true,
+        from_snapshot: true,
+        client_token: true,
+        tags: true,
+        owner: true,
+        max_page_size: MAX_PAGE,
+    };
+    c.snapshots = SnapshotCapabilities {
+        list: true,
+        get: true,
+        create: true,
+        delete: true,
+        tags: true,
+        owner: true,
+    };
+    c.security_groups = SecurityGroupCapabilities {
+        list: true,
+        get: true,
+        create: true,
+        delete: true,
+        update_rules: true,
+        egress: true,
+        group_peers: false,
+        tags: true,
+        owner: true,
+    };
+    c.addresses = AddressCapabilities::default();
+    c
 }
 
 fn with_op(op: Operation) -> impl FnOnce(Error) -> Error {
@@ -601,17 +704,17 @@ impl OpenNebulaDriver {
             password,
             Duration::from_secs(config.timeout_secs),
         )?;
-        let mut capabilities = Capabilities::all();
-        capabilities.instances.max_page_size = MAX_PAGE;
         Ok(OpenNebulaDriver {
             inner: Arc::new(Inner {
                 client,
                 config,
-                capabilities,
+                capabilities: capabilities(),
                 tokens: Mutex::new(HashMap::new()),
                 token_locks: TokenLocks::default(),
                 tag_locks: TokenLocks::default(),
                 key_lock: tokio::sync::Mutex::new(()),
+                group_locks: TokenLocks::default(),
+                placement: Mutex::new(None),
             }),
         })
     }
@@ -681,11 +784,13 @@ impl OpenNebulaDriver {
         .await
     }
 
-    /// One window of the user's VMs in the paging form of `one.vmpool.info`.
+    /// One window of the user's VMs in the paging form of `one.vmpool.infoextended`,
+    /// whose VMs are full documents (`one.vmpool.info` answers the short form, without
+    /// the USER_TEMPLATE attributes the driver keeps or the disks' TARGETs).
     async fn vm_window(&self, offset: u64, size: u64, state: i64) -> Result<Vec<Vm>> {
         Ok(self
             .call_doc(
-                "one.vmpool.info",
+                "one.vmpool.infoextended",
                 &[
                     Value::Int(-3),
                     Value::Int(offset as i64),
@@ -699,7 +804,8 @@ impl OpenNebulaDriver {
             .vms)
     }
 
-    /// One window of a pool whose info call takes (filter, start, end).
+    /// One window of a pool whose info call takes (filter, start, end), filter -2
+    /// (everything the user may see).
     async fn pool_window<T>(
         &self,
         method: &str,
@@ -708,10 +814,25 @@ impl OpenNebulaDriver {
         size: u64,
         parse: fn(&str) -> std::result::Result<Vec<T>, DocError>,
     ) -> Result<Vec<T>> {
+        self.pool_window_of(method, pool, -2, offset, size, parse)
+            .await
+    }
+
+    /// One window of a pool whose info call takes (filter, start, end), with the filter
+    /// flag `filter` (-2 everything the user may see, -3 the user's own).
+    async fn pool_window_of<T>(
+        &self,
+        method: &str,
+        pool: &str,
+        filter: i64,
+        offset: u64,
+        size: u64,
+        parse: fn(&str) -> std::result::Result<Vec<T>, DocError>,
+    ) -> Result<Vec<T>> {
         self.call_doc(
             method,
             &[
-                Value::Int(-2),
+                Value::Int(filter),
                 Value::Int(offset as i64),
                 Value::Int(-(size as i64)),
             ],
@@ -835,10 +956,15 @@ impl OpenNebulaDriver {
                 .get(ATTR_OWNER)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
+            security_group_ids: groups_of_nics(&nics),
+            volumes: volumes::instance_volumes(vm),
         }
     }
 
-    fn image_of_disk(img: &OneImage) -> Image {
+    /// The cms view of an OS image (see [`images`] for `shared` and
+    /// `owner`).
+    pub fn image_of_disk(&self, img: &OneImage) -> Image {
+        let shared = img.uname != self.inner.client.username();
         Image {
             id: ImageId::new(format!("image:{}", img.id)),
             name: img.name.clone(),
@@ -858,15 +984,33 @@ impl OpenNebulaDriver {
                 .get("ARCH")
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
+            state: map_image_state(img.state),
             raw_state: image_state_name(img.state),
             min_disk_gib: u32::try_from((img.size_mb.max(0) + 1023) / 1024)
                 .ok()
                 .filter(|g| *g > 0),
             tags: tags_of(&img.template),
+            shared,
+            owner: (!shared)
+                .then(|| img.template.non_empty(ATTR_OWNER).map(str::to_owned))
+                .flatten(),
+            source_instance_id: (!shared)
+                .then(|| {
+                    img.template
+                        .non_empty("SAVED_VM_ID")
+                        .and_then(parse_oid)
+                        .map(|v| InstanceId::new(v.to_string()))
+                })
+                .flatten(),
+            created_at: (img.regtime > 0)
+                .then(|| DateTime::<Utc>::from_timestamp(img.regtime, 0))
+                .flatten(),
         }
     }
 
-    fn image_of_template(t: &VmTemplate) -> Image {
+    /// The cms view of a VM template.
+    pub fn image_of_template(&self, t: &VmTemplate) -> Image {
+        let shared = t.uname != self.inner.client.username();
         Image {
             id: ImageId::new(format!("template:{}", t.id)),
             name: t.name.clone(),
@@ -883,10 +1027,19 @@ impl OpenNebulaDriver {
                 .and_then(|os| os.get("ARCH"))
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
-            // Templates have no state in OpenNebula.
+            // Templates have no state in OpenNebula: they can always be instantiated.
+            state: ImageState::Available,
             raw_state: String::new(),
             min_disk_gib: None,
             tags: tags_of(&t.template),
+            shared,
+            owner: (!shared)
+                .then(|| t.template.non_empty(ATTR_OWNER).map(str::to_owned))
+                .flatten(),
+            source_instance_id: None,
+            created_at: (t.regtime > 0)
+                .then(|| DateTime::<Utc>::from_timestamp(t.regtime, 0))
+                .flatten(),
         }
     }
 
@@ -1167,14 +1320,41 @@ impl OpenNebulaDriver {
             .prepare(spec, image, flavor, &networks, location, &hash)
             .await
             .map_err(|e| e.not_executed(true))?;
-        let (key, capacity, source) = match prepared {
+        let (key, capacity, source, groups, snapshots) = match prepared {
             Prepared::Existing(vm) => return Ok(self.instance_of(&vm)),
             Prepared::New {
                 key,
                 capacity,
                 source,
-            } => (key, capacity, source),
+                groups,
+                snapshots,
+            } => (key, capacity, source, groups, snapshots),
         };
+        let groups_attr = (!groups.is_empty()).then(|| {
+            groups
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        if groups_attr.is_some() {
+            let no_nics = match &source {
+                Source::Disk(_) => {
+                    networks.is_empty() && self.inner.config.default_network.is_none()
+                }
+                Source::Template(t) => {
+                    networks.is_empty() && t.template.vectors("NIC").next().is_none()
+                }
+            };
+            if no_nics {
+                return Err(Error::invalid_argument(
+                    "security_group_ids",
+                    "OpenNebula puts VMs in security groups through their NICs, and this \
+                     instance would have none; name a network (or configure default_network)",
+                )
+                .not_executed(true));
+            }
+        }
 
         let mut cms_attrs = vec![
             Element::leaf(ATTR_IMAGE, spec.image_id.as_str()),
@@ -1206,13 +1386,24 @@ impl OpenNebulaDriver {
             .user_data
             .as_ref()
             .map(|d| base64::engine::general_purpose::STANDARD.encode(d.as_bytes()));
+        let with_groups = |mut nic: Element| -> Element {
+            if let Some(g) = &groups_attr {
+                nic.children.retain(|c| c.name != "SECURITY_GROUPS");
+                nic.children
+                    .push(Element::leaf("SECURITY_GROUPS", g.clone()));
+            }
+            nic
+        };
         let nics = |ids: &[i64]| -> Vec<Element> {
             ids.iter()
-                .map(|n| vector("NIC", vec![("NETWORK_ID", n.to_string())]))
+                .map(|n| with_groups(vector("NIC", vec![("NETWORK_ID", n.to_string())])))
                 .collect()
         };
 
-        let id = match source {
+        // The volumes to make with it: the first writes.
+        let (made, volume_disks) = self.make_block_devices(spec, &snapshots).await?;
+
+        let allocated = match source {
             Source::Disk(iid) => {
                 if networks.is_empty() {
                     networks.extend(self.inner.config.default_network);
@@ -1235,6 +1426,7 @@ impl OpenNebulaDriver {
                 }
                 t.extend(capacity.elements());
                 t.push(vector("DISK", vec![("IMAGE_ID", iid.to_string())]));
+                t.extend(volume_disks);
                 t.extend(nics(&networks));
                 t.push(vector("CONTEXT", context));
                 t.extend(cms_attrs);
@@ -1243,7 +1435,7 @@ impl OpenNebulaDriver {
                     &[Value::Str(template_xml(t)), Value::Bool(false)],
                     &Target::new_object("VM", &spec.name),
                 )
-                .await?
+                .await
             }
             Source::Template(tmpl) => {
                 let tid = tmpl.id;
@@ -1252,7 +1444,43 @@ impl OpenNebulaDriver {
                 if !own {
                     t.extend(capacity.elements());
                 }
-                t.extend(nics(&networks));
+                if networks.is_empty() {
+                    if groups_attr.is_some() {
+                        // The extra template replaces NICs whole: the template's, in
+                        // the groups.
+                        t.extend(
+                            tmpl.template
+                                .entries
+                                .iter()
+                                .filter(|(k, _)| k == "NIC")
+                                .flat_map(|e| {
+                                    Attributes {
+                                        entries: vec![e.clone()],
+                                    }
+                                    .to_elements()
+                                })
+                                .map(with_groups),
+                        );
+                    }
+                } else {
+                    t.extend(nics(&networks));
+                }
+                if !volume_disks.is_empty() {
+                    // …and DISKs whole: the template's, then the volumes.
+                    t.extend(
+                        tmpl.template
+                            .entries
+                            .iter()
+                            .filter(|(k, _)| k == "DISK")
+                            .flat_map(|e| {
+                                Attributes {
+                                    entries: vec![e.clone()],
+                                }
+                                .to_elements()
+                            }),
+                    );
+                    t.extend(volume_disks);
+                }
                 if key.is_some() || user_data.is_some() {
                     // The extra template replaces CONTEXT whole: keep the template's.
                     let mut context: Vec<(String, String)> = tmpl
@@ -1301,12 +1529,23 @@ impl OpenNebulaDriver {
                     ],
                     &Target::template(spec.image_id.as_str()),
                 )
-                .await?
+                .await
+            }
+        };
+        let id = match allocated {
+            Ok(id) => id,
+            Err(e) => {
+                // A VM whose answer was lost may hold the volumes: keep them then.
+                if e.is_not_executed() || e.kind() != ErrorKind::Unavailable {
+                    self.drop_images(&made).await;
+                }
+                return Err(e);
             }
         };
         if let Some(t) = &spec.client_token {
             self.remember_token(t, id);
         }
+        self.mark_block_devices(id, spec, &made).await;
         let vm = self.vm_info(id).await?;
         Ok(self.instance_of(&vm))
     }
@@ -1390,10 +1629,14 @@ impl OpenNebulaDriver {
             None => None,
         };
         let capacity = self.resolve_capacity(spec, flavor).await?;
+        let groups = self.check_groups(&spec.security_group_ids).await?;
+        let snapshots = self.prepare_block_devices(&spec.volumes).await?;
         Ok(Prepared::New {
             key,
             capacity,
             source,
+            groups,
+            snapshots,
         })
     }
 
@@ -1459,6 +1702,7 @@ impl OpenNebulaDriver {
         &self,
         cursor: Option<Cursor>,
         limit: usize,
+        window: usize,
         accept: impl FnMut(&VmTemplate) -> bool,
     ) -> Result<Scan<VmTemplate>> {
         scan(
@@ -1469,17 +1713,22 @@ impl OpenNebulaDriver {
             },
             cursor,
             limit,
-            1,
+            window,
             FILTER_BUDGET,
             accept,
         )
         .await
     }
 
-    async fn images_page(&self, page: &PageRequest) -> Result<Page<Image>> {
+    async fn images_page(&self, filter: &ImageFilter, page: &PageRequest) -> Result<Page<Image>> {
         let op = Operation::ListImages;
         let limit = page_limit(page);
         let (phase, cursor) = split_phase(page, op, &["image", "template"])?;
+        let window = if filter.ids.is_empty() && filter.owner.is_none() {
+            1
+        } else {
+            FILTER_WINDOW
+        };
         let mut items = Vec::new();
         if phase == "image" {
             let found = scan(
@@ -1490,12 +1739,12 @@ impl OpenNebulaDriver {
                 },
                 cursor,
                 limit,
-                1,
+                window,
                 FILTER_BUDGET,
-                |i: &OneImage| i.image_type == 0,
+                |i: &OneImage| i.image_type == 0 && filter.matches(&self.image_of_disk(i)),
             )
             .await?;
-            items.extend(found.items.iter().map(Self::image_of_disk));
+            items.extend(found.items.iter().map(|i| self.image_of_disk(i)));
             if let Some(next) = found.next {
                 return Ok(Page {
                     items,
@@ -1514,9 +1763,11 @@ impl OpenNebulaDriver {
         }
         let cursor = if phase == "template" { cursor } else { None };
         let found = self
-            .template_page(cursor, limit - items.len(), |_| true)
+            .template_page(cursor, limit - items.len(), window, |t| {
+                filter.matches(&self.image_of_template(t))
+            })
             .await?;
-        items.extend(found.items.iter().map(Self::image_of_template));
+        items.extend(found.items.iter().map(|t| self.image_of_template(t)));
         Ok(Page {
             items,
             next: found
@@ -1571,7 +1822,7 @@ impl OpenNebulaDriver {
             }
         }
         let found = self
-            .template_page(cursor, limit - items.len(), |t| {
+            .template_page(cursor, limit - items.len(), 1, |t| {
                 Capacity::of_template(&t.template).is_some()
             })
             .await?;
@@ -1586,11 +1837,27 @@ impl OpenNebulaDriver {
 
     // ---- key pairs ----
 
+    /// Writes the user's keys: merges `SSH_PUBLIC_KEY` into the user's template; with
+    /// no key left, replaces the template with the rest of it (OpenNebula drops an
+    /// empty attribute from a template it reads, so a merge cannot empty one).
     async fn save_keys(&self, user: &User, lines: &[String]) -> Result<()> {
-        let xml = template_xml(vec![Element::leaf("SSH_PUBLIC_KEY", lines.join("\n"))]);
+        let (xml, mode) = if lines.is_empty() {
+            let rest: Vec<Element> = user
+                .template
+                .to_elements()
+                .into_iter()
+                .filter(|e| e.name != "SSH_PUBLIC_KEY")
+                .collect();
+            (template_xml(rest), 0)
+        } else {
+            (
+                template_xml(vec![Element::leaf("SSH_PUBLIC_KEY", lines.join("\n"))]),
+                1,
+            )
+        };
         self.call(
             "one.user.update",
-            &[Value::Int(user.id), Value::Str(xml), Value::Int(1)],
+            &[Value::Int(user.id), Value::Str(xml), Value::Int(mode)],
             &Target::user(),
         )
         .await?;
@@ -1606,6 +1873,10 @@ enum Prepared {
         key: Option<String>,
         capacity: Capacity,
         source: Source,
+        /// The security groups, checked.
+        groups: Vec<i64>,
+        /// The snapshots the new volumes come from, by position.
+        snapshots: Vec<Option<OneImage>>,
     },
 }
 
@@ -1702,13 +1973,10 @@ fn pushdown_state(states: &[InstanceState]) -> i64 {
 }
 
 fn request_hash(spec: &InstanceSpec) -> String {
-    let stripped = InstanceSpec {
+    hash_of(&InstanceSpec {
         client_token: None,
         ..spec.clone()
-    };
-    let json = serde_json::to_vec(&stripped).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 fn check_name(argument: &str, name: &str, required: bool) -> Result<()> {
@@ -1728,6 +1996,7 @@ fn check_name(argument: &str, name: &str, required: bool) -> Result<()> {
 }
 
 fn check_spec(spec: &InstanceSpec) -> Result<()> {
+    cms_core::check_instance_spec(spec)?;
     check_name("name", &spec.name, false)?;
     cms_core::check_tags(&spec.tags)?;
     if let Some(o) = &spec.owner {
@@ -1758,7 +2027,81 @@ fn tags_of(t: &Attributes) -> Tags {
         .unwrap_or_default()
 }
 
+/// The security groups of a VM: those of all its NICs (`SECURITY_GROUPS = "0,101"`),
+/// in id order.
+fn groups_of_nics(nics: &[&Attributes]) -> Vec<SecurityGroupId> {
+    let mut ids: Vec<i64> = nics
+        .iter()
+        .filter_map(|n| n.get("SECURITY_GROUPS"))
+        .flat_map(|g| g.split(','))
+        .filter_map(|g| parse_oid(g.trim()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|g| SecurityGroupId::new(g.to_string()))
+        .collect()
+}
+
+/// A SHA-256 of a value's JSON, shortened: the request hash of a create.
+fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Eight random hex digits.
+fn random_hex() -> String {
+    use ssh_key::rand_core::RngCore;
+    format!("{:08x}", OsRng.next_u32())
+}
+
+/// The NAME OpenNebula takes for an image cms names `name` (its cms name is kept
+/// exactly in `CMS_NAME`): the characters OpenNebula refuses in names replaced by `_`,
+/// at most 119 characters (room for a suffix); `cms-{kind}-{8 hex digits}` for a name
+/// with nothing left.
+fn one_name(name: &str, kind: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if INVALID_NAME_CHARS.contains(c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(119)
+        .collect();
+    if clean.trim().is_empty() {
+        format!("cms-{kind}-{}", random_hex())
+    } else {
+        clean.trim().to_owned()
+    }
+}
+
+/// `name` with a random suffix, for a NAME that is taken.
+fn suffixed(name: &str) -> String {
+    let base: String = name.chars().take(119).collect();
+    format!("{base}-{}", random_hex())
+}
+
 /// The IMAGE STATE names.
+/// An OpenNebula image `STATE` as a cms image state (the table of
+/// [`ImageState`](cms_core::ImageState)).
+fn map_image_state(state: i64) -> ImageState {
+    match state {
+        0 | 4 | 6 => ImageState::Pending,
+        1 | 2 | 8 => ImageState::Available,
+        3 | 5 => ImageState::Error,
+        7 => ImageState::Deleted,
+        9 | 10 => ImageState::Available,
+        _ => ImageState::Unknown,
+    }
+}
+
 fn image_state_name(state: i64) -> String {
     const NAMES: [&str; 11] = [
         "INIT",
@@ -2007,8 +2350,8 @@ impl Driver for OpenNebulaDriver {
         ))
     }
 
-    async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
-        self.images_page(page)
+    async fn list_images(&self, filter: &ImageFilter, page: &PageRequest) -> Result<Page<Image>> {
+        self.images_page(filter, page)
             .await
             .map_err(with_op(Operation::ListImages))
     }
@@ -2018,7 +2361,7 @@ impl Driver for OpenNebulaDriver {
         let r = match ImageRef::parse(id.as_str()) {
             None => Err(Error::not_found("image", id)),
             Some(ImageRef::Disk(i)) => match self.image_info(i, id.as_str()).await {
-                Ok(img) if img.image_type == 0 => Ok(Self::image_of_disk(&img)),
+                Ok(img) if img.image_type == 0 => Ok(self.image_of_disk(&img)),
                 Ok(img) => Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
@@ -2032,9 +2375,21 @@ impl Driver for OpenNebulaDriver {
             Some(ImageRef::Template(t)) => self
                 .template_info(t, id.as_str())
                 .await
-                .map(|t| Self::image_of_template(&t)),
+                .map(|t| self.image_of_template(&t)),
         };
         r.map_err(with_op(op))
+    }
+
+    async fn create_image(&self, spec: &ImageSpec) -> Result<Image> {
+        self.capture(spec)
+            .await
+            .map_err(with_op(Operation::CreateImage))
+    }
+
+    async fn delete_image(&self, id: &ImageId) -> Result<()> {
+        self.delete_image_(id)
+            .await
+            .map_err(with_op(Operation::DeleteImage))
     }
 
     async fn list_flavors(&self, page: &PageRequest) -> Result<Page<Flavor>> {
@@ -2291,6 +2646,128 @@ impl Driver for OpenNebulaDriver {
             self.save_keys(&user, &lines).await
         };
         r.await.map_err(with_op(op))
+    }
+
+    async fn list_volumes(
+        &self,
+        filter: &VolumeFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Volume>> {
+        self.volumes_page(filter, page)
+            .await
+            .map_err(with_op(Operation::ListVolumes))
+    }
+
+    async fn get_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.get_volume_(id)
+            .await
+            .map_err(with_op(Operation::GetVolume))
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
+        self.create_volume_(spec)
+            .await
+            .map_err(with_op(Operation::CreateVolume))
+    }
+
+    async fn delete_volume(&self, id: &VolumeId) -> Result<()> {
+        self.delete_volume_(id)
+            .await
+            .map_err(with_op(Operation::DeleteVolume))
+    }
+
+    async fn attach_volume(
+        &self,
+        id: &VolumeId,
+        instance: &InstanceId,
+        device: Option<&str>,
+    ) -> Result<Volume> {
+        self.attach_volume_(id, instance, device)
+            .await
+            .map_err(with_op(Operation::AttachVolume))
+    }
+
+    async fn detach_volume(&self, id: &VolumeId) -> Result<Volume> {
+        self.detach_volume_(id)
+            .await
+            .map_err(with_op(Operation::DetachVolume))
+    }
+
+    async fn list_snapshots(
+        &self,
+        filter: &SnapshotFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Snapshot>> {
+        self.snapshots_page(filter, page)
+            .await
+            .map_err(with_op(Operation::ListSnapshots))
+    }
+
+    async fn get_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        self.snapshot_image(id)
+            .await
+            .map(|i| self.snapshot_of(&i))
+            .map_err(with_op(Operation::GetSnapshot))
+    }
+
+    async fn create_snapshot(&self, spec: &SnapshotSpec) -> Result<Snapshot> {
+        self.create_snapshot_(spec)
+            .await
+            .map_err(with_op(Operation::CreateSnapshot))
+    }
+
+    async fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.delete_snapshot_(id)
+            .await
+            .map_err(with_op(Operation::DeleteSnapshot))
+    }
+
+    async fn list_security_groups(
+        &self,
+        filter: &SecurityGroupFilter,
+        page: &PageRequest,
+    ) -> Result<Page<SecurityGroup>> {
+        self.groups_page(filter, page)
+            .await
+            .map_err(with_op(Operation::ListSecurityGroups))
+    }
+
+    async fn get_security_group(&self, id: &SecurityGroupId) -> Result<SecurityGroup> {
+        self.get_group(id)
+            .await
+            .map_err(with_op(Operation::GetSecurityGroup))
+    }
+
+    async fn create_security_group(&self, spec: &SecurityGroupSpec) -> Result<SecurityGroup> {
+        self.create_group(spec)
+            .await
+            .map_err(with_op(Operation::CreateSecurityGroup))
+    }
+
+    async fn delete_security_group(&self, id: &SecurityGroupId) -> Result<()> {
+        self.delete_group(id)
+            .await
+            .map_err(with_op(Operation::DeleteSecurityGroup))
+    }
+
+    async fn add_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.change_rules(id, rules, true)
+            .await
+            .map_err(with_op(Operation::AddSecurityRules))
+    }
+
+    async fn remove_security_rules(
+        &self,
+        id: &SecurityGroupId,
+        rules: &[SecurityRule],
+    ) -> Result<SecurityGroup> {
+        self.change_rules(id, rules, false)
+            .await
+            .map_err(with_op(Operation::RemoveSecurityRules))
     }
 }
 

@@ -19,17 +19,37 @@
 //! `one.vm.update` replaces (0) or merges into (1) a VM's USER_TEMPLATE, in any state,
 //! refusing the attributes oned.conf restricts to oneadmin (`CPU_COST`, `PCI`, …).
 //!
+//! Images go through oned's image states ([`FakeDelays::image`] each): allocated,
+//! cloned (`one.image.clone`) and saved (`one.vm.disksaveas`) images are LOCKED, then
+//! READY; images VMs use are USED / USED_PERS (a persistent image in one VM at a
+//! time); a clone's persistent source is CLONE meanwhile; deleted images are DELETE,
+//! then gone; deleting one in use or being cloned is refused (0x800). Disks are
+//! hot-plugged (`one.vm.attach`, `one.vm.detach`) only into RUNNING VMs (HOTPLUG) or
+//! POWEROFF ones (HOTPLUG_PROLOG_POWEROFF / HOTPLUG_EPILOG_POWEROFF), for
+//! [`FakeDelays::hotplug`]; other states answer 0x800. Security groups
+//! (`one.secgroup.*`) check their rules as oned does and hold each once; VMs enter the
+//! groups of their NICs (and of their networks: group 0) and leave them when done; a
+//! group with VMs, and group 0, cannot be deleted.
+//!
+//! `one.vmpool.info` answers oned's short form of each VM (`to_xml_short`: no
+//! USER_TEMPLATE attributes but the scheduler's, short DISKs and NICs);
+//! `one.vmpool.infoextended` the full documents. Templates sent are read as oned reads
+//! them: an attribute without a value is dropped.
+//!
 //! Every document it serves validates against OpenNebula's XSDs (the crate's tests
 //! check that with `xmllint`). Templates are accepted in OpenNebula's XML form only
 //! (the driver sends no other). Faults can be injected per method
 //! ([`FakeOned::inject`]). Dropping the [`FakeOned`] stops the server.
 //!
-//! It starts with a small catalogue: OS images `ubuntu-24.04` (0), `debian-12` (1) and
-//! `alpine-3.20` (3), a DATABLOCK image (2), VM templates `ubuntu-small` (0, 0.5 CPU,
-//! 1 VCPU, 1024 MiB), `debian-large` (1, 2 CPU, 4 VCPU, 8192 MiB) and `bare` (2, no
-//! capacity), virtual networks `public` (0, 10.0.0.0/24) and `private` (1,
-//! 192.168.100.10 + 100), clusters `default` (0, two hosts) and `edge` (100, one
-//! disabled host), and one VM (0) that belongs to another user.
+//! It starts with a small catalogue, all oneadmin's: OS images `ubuntu-24.04` (0),
+//! `debian-12` (1) and `alpine-3.20` (3), a DATABLOCK image (2), VM templates
+//! `ubuntu-small` (0, 0.5 CPU, 1 VCPU, 1024 MiB), `debian-large` (1, 2 CPU, 4 VCPU,
+//! 8192 MiB) and `bare` (2, no capacity), virtual networks `public` (0, 10.0.0.0/24)
+//! and `private` (1, 192.168.100.10 + 100), both adding security group 0 (`default`:
+//! all in, all out), datastores `system` (0), `default` (1, images) and `files` (2),
+//! clusters `default` (0, two hosts, every datastore) and `edge` (100, one disabled
+//! host, the system datastore only), and one VM (0) that belongs to another user. The
+//! user's images start at id 4, its security groups at 100.
 //!
 //! ```
 //! use cms_driver_opennebula::fake::{FakeConfig, FakeOned};
@@ -80,6 +100,12 @@ pub struct FakeDelays {
     pub shutdown: Duration,
     /// EPILOG and its variants.
     pub epilog: Duration,
+    /// An image's datastore operation: LOCKED until a new image (allocated, cloned or
+    /// saved from a VM's disk) is READY; DELETE until a deleted image is gone.
+    pub image: Duration,
+    /// A disk hot-plug: HOTPLUG (or HOTPLUG_PROLOG_POWEROFF / HOTPLUG_EPILOG_POWEROFF)
+    /// until the disk is attached or detached.
+    pub hotplug: Duration,
 }
 
 impl FakeDelays {
@@ -91,6 +117,8 @@ impl FakeDelays {
             boot: d,
             shutdown: d,
             epilog: d,
+            image: d,
+            hotplug: d,
         }
     }
 }
@@ -428,7 +456,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
         let mut stats = lock(&shared.stats);
         let s = stats.entry(method.clone()).or_default();
         s.calls += 1;
-        if method.ends_with("pool.info") {
+        if method.ends_with("pool.info") || method.ends_with("pool.infoextended") {
             if let Some(end) = params.get(3).and_then(Value::as_int) {
                 if end < -1 {
                     s.largest_page = s.largest_page.max(end.unsigned_abs());

@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use crate::model::{
-    Cluster, ClusterPool, HostPool, Image, ImagePool, User, VirtualNetwork, Vm, VmPool, VmTemplate,
-    VmTemplatePool,
+    Cluster, ClusterPool, HostPool, Image, ImagePool, SecurityGroup, SecurityGroupPool, User,
+    VirtualNetwork, Vm, VmPool, VmTemplate, VmTemplatePool,
 };
 use crate::{xmlrpc, OpenNebulaConfig, OpenNebulaDriver};
 
@@ -23,21 +23,29 @@ pub fn xmlrpc(data: &[u8]) -> bool {
 }
 
 /// OpenNebula's documents: `data` read as the document its root element names (a VM
-/// or VM pool, mapped to cms instances as a listing maps them; images, templates,
-/// networks, hosts, clusters, users and their pools); true when it is read.
+/// or VM pool, mapped to cms instances as a listing maps them, with each disk read as
+/// a volume's use; images mapped as images, volumes and snapshots; security groups
+/// mapped with their rules; templates, networks, hosts, clusters, users and their
+/// pools); true when it is read.
 pub fn documents(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
     match root_name(text) {
-        Some("VM") => Vm::from_xml(text).map(|vm| drop(driver().instance_of(&vm))),
-        Some("VM_POOL") => VmPool::from_xml(text).map(|pool| {
-            for vm in &pool.vms {
-                drop(driver().instance_of(vm));
+        Some("VM") => Vm::from_xml(text).map(|vm| vm_views(&vm)),
+        Some("VM_POOL") => VmPool::from_xml(text).map(|pool| pool.vms.iter().for_each(vm_views)),
+        Some("IMAGE") => Image::from_xml(text).map(|i| image_views(&i)),
+        Some("IMAGE_POOL") => {
+            ImagePool::from_xml(text).map(|p| p.images.iter().for_each(image_views))
+        }
+        Some("SECURITY_GROUP") => {
+            SecurityGroup::from_xml(text).map(|g| drop(driver().security_group_of(&g)))
+        }
+        Some("SECURITY_GROUP_POOL") => SecurityGroupPool::from_xml(text).map(|p| {
+            for g in &p.groups {
+                drop(driver().security_group_of(g));
             }
         }),
-        Some("IMAGE") => Image::from_xml(text).map(drop),
-        Some("IMAGE_POOL") => ImagePool::from_xml(text).map(drop),
         Some("VMTEMPLATE") => VmTemplate::from_xml(text).map(drop),
         Some("VMTEMPLATE_POOL") => VmTemplatePool::from_xml(text).map(drop),
         Some("VNET") => VirtualNetwork::from_xml(text).map(drop),
@@ -49,6 +57,24 @@ pub fn documents(data: &[u8]) -> bool {
         _ => return false,
     }
     .is_ok()
+}
+
+/// A VM as an instance, and its disks as uses of the images they hold.
+fn vm_views(vm: &Vm) {
+    drop(driver().instance_of(vm));
+    for d in vm.disks() {
+        if let Some(id) = d.get("IMAGE_ID").and_then(|i| i.trim().parse().ok()) {
+            drop(crate::driver::disk_use(vm, id));
+        }
+    }
+}
+
+/// An image as the cms image, volume and snapshot it may be.
+fn image_views(img: &Image) {
+    let d = driver();
+    drop(d.image_of_disk(img));
+    drop(d.volume_of(img, &[], None));
+    drop(d.snapshot_of(img));
 }
 
 /// The name of the first element of `text`, past any declaration and comments.

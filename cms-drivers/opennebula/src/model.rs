@@ -1,14 +1,17 @@
 //! The documents oned answers, read into typed structs.
 //!
 //! `one.*.info` calls answer an XML document inside the XML-RPC string: `VM`,
-//! `VM_POOL`, `IMAGE_POOL`, `VMTEMPLATE_POOL`, `VNET_POOL`, `VNET`, `HOST_POOL`,
-//! `CLUSTER_POOL`, `USER` (their schemas are OpenNebula's XSDs, `share/doc/xsd`). Only
+//! `VM_POOL`, `IMAGE`, `IMAGE_POOL`, `VMTEMPLATE_POOL`, `VNET_POOL`, `VNET`,
+//! `HOST_POOL`, `CLUSTER_POOL`, `USER`, `SECURITY_GROUP`, `SECURITY_GROUP_POOL` (their
+//! schemas are OpenNebula's XSDs, `share/doc/xsd`). Only
 //! the fields the driver uses are read; unknown elements are ignored, so newer
 //! versions of OpenNebula that add elements still parse. Template sections
 //! (`TEMPLATE`, `USER_TEMPLATE`, free-form `xs:anyType`) are kept whole as
 //! [`Attributes`]. Pool documents in their short form (`one.vmpool.info`) parse into
 //! the same [`Vm`] as the full `one.vm.info` document; fields absent from the short
-//! form are `None` or empty.
+//! form are `None` or empty. (The short form leaves out most of a VM: its USER_TEMPLATE
+//! keeps only LABELS, ERROR and the SCHED_* attributes, its DISKs have no TARGET; the
+//! driver lists with `one.vmpool.infoextended`, whose VMs are full documents.)
 
 use std::fmt;
 
@@ -144,6 +147,27 @@ impl Attributes {
             Attribute::Vector(a) if k == name => Some(a),
             _ => None,
         })
+    }
+
+    /// The first single value named `name`, unless it is empty (the driver writes an
+    /// empty value where OpenNebula's merge cannot remove an attribute).
+    pub fn non_empty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// The attributes as elements, to write a template back (OpenNebula's XML form).
+    pub(crate) fn to_elements(&self) -> Vec<Element> {
+        self.entries
+            .iter()
+            .map(|(k, v)| match v {
+                Attribute::Single(s) => Element::leaf(k.clone(), s.clone()),
+                Attribute::Vector(a) => Element {
+                    name: k.clone(),
+                    text: String::new(),
+                    children: a.to_elements(),
+                },
+            })
+            .collect()
     }
 }
 
@@ -306,7 +330,7 @@ fn history_of(el: &Element) -> Vec<History> {
         .unwrap_or_default()
 }
 
-/// `VM_POOL` (`one.vmpool.info`, the short form of each VM).
+/// `VM_POOL`: `one.vmpool.infoextended` (full VMs) or `one.vmpool.info` (the short form).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct VmPool {
     pub vms: Vec<Vm>,
@@ -329,7 +353,8 @@ impl VmPool {
     }
 }
 
-/// A disk image (`IMAGE`).
+/// A disk image (`IMAGE`): an OS image, a volume (a persistent DATABLOCK) or a
+/// snapshot (a non-persistent DATABLOCK), as the driver tells them apart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
     pub id: i64,
@@ -345,6 +370,14 @@ pub struct Image {
     pub size_mb: i64,
     pub persistent: bool,
     pub datastore: String,
+    /// DATASTORE_ID (-1 when the document has none).
+    pub datastore_id: i64,
+    /// Registration time, seconds since the epoch (0 when absent).
+    pub regtime: i64,
+    /// RUNNING_VMS: how many VMs use it.
+    pub running_vms: i64,
+    /// VMS: the VMs that use it.
+    pub vms: Vec<i64>,
     pub template: Attributes,
 }
 
@@ -365,6 +398,10 @@ impl Image {
             size_mb: opt_int(el, "SIZE").unwrap_or(0),
             persistent: opt_int(el, "PERSISTENT").unwrap_or(0) != 0,
             datastore: el.text_of("DATASTORE").unwrap_or_default().to_owned(),
+            datastore_id: opt_int(el, "DATASTORE_ID").unwrap_or(-1),
+            regtime: opt_int(el, "REGTIME").unwrap_or(0),
+            running_vms: opt_int(el, "RUNNING_VMS").unwrap_or(0),
+            vms: ids(el.child("VMS")),
             template: el
                 .child("TEMPLATE")
                 .map(Attributes::from_element)
@@ -393,6 +430,77 @@ impl ImagePool {
             images: el
                 .children_named("IMAGE")
                 .map(|i| Image::from_element(i, "IMAGE_POOL"))
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// A security group (`SECURITY_GROUP`, alone or inside `SECURITY_GROUP_POOL`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityGroup {
+    pub id: i64,
+    pub uid: i64,
+    pub uname: String,
+    pub name: String,
+    /// The VMs whose rules are up to date, out of date, being updated, or failed to
+    /// update: together, the VMs in the group.
+    pub vms: Vec<i64>,
+    /// DESCRIPTION, the `RULE` vectors and whatever else the template holds.
+    pub template: Attributes,
+}
+
+impl SecurityGroup {
+    /// Reads a `SECURITY_GROUP` document (`one.secgroup.info`).
+    pub fn from_xml(xml: &str) -> Result<SecurityGroup> {
+        SecurityGroup::from_element(&root(xml, "SECURITY_GROUP")?, "SECURITY_GROUP")
+    }
+
+    fn from_element(el: &Element, document: &'static str) -> Result<SecurityGroup> {
+        let mut vms: Vec<i64> = ["UPDATED_VMS", "OUTDATED_VMS", "UPDATING_VMS", "ERROR_VMS"]
+            .iter()
+            .flat_map(|n| ids(el.child(n)))
+            .collect();
+        vms.sort_unstable();
+        vms.dedup();
+        Ok(SecurityGroup {
+            id: int(el, "ID", document)?,
+            uid: int(el, "UID", document)?,
+            uname: text(el, "UNAME", document)?.to_owned(),
+            name: text(el, "NAME", document)?.to_owned(),
+            vms,
+            template: el
+                .child("TEMPLATE")
+                .map(Attributes::from_element)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The `RULE` vectors.
+    pub fn rules(&self) -> impl Iterator<Item = &Attributes> {
+        self.template.vectors("RULE")
+    }
+}
+
+impl HasId for SecurityGroup {
+    fn oid(&self) -> i64 {
+        self.id
+    }
+}
+
+/// `SECURITY_GROUP_POOL` (`one.secgrouppool.info`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecurityGroupPool {
+    pub groups: Vec<SecurityGroup>,
+}
+
+impl SecurityGroupPool {
+    /// Reads a `SECURITY_GROUP_POOL` document.
+    pub fn from_xml(xml: &str) -> Result<SecurityGroupPool> {
+        let el = root(xml, "SECURITY_GROUP_POOL")?;
+        Ok(SecurityGroupPool {
+            groups: el
+                .children_named("SECURITY_GROUP")
+                .map(|g| SecurityGroup::from_element(g, "SECURITY_GROUP_POOL"))
                 .collect::<Result<_>>()?,
         })
     }
@@ -597,6 +705,7 @@ pub struct Cluster {
     pub id: i64,
     pub name: String,
     pub hosts: Vec<i64>,
+    pub datastores: Vec<i64>,
     pub vnets: Vec<i64>,
     pub template: Attributes,
 }
@@ -612,6 +721,7 @@ impl Cluster {
             id: int(c, "ID", document)?,
             name: text(c, "NAME", document)?.to_owned(),
             hosts: ids(c.child("HOSTS")),
+            datastores: ids(c.child("DATASTORES")),
             vnets: ids(c.child("VNETS")),
             template: c
                 .child("TEMPLATE")

@@ -62,6 +62,11 @@ password_env = "ONE_PASSWORD"
         ),
         (format!("{base}default_network = -4"), "default_network"),
         (format!("{base}timeout_secs = 0"), "timeout_secs"),
+        (format!("{base}volume_datastore = -1"), "volume_datastore"),
+        (
+            format!("{base}volume_datastore = \"one\""),
+            "volume_datastore",
+        ),
         (base.replace("http://h:2633/RPC2", "not a url"), "endpoint"),
         (base.replace("http://h", "ftp://h"), "endpoint"),
         (base.replace("http://h", "http://u:secret@h"), "endpoint"),
@@ -108,8 +113,17 @@ fn the_environment_is_read_as_the_opennebula_cli_reads_it() {
         ("CMS_ONE_PASSWORD_ENV", "MY_PW"),
         ("CMS_ONE_SIZES", "small=0.5/1/1024,big=4/8/16384"),
         ("CMS_ONE_DEFAULT_NETWORK", "2"),
+        ("CMS_ONE_VOLUME_DATASTORE", "101"),
     ]))
     .unwrap();
+    assert_eq!(c.volume_datastore, 101);
+    assert_eq!(
+        OpenNebulaConfig::from_vars(vars(&[("HOME", "/h")]))
+            .unwrap()
+            .volume_datastore,
+        1,
+        "the default image datastore"
+    );
     assert_eq!(c.password_env.as_deref(), Some("MY_PW"));
     assert_eq!(c.sizes.len(), 2);
     assert_eq!(c.default_network, Some(2));
@@ -126,6 +140,10 @@ fn the_environment_is_read_as_the_opennebula_cli_reads_it() {
         (
             vec![("HOME", "/h"), ("CMS_ONE_TIMEOUT_SECS", "soon")],
             "CMS_ONE_TIMEOUT_SECS",
+        ),
+        (
+            vec![("HOME", "/h"), ("CMS_ONE_VOLUME_DATASTORE", "-2")],
+            "CMS_ONE_VOLUME_DATASTORE",
         ),
         (vec![("CMS_ONE_PASSWORD_ENV", "PW")], "CMS_ONE_USERNAME"),
         (vec![], "ONE_AUTH"),

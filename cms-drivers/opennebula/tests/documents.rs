@@ -3,10 +3,15 @@
 
 mod common;
 
-use cms_core::{InstanceState, LocationId, NetworkId};
+use cms_core::{
+    ImageState, InstanceState, LocationId, NetworkId, RuleDirection, RulePeer, RuleProtocol,
+    SecurityRule, SnapshotState, VolumeState,
+};
 
+use cms_driver_opennebula::driver::{disk_use, Hotplug};
 use cms_driver_opennebula::model::{
-    ClusterPool, HostPool, ImagePool, User, VirtualNetwork, Vm, VmPool, VmTemplatePool, VnetPool,
+    ClusterPool, HostPool, Image, ImagePool, SecurityGroup, SecurityGroupPool, User,
+    VirtualNetwork, Vm, VmPool, VmTemplatePool, VnetPool,
 };
 use cms_driver_opennebula::{OpenNebulaConfig, OpenNebulaDriver};
 use common::fuzz_seed;
@@ -420,4 +425,249 @@ fn documents_of_older_versions_read() {
         (i[2].id.as_str(), i[2].state, i[2].raw_state.as_str()),
         ("22", InstanceState::Unknown, "3/RUNNING")
     );
+}
+
+/// A VM (one.vm.info, 7.0) in ACTIVE/`lcm` whose latest history ACTION is `action`,
+/// with a root disk, a persistent disk being hot-plugged (ATTACH) and one made with it
+/// to go with it, and two NICs in security groups.
+fn vm_with_volumes(lcm: i64, action: i64) -> String {
+    format!(
+        r#"<VM><ID>7</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>v</NAME>
+<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>
+<LAST_POLL>0</LAST_POLL><STATE>3</STATE><LCM_STATE>{lcm}</LCM_STATE><PREV_STATE>3</PREV_STATE><PREV_LCM_STATE>3</PREV_LCM_STATE><RESCHED>0</RESCHED><STIME>1</STIME><ETIME>0</ETIME><DEPLOY_ID>one-7</DEPLOY_ID><MONITORING/><SCHED_ACTIONS/>
+<TEMPLATE>
+<DISK><CLONE><![CDATA[YES]]></CLONE><DISK_ID><![CDATA[0]]></DISK_ID><IMAGE_ID><![CDATA[0]]></IMAGE_ID><TARGET><![CDATA[vda]]></TARGET></DISK>
+<DISK><ATTACH><![CDATA[YES]]></ATTACH><CLONE><![CDATA[NO]]></CLONE><DISK_ID><![CDATA[2]]></DISK_ID><IMAGE_ID><![CDATA[21]]></IMAGE_ID><PERSISTENT><![CDATA[YES]]></PERSISTENT><TARGET><![CDATA[vdc]]></TARGET></DISK>
+<DISK><CLONE><![CDATA[NO]]></CLONE><CMS_DELETE_ON_TERMINATION><![CDATA[YES]]></CMS_DELETE_ON_TERMINATION><DISK_ID><![CDATA[1]]></DISK_ID><IMAGE_ID><![CDATA[20]]></IMAGE_ID><PERSISTENT><![CDATA[YES]]></PERSISTENT><TARGET><![CDATA[vdb]]></TARGET></DISK>
+<DISK><DISK_ID><![CDATA[3]]></DISK_ID><SIZE><![CDATA[1024]]></SIZE><TYPE><![CDATA[fs]]></TYPE></DISK>
+<NIC><NETWORK_ID><![CDATA[0]]></NETWORK_ID><NIC_ID><![CDATA[0]]></NIC_ID><SECURITY_GROUPS><![CDATA[0,101]]></SECURITY_GROUPS></NIC>
+<NIC><NETWORK_ID><![CDATA[1]]></NETWORK_ID><NIC_ID><![CDATA[1]]></NIC_ID><SECURITY_GROUPS><![CDATA[0,100]]></SECURITY_GROUPS></NIC>
+<SECURITY_GROUP_RULE><PROTOCOL><![CDATA[ALL]]></PROTOCOL><RULE_TYPE><![CDATA[OUTBOUND]]></RULE_TYPE><SECURITY_GROUP_ID><![CDATA[0]]></SECURITY_GROUP_ID><SECURITY_GROUP_NAME><![CDATA[default]]></SECURITY_GROUP_NAME></SECURITY_GROUP_RULE>
+<TM_MAD_SYSTEM><![CDATA[shared]]></TM_MAD_SYSTEM><VMID><![CDATA[7]]></VMID>
+</TEMPLATE><USER_TEMPLATE/>
+<HISTORY_RECORDS><HISTORY><OID>7</OID><SEQ>0</SEQ><HOSTNAME>h</HOSTNAME><HID>0</HID><CID>0</CID><STIME>1</STIME><ETIME>0</ETIME><VM_MAD>kvm</VM_MAD><TM_MAD>shared</TM_MAD><DS_ID>0</DS_ID><PLAN_ID>-1</PLAN_ID><ACTION_ID>-1</ACTION_ID><PSTIME>0</PSTIME><PETIME>0</PETIME><RSTIME>0</RSTIME><RETIME>0</RETIME><ESTIME>0</ESTIME><EETIME>0</EETIME><ACTION>{action}</ACTION><UID>2</UID><GID>1</GID><REQUEST_ID>-1</REQUEST_ID></HISTORY></HISTORY_RECORDS>
+<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS></VM>"#
+    )
+}
+
+#[test]
+fn a_vm_shows_its_volumes_groups_and_hot_plugs() {
+    let d = driver();
+    let doc = vm_with_volumes(17, 21);
+    fuzz_seed("opennebula_documents", "ok-vm-volumes", doc.as_bytes());
+    let vm = Vm::from_xml(&doc).unwrap();
+    let i = d.instance_of(&vm);
+    // The root disk and the volatile disk are no volumes.
+    let vols: Vec<(&str, Option<&str>, bool)> = i
+        .volumes
+        .iter()
+        .map(|v| {
+            (
+                v.volume_id.as_str(),
+                v.device.as_deref(),
+                v.delete_on_termination,
+            )
+        })
+        .collect();
+    assert_eq!(
+        vols,
+        [("21", Some("vdc"), false), ("20", Some("vdb"), true)]
+    );
+    let groups: Vec<&str> = i.security_group_ids.iter().map(|g| g.as_str()).collect();
+    assert_eq!(groups, ["0", "100", "101"]);
+    assert_eq!(i.state, InstanceState::Running, "HOTPLUG runs");
+
+    // Which way the disk moves: HOTPLUG with the latest action an attach (21) or a
+    // detach (22); HOTPLUG_PROLOG_POWEROFF attaches, HOTPLUG_EPILOG_POWEROFF detaches.
+    for (lcm, action, want) in [
+        (17, 21, Some(Hotplug::Attach)),
+        (17, 22, Some(Hotplug::Detach)),
+        (33, 0, Some(Hotplug::Attach)),
+        (34, 0, Some(Hotplug::Detach)),
+        (3, 22, None),
+    ] {
+        let vm = Vm::from_xml(&vm_with_volumes(lcm, action)).unwrap();
+        let u = disk_use(&vm, 21).unwrap();
+        assert_eq!(u.hotplug, want, "LCM {lcm} ACTION {action}");
+        assert_eq!((u.disk_id, u.target.as_deref()), (Some(2), Some("vdc")));
+        // A disk without ATTACH is not moving, whatever the VM does.
+        assert_eq!(disk_use(&vm, 20).unwrap().hotplug, None);
+    }
+    assert_eq!(disk_use(&vm, 99), None);
+}
+
+/// An IMAGE document as oned 7 writes it.
+fn image_doc(
+    id: i64,
+    uname: &str,
+    itype: i64,
+    persistent: bool,
+    state: i64,
+    vms: &[i64],
+    template: &str,
+) -> String {
+    format!(
+        r#"<IMAGE><ID>{id}</ID><UID>2</UID><GID>1</GID><UNAME>{uname}</UNAME><GNAME>users</GNAME><NAME><![CDATA[img-{id}]]></NAME>
+<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>
+<TYPE>{itype}</TYPE><DISK_TYPE>0</DISK_TYPE><PERSISTENT>{p}</PERSISTENT><REGTIME>1700000000</REGTIME><MODTIME>1700000000</MODTIME><SOURCE>/var/lib/one/datastores/1/x</SOURCE><PATH/><FORMAT>raw</FORMAT><FS/><SIZE>1536</SIZE><STATE>{state}</STATE><PREV_STATE>1</PREV_STATE><RUNNING_VMS>{n}</RUNNING_VMS><CLONING_OPS>0</CLONING_OPS><CLONING_ID>-1</CLONING_ID><TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>1</DATASTORE_ID><DATASTORE>default</DATASTORE>
+<VMS>{vms}</VMS><CLONES/><APP_CLONES/><TEMPLATE>{template}</TEMPLATE>
+<SNAPSHOTS><ALLOW_ORPHANS><![CDATA[NO]]></ALLOW_ORPHANS><CURRENT_BASE>-1</CURRENT_BASE><NEXT_SNAPSHOT>0</NEXT_SNAPSHOT></SNAPSHOTS><BACKUP_INCREMENTS/></IMAGE>"#,
+        p = u8::from(persistent),
+        n = vms.len(),
+        vms = vms
+            .iter()
+            .map(|v| format!("<ID>{v}</ID>"))
+            .collect::<String>(),
+    )
+}
+
+#[test]
+fn images_read_as_volumes_snapshots_and_images() {
+    let d = driver();
+    let cms = r#"<CMS_CLIENT_TOKEN><![CDATA[t-1]]></CMS_CLIENT_TOKEN><CMS_LOCATION><![CDATA[0]]></CMS_LOCATION><CMS_NAME><![CDATA[data: "a/b"]]></CMS_NAME><CMS_OWNER><![CDATA[team-a]]></CMS_OWNER><CMS_SNAPSHOT_ID><![CDATA[30]]></CMS_SNAPSHOT_ID><CMS_TAGS><![CDATA[{"env":"prod"}]]></CMS_TAGS><DEV_PREFIX><![CDATA[vd]]></DEV_PREFIX>"#;
+    let doc = image_doc(20, "cms", 2, true, 8, &[7], cms);
+    fuzz_seed("opennebula_documents", "ok-image-volume", doc.as_bytes());
+    let img = Image::from_xml(&doc).unwrap();
+    assert_eq!(
+        (img.vms.as_slice(), img.running_vms, img.datastore_id),
+        (&[7][..], 1, 1)
+    );
+    let vm = Vm::from_xml(&vm_with_volumes(3, 21)).unwrap();
+    let uses = [disk_use(&vm, 20).unwrap()];
+    let v = d.volume_of(&img, &uses, Some(LocationId::new("0")));
+    assert_eq!(v.id.as_str(), "20");
+    assert_eq!(v.name, r#"data: "a/b""#, "the cms name, not the image NAME");
+    assert_eq!(
+        (v.size_gib, v.state, v.raw_state.as_str()),
+        (2, VolumeState::InUse, "USED_PERS")
+    );
+    assert_eq!(v.attachments.len(), 1);
+    assert_eq!(v.attachments[0].device.as_deref(), Some("vdb"));
+    assert!(v.attachments[0].delete_on_termination);
+    assert_eq!(v.owner.as_deref(), Some("team-a"));
+    assert_eq!(v.client_token.as_deref(), Some("t-1"));
+    assert_eq!(v.snapshot_id.as_ref().map(|s| s.as_str()), Some("30"));
+    assert_eq!(v.tags["env"], "prod");
+    assert!(v.created_at.is_some());
+
+    // Hot-plugged the other way.
+    let detaching = Vm::from_xml(&vm_with_volumes(17, 22)).unwrap();
+    let img21 = Image::from_xml(&image_doc(21, "cms", 2, true, 8, &[7], "")).unwrap();
+    let v = d.volume_of(&img21, &[disk_use(&detaching, 21).unwrap()], None);
+    assert_eq!(
+        (v.state, v.raw_state.as_str()),
+        (VolumeState::Detaching, "USED_PERS/HOTPLUG")
+    );
+    assert_eq!(v.name, "img-21", "without CMS_NAME, the image NAME");
+
+    // A snapshot: a non-persistent DATABLOCK.
+    let snap = Image::from_xml(&image_doc(
+        30,
+        "cms",
+        2,
+        false,
+        4,
+        &[],
+        r#"<CMS_NAME><![CDATA[nightly]]></CMS_NAME><CMS_VOLUME_ID><![CDATA[20]]></CMS_VOLUME_ID><DESCRIPTION><![CDATA[before <upgrade>]]></DESCRIPTION>"#,
+    ))
+    .unwrap();
+    let s = d.snapshot_of(&snap);
+    assert_eq!(
+        (s.state, s.progress, s.raw_state.as_str()),
+        (SnapshotState::Pending, 0, "LOCKED")
+    );
+    assert_eq!(s.volume_id.as_ref().map(|v| v.as_str()), Some("20"));
+    assert_eq!(s.description.as_deref(), Some("before <upgrade>"));
+    assert_eq!(s.size_gib, 2);
+
+    // An OS image: the user's own is not shared and shows its owner and source VM; the
+    // catalogue's is shared and shows no owner even with one written.
+    let own = Image::from_xml(&image_doc(
+        40,
+        "cms",
+        0,
+        false,
+        1,
+        &[],
+        r#"<CMS_OWNER><![CDATA[team-a]]></CMS_OWNER><SAVED_VM_ID><![CDATA[7]]></SAVED_VM_ID>"#,
+    ))
+    .unwrap();
+    let i = d.image_of_disk(&own);
+    assert!(!i.shared);
+    assert_eq!(i.owner.as_deref(), Some("team-a"));
+    assert_eq!(i.source_instance_id.as_ref().map(|v| v.as_str()), Some("7"));
+    assert_eq!(i.state, ImageState::Available);
+    let theirs = Image::from_xml(&image_doc(
+        41,
+        "oneadmin",
+        0,
+        false,
+        4,
+        &[],
+        r#"<CMS_OWNER><![CDATA[team-a]]></CMS_OWNER>"#,
+    ))
+    .unwrap();
+    let i = d.image_of_disk(&theirs);
+    assert!(i.shared);
+    assert_eq!((i.owner, i.state), (None, ImageState::Pending));
+}
+
+#[test]
+fn security_groups_read_as_oned_writes_them() {
+    // Template attributes in name order, each RULE's attributes in name order, as
+    // oned's Template::to_xml writes them; rules made outside cms too.
+    let doc = r#"<SECURITY_GROUP><ID>101</ID><UID>2</UID><GID>1</GID><UNAME>cms</UNAME><GNAME>users</GNAME><NAME>web</NAME>
+<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>
+<UPDATED_VMS><ID>7</ID></UPDATED_VMS><OUTDATED_VMS><ID>8</ID></OUTDATED_VMS><UPDATING_VMS/><ERROR_VMS/>
+<TEMPLATE>
+<CMS_OWNER><![CDATA[team-a]]></CMS_OWNER><CMS_TAGS><![CDATA[{"env":"prod"}]]></CMS_TAGS><DESCRIPTION><![CDATA[web <tier>]]></DESCRIPTION>
+<RULE><PROTOCOL><![CDATA[TCP]]></PROTOCOL><RANGE><![CDATA[22]]></RANGE><RULE_TYPE><![CDATA[inbound]]></RULE_TYPE></RULE>
+<RULE><IP><![CDATA[10.0.0.4]]></IP><PROTOCOL><![CDATA[UDP]]></PROTOCOL><RANGE><![CDATA[53,1000:2000]]></RANGE><RULE_TYPE><![CDATA[INBOUND]]></RULE_TYPE><SIZE><![CDATA[4]]></SIZE></RULE>
+<RULE><ICMP_TYPE><![CDATA[8]]></ICMP_TYPE><PROTOCOL><![CDATA[ICMP]]></PROTOCOL><RULE_TYPE><![CDATA[INBOUND]]></RULE_TYPE></RULE>
+<RULE><PROTOCOL><![CDATA[ALL]]></PROTOCOL><RULE_TYPE><![CDATA[OUTBOUND]]></RULE_TYPE></RULE>
+<RULE><NETWORK_ID><![CDATA[3]]></NETWORK_ID><PROTOCOL><![CDATA[TCP]]></PROTOCOL><RULE_TYPE><![CDATA[INBOUND]]></RULE_TYPE></RULE>
+<RULE><PROTOCOL><![CDATA[IPSEC]]></PROTOCOL><RULE_TYPE><![CDATA[INBOUND]]></RULE_TYPE></RULE>
+<RULE><PROTOCOL><![CDATA[TCP]]></PROTOCOL><RANGE><![CDATA[22]]></RANGE><RULE_TYPE><![CDATA[INBOUND]]></RULE_TYPE></RULE>
+</TEMPLATE></SECURITY_GROUP>"#;
+    fuzz_seed("opennebula_documents", "ok-secgroup-rules", doc.as_bytes());
+    let g = SecurityGroup::from_xml(doc).unwrap();
+    assert_eq!(g.vms, [7, 8], "every VM in the group, up to date or not");
+    let view = driver().security_group_of(&g);
+    assert_eq!((view.id.as_str(), view.name.as_str()), ("101", "web"));
+    assert_eq!(view.description, "web <tier>");
+    assert!(!view.is_default);
+    assert_eq!(view.owner.as_deref(), Some("team-a"));
+    assert_eq!(view.tags["env"], "prod");
+    let cidr = |c: &str| RulePeer::Cidr(c.into());
+    let ports = |p: RuleProtocol, a: u16, b: u16, c: &str| SecurityRule {
+        direction: RuleDirection::Ingress,
+        protocol: p,
+        from_port: Some(a),
+        to_port: Some(b),
+        peer: cidr(c),
+    };
+    let mut want = vec![
+        ports(RuleProtocol::Tcp, 22, 22, "0.0.0.0/0"),
+        ports(RuleProtocol::Udp, 53, 53, "10.0.0.4/30"),
+        ports(RuleProtocol::Udp, 1000, 2000, "10.0.0.4/30"),
+        SecurityRule {
+            protocol: RuleProtocol::Icmp,
+            from_port: Some(8),
+            to_port: None,
+            ..ports(RuleProtocol::Tcp, 0, 0, "0.0.0.0/0")
+        },
+        SecurityRule::all(RuleDirection::Egress, cidr("0.0.0.0/0")),
+    ];
+    want.sort();
+    // Held once (the repeated TCP 22), the network and IPSEC rules left out.
+    assert_eq!(view.rules, want);
+
+    let pool = SecurityGroupPool::from_xml(&format!(
+        "<SECURITY_GROUP_POOL>{doc}<SECURITY_GROUP><ID>0</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME><NAME>default</NAME><UPDATED_VMS/><OUTDATED_VMS/><UPDATING_VMS/><ERROR_VMS/><TEMPLATE><CMS_OWNER>x</CMS_OWNER><RULE><PROTOCOL>ALL</PROTOCOL><RULE_TYPE>INBOUND</RULE_TYPE></RULE></TEMPLATE></SECURITY_GROUP></SECURITY_GROUP_POOL>"
+    ))
+    .unwrap();
+    let default = driver().security_group_of(&pool.groups[1]);
+    assert!(default.is_default);
+    assert_eq!(default.owner, None, "another user's group shows no owner");
+    assert!(SecurityGroup::from_xml("<SECURITY_GROUP><ID>1</ID></SECURITY_GROUP>").is_err());
 }

@@ -12,9 +12,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cms_core::{Driver, InstanceSpec, InstanceState, KeyPairSpec, NetworkSpec, TagChanges};
+use cms_core::{
+    BlockDevice, Driver, ImageSpec, InstanceSpec, InstanceState, KeyPairSpec, NetworkSpec,
+    RuleDirection, RulePeer, RuleProtocol, SecurityGroupSpec, SecurityRule, SnapshotSpec,
+    TagChanges, Volume, VolumeId, VolumeSpec, VolumeState,
+};
 use cms_driver_opennebula::client::OneClient;
+use cms_driver_opennebula::fake::FakeOned;
 use cms_driver_opennebula::xmlrpc::{self, Value};
+use cms_driver_opennebula::OpenNebulaDriver;
 
 use common::*;
 
@@ -382,4 +388,312 @@ async fn every_document_validates_against_the_official_schemas() {
     );
     drop(oned);
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Polls a volume until it is in `state`.
+async fn wait_volume(driver: &OpenNebulaDriver, id: &VolumeId, state: VolumeState) -> Volume {
+    for _ in 0..500 {
+        if let Ok(v) = driver.get_volume(id).await {
+            if v.state == state {
+                return v;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("volume {id} did not become {state}");
+}
+
+/// A reference folder holding the official security_group.xsd with the two places
+/// where it is narrower than what oned writes opened up, each replaced exactly once:
+///
+/// - a `RULE` holds `PROTOCOL` and `RULE_TYPE` only, where oned writes every attribute
+///   of the rule in name order (`ICMP_TYPE`, `IP`, `NETWORK_ID`, `PROTOCOL`, `RANGE`,
+///   `RULE_TYPE`, `SIZE`): `SecurityGroup::is_valid` checks RANGE, IP and SIZE, so
+///   they are there in every group that filters ports or addresses;
+/// - the `TEMPLATE` holds `DESCRIPTION` and `RULE`s only, where oned keeps any
+///   attribute a user writes (in name order: the driver's `CMS_OWNER` and `CMS_TAGS`
+///   come first). OpenNebula's newer copy of the schema allows more attributes after
+///   the rules, still not before them.
+///
+/// The rest of the schema stays as it is; documents that need none of this are
+/// validated against the official schema itself.
+fn widened_security_group_xsd(reference: &Path) -> PathBuf {
+    let official = std::fs::read_to_string(reference.join("opennebula/xsd/security_group.xsd"))
+        .expect("read security_group.xsd");
+    let rule = "<xs:element name=\"PROTOCOL\" type=\"xs:string\"/>";
+    let rule_type = "<xs:element name=\"RULE_TYPE\" type=\"xs:string\"/>";
+    assert_eq!(official.matches(rule).count(), 1, "the schema changed");
+    assert_eq!(official.matches(rule_type).count(), 1, "the schema changed");
+    let description =
+        "<xs:element name=\"DESCRIPTION\" type=\"xs:string\" minOccurs=\"0\" maxOccurs=\"1\"/>";
+    assert_eq!(
+        official.matches(description).count(),
+        1,
+        "the schema changed"
+    );
+    let any = "<xs:any minOccurs=\"0\" maxOccurs=\"unbounded\" processContents=\"skip\"/>";
+    let widened = official
+        .replace(rule, any)
+        .replace(rule_type, "")
+        .replace(description, &format!("{any}{description}"));
+    // A reference folder of its own, laid out as the real one (`opennebula/xsd`),
+    // with what the schemas include.
+    let root = temp_dir("xsd-sg");
+    let dir = root.join("opennebula/xsd");
+    std::fs::create_dir_all(&dir).expect("a schema folder");
+    let xsd = reference.join("opennebula/xsd");
+    std::fs::copy(xsd.join("shared.xsd"), dir.join("shared.xsd")).expect("copy shared.xsd");
+    std::fs::copy(
+        xsd.join("security_group_pool.xsd"),
+        dir.join("security_group_pool.xsd"),
+    )
+    .expect("copy security_group_pool.xsd");
+    std::fs::write(dir.join("security_group.xsd"), widened).expect("write the widened schema");
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_image_and_security_group_documents_validate() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    xmllint();
+    let oned = FakeOned::start(quick_config());
+    let mut config = config_for(&oned);
+    config.default_network = Some(0);
+    let driver = driver_with(&oned, config);
+    let client = driver.client().clone();
+
+    // A group with every kind of rule, an instance in it with a volume made with it,
+    // and a volume attached later.
+    let group = driver
+        .create_security_group(
+            &SecurityGroupSpec::new("web (prod) é", "ports ]]> & <pings>")
+                .owner("team-a")
+                .tag("env", "<prod>"),
+        )
+        .await
+        .unwrap();
+    driver
+        .add_security_rules(
+            &group.id,
+            &[
+                SecurityRule::tcp_in(22, 22, "0.0.0.0/0"),
+                SecurityRule::tcp_in(8000, 8080, "10.1.0.0/16"),
+                SecurityRule {
+                    protocol: RuleProtocol::Icmp,
+                    from_port: Some(8),
+                    to_port: None,
+                    ..SecurityRule::tcp_in(0, 0, "192.0.2.7/32")
+                },
+                SecurityRule::all(RuleDirection::Egress, RulePeer::Cidr("0.0.0.0/0".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    let plain_group = driver
+        .create_security_group(&SecurityGroupSpec::new("plain", "no rules, no owner"))
+        .await
+        .unwrap();
+    let vm = driver
+        .create_instance(
+            &InstanceSpec::new("image:0", "small")
+                .name("with-volumes")
+                .owner("team-a")
+                .security_group(group.id.clone())
+                .volume(BlockDevice::new("/dev/vdc", 1)),
+        )
+        .await
+        .unwrap();
+    wait(&driver, &vm.id, InstanceState::Running).await;
+    let locked = driver
+        .create_volume(
+            &VolumeSpec::new(2)
+                .name("data ]]> <&>")
+                .tag("k", "v")
+                .owner("team-a"),
+        )
+        .await
+        .unwrap();
+    let locked_doc = body(
+        &client,
+        "one.image.info",
+        &[Value::Int(locked.id.as_str().parse().unwrap())],
+    )
+    .await;
+    wait_volume(&driver, &locked.id, VolumeState::Available).await;
+    driver
+        .attach_volume(&locked.id, &vm.id, Some("vdd"))
+        .await
+        .unwrap();
+    let hotplug_vm = body(
+        &client,
+        "one.vm.info",
+        &[Value::Int(vm.id.as_str().parse().unwrap())],
+    )
+    .await;
+    let used = wait_volume(&driver, &locked.id, VolumeState::InUse).await;
+    // A snapshot under way (its source in CLONE), and a capture under way.
+    let spare = driver.create_volume(&VolumeSpec::new(1)).await.unwrap();
+    wait_volume(&driver, &spare.id, VolumeState::Available).await;
+    let snap = driver
+        .create_snapshot(&SnapshotSpec::new(spare.id.clone()).name("snap <1>"))
+        .await
+        .unwrap();
+    let cloning_source = body(
+        &client,
+        "one.image.info",
+        &[Value::Int(spare.id.as_str().parse().unwrap())],
+    )
+    .await;
+    let snap_doc = body(
+        &client,
+        "one.image.info",
+        &[Value::Int(snap.id.as_str().parse().unwrap())],
+    )
+    .await;
+    let image = driver
+        .create_image(&ImageSpec::new(vm.id.clone(), "captured").owner("team-a"))
+        .await
+        .unwrap();
+    let capture_doc = body(
+        &client,
+        "one.image.info",
+        &[Value::Int(
+            image
+                .id
+                .as_str()
+                .trim_start_matches("image:")
+                .parse()
+                .unwrap(),
+        )],
+    )
+    .await;
+    let saving_vm = body(
+        &client,
+        "one.vm.info",
+        &[Value::Int(vm.id.as_str().parse().unwrap())],
+    )
+    .await;
+
+    validate(
+        &reference,
+        "image.xsd",
+        &[
+            ("volume locked".into(), locked_doc),
+            (
+                "volume used".into(),
+                body(
+                    &client,
+                    "one.image.info",
+                    &[Value::Int(used.id.as_str().parse().unwrap())],
+                )
+                .await,
+            ),
+            ("volume in clone".into(), cloning_source),
+            ("snapshot locked".into(), snap_doc),
+            ("capture locked".into(), capture_doc),
+        ],
+    );
+    let three = |flag: i64| [Value::Int(flag), Value::Int(-1), Value::Int(-1)];
+    validate(
+        &reference,
+        "image_pool.xsd",
+        &[
+            (
+                "own".into(),
+                body(&client, "one.imagepool.info", &three(-3)).await,
+            ),
+            (
+                "all".into(),
+                body(&client, "one.imagepool.info", &three(-2)).await,
+            ),
+        ],
+    );
+    validate(
+        &reference,
+        "vm.xsd",
+        &[
+            ("hot-plugging".into(), hotplug_vm),
+            ("saving".into(), saving_vm),
+        ],
+    );
+    let pool = |ext: bool| {
+        let client = client.clone();
+        async move {
+            body(
+                &client,
+                if ext {
+                    "one.vmpool.infoextended"
+                } else {
+                    "one.vmpool.info"
+                },
+                &[
+                    Value::Int(-2),
+                    Value::Int(-1),
+                    Value::Int(-1),
+                    Value::Int(-2),
+                ],
+            )
+            .await
+        }
+    };
+    validate(
+        &reference,
+        "vm_pool.xsd",
+        &[("short".into(), pool(false).await)],
+    );
+    validate(
+        &reference,
+        "vm_pool_extended.xsd",
+        &[("extended".into(), pool(true).await)],
+    );
+
+    // Security groups: the default group and one without rules as the official schema
+    // has them; the others (rules with ports and addresses, the driver's attributes)
+    // against it widened where it is narrower than oned.
+    let sg = |id: &str| {
+        let client = client.clone();
+        let id: i64 = id.parse().unwrap();
+        async move { body(&client, "one.secgroup.info", &[Value::Int(id)]).await }
+    };
+    validate(
+        &reference,
+        "security_group.xsd",
+        &[
+            ("default".into(), sg("0").await),
+            ("plain".into(), sg(plain_group.id.as_str()).await),
+        ],
+    );
+    let rich = sg(group.id.as_str()).await;
+    assert!(
+        !validates(&reference, "security_group.xsd", &rich),
+        "the official schema now takes a group with ports: drop the widening"
+    );
+    let widened = widened_security_group_xsd(&reference);
+    validate(
+        &widened,
+        "security_group.xsd",
+        &[("rules".into(), rich.clone())],
+    );
+    validate(
+        &widened,
+        "security_group_pool.xsd",
+        &[(
+            "pool".into(),
+            body(&client, "one.secgrouppool.info", &three(-2)).await,
+        )],
+    );
+    // What the widening lets through is still checked: every RULE has its PROTOCOL and
+    // RULE_TYPE.
+    let doc = cms_driver_opennebula::model::SecurityGroup::from_xml(&rich).unwrap();
+    assert_eq!(doc.rules().count(), 4);
+    for r in doc.rules() {
+        assert!(
+            r.get("PROTOCOL").is_some() && r.get("RULE_TYPE").is_some(),
+            "{r:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(widened);
+    drop(oned);
 }

@@ -538,8 +538,11 @@ async fn a_large_pool_is_read_in_pages() {
     assert_eq!(all.len(), made.len());
     let distinct: BTreeSet<_> = all.iter().map(|i| i.id.clone()).collect();
     assert_eq!(distinct.len(), made.len());
-    assert!(oned.calls("one.vmpool.info") >= 3);
-    let largest = oned.largest_page("one.vmpool.info");
+    // Listed from the extended pool, whose VMs carry their USER_TEMPLATE (the short
+    // form of one.vmpool.info has not the driver's attributes).
+    assert!(oned.calls("one.vmpool.infoextended") >= 3);
+    assert_eq!(oned.calls("one.vmpool.info"), 0);
+    let largest = oned.largest_page("one.vmpool.infoextended");
     assert!(
         (1..=501).contains(&largest),
         "asked for {largest} VMs at once"
@@ -638,7 +641,11 @@ async fn page_tokens_of_other_listings_are_refused() {
     }
     for t in ["vm.a0.", "image.zz", "size.99"] {
         assert_eq!(
-            driver.list_images(&bad(t)).await.unwrap_err().kind(),
+            driver
+                .list_images(&cms_core::ImageFilter::default(), &bad(t))
+                .await
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument,
             "{t}"
         );
@@ -690,7 +697,10 @@ async fn images_are_os_disk_images_and_vm_templates() {
     let mut paged = Vec::new();
     let mut page = PageRequest::first(2);
     loop {
-        let p = driver.list_images(&page).await.unwrap();
+        let p = driver
+            .list_images(&cms_core::ImageFilter::default(), &page)
+            .await
+            .unwrap();
         assert!(p.items.len() <= 2);
         paged.extend(p.items.into_iter().map(|i| i.id));
         match p.next {
@@ -809,6 +819,7 @@ async fn a_create_writes_what_it_was_asked() {
         .into(),
         client_token: Some("tok-1".into()),
         owner: Some("team-a".into()),
+        ..Default::default()
     };
     let vm = driver.create_instance(&spec).await.unwrap();
     assert_eq!(vm.name, "web-1");
@@ -1082,4 +1093,83 @@ async fn a_create_names_what_is_missing() {
         assert!(e.message().contains(what), "{what}: {e}");
         assert_eq!(e.operation(), Some(Operation::CreateInstance));
     }
+}
+
+#[tokio::test]
+async fn the_short_pool_form_is_what_oned_writes_so_listings_read_the_extended_one() {
+    let (_oned, driver) = start(quick_config());
+    let vm = driver
+        .create_instance(&InstanceSpec {
+            network_ids: vec![NetworkId::new("0")],
+            owner: Some("team-a".into()),
+            ..InstanceSpec::new("image:0", "small").tag("env", "prod")
+        })
+        .await
+        .unwrap();
+    let args = |_: ()| {
+        vec![
+            Value::Int(-3),
+            Value::Int(-1),
+            Value::Int(-1),
+            Value::Int(-1),
+        ]
+    };
+    let short = match driver.client().call("one.vmpool.info", &args(())).await {
+        Ok(Value::Str(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    let pool = cms_driver_opennebula::model::VmPool::from_xml(&short).unwrap();
+    let v = pool
+        .vms
+        .iter()
+        .find(|v| v.id.to_string() == vm.id.as_str())
+        .unwrap();
+    // oned's VirtualMachine::to_xml_short: no USER_TEMPLATE attributes but the
+    // scheduler's and Sunstone's, no TARGET on disks; the NIC's groups are there.
+    assert_eq!(v.user_template.get(ATTR_TAGS), None);
+    assert_eq!(v.user_template.get("CMS_OWNER"), None);
+    assert!(v.disks().all(|d| d.get("TARGET").is_none()));
+    assert_eq!(
+        v.nics().next().and_then(|n| n.get("SECURITY_GROUPS")),
+        Some("0")
+    );
+    // The driver lists from the extended pool, and so sees them.
+    let listed = cloud(driver.clone())
+        .collect_instances(&InstanceFilter {
+            owner: Some("team-a".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tags["env"], "prod");
+}
+
+#[tokio::test]
+async fn deleting_the_last_key_empties_the_users_keys() {
+    // oned drops an empty attribute from a template it reads, so a merge cannot empty
+    // SSH_PUBLIC_KEY: the driver replaces the template without it.
+    let (_oned, driver) = start(quick_config());
+    driver
+        .create_key_pair(&KeyPairSpec {
+            name: "only".into(),
+            public_key: None,
+        })
+        .await
+        .unwrap();
+    driver.delete_key_pair("only").await.unwrap();
+    assert!(driver.list_key_pairs().await.unwrap().is_empty());
+    let user = match driver
+        .client()
+        .call("one.user.info", &[Value::Int(-1)])
+        .await
+    {
+        Ok(Value::Str(s)) => cms_driver_opennebula::model::User::from_xml(&s).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(user.template.get("SSH_PUBLIC_KEY"), None);
+    assert!(
+        user.template.get("TOKEN_PASSWORD").is_some(),
+        "the rest stays"
+    );
 }

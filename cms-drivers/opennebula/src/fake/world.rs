@@ -1,6 +1,7 @@
-//! The fake's state: the user, VMs, images, VM templates, virtual networks, clusters
-//! and hosts; the VM life cycle; and the documents, written as oned writes them
-//! (template values in CDATA, elements in the order of OpenNebula's XSDs).
+//! The fake's state: the user, VMs, images, VM templates, virtual networks, security
+//! groups, clusters and hosts; the VM and image life cycles; and the documents,
+//! written as oned writes them (template values in CDATA, template attributes in name
+//! order, elements in the order of OpenNebula's XSDs).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -12,6 +13,12 @@ use sha2::{Digest, Sha256};
 use super::{FakeConfig, FakeDelays};
 use crate::xml::{cdata, escape, Element};
 use crate::xmlrpc::Value;
+
+mod secgroups;
+mod storage;
+
+use secgroups::{group_document, GroupRec};
+use storage::{image_document, ImageEvent};
 
 /// How a call failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +43,7 @@ const DONE: i64 = 6;
 
 /// The VM TEMPLATE attributes the fake keeps in TEMPLATE, in the order of vm.xsd;
 /// every other attribute of a request goes to USER_TEMPLATE, as in oned.
-const VM_TEMPLATE_ORDER: [&str; 12] = [
+const VM_TEMPLATE_ORDER: [&str; 13] = [
     "AUTOMATIC_REQUIREMENTS",
     "CONTEXT",
     "CPU",
@@ -45,14 +52,12 @@ const VM_TEMPLATE_ORDER: [&str; 12] = [
     "MEMORY",
     "NIC",
     "OS",
+    "SECURITY_GROUP_RULE",
     "TEMPLATE_ID",
     "TM_MAD_SYSTEM",
     "VCPU",
     "VMID",
 ];
-
-/// The pool (short) form of a VM TEMPLATE, in the order of vm_pool.xsd.
-const VM_POOL_TEMPLATE_ORDER: [&str; 6] = ["CPU", "MEMORY", "VCPU", "DISK", "NIC", "GRAPHICS"];
 
 /// The top-level VM attributes oned.conf restricts (`VM_RESTRICTED_ATTR`) to users
 /// outside the oneadmin group, as the fake's user is.
@@ -100,16 +105,22 @@ fn vm_state_name(state: i64, lcm: i64) -> String {
         (ACTIVE, 11) => "EPILOG",
         (ACTIVE, 12) => "SHUTDOWN",
         (ACTIVE, 16) => "UNKNOWN",
+        (ACTIVE, 17) => "HOTPLUG",
         (ACTIVE, 18) => "SHUTDOWN_POWEROFF",
         (ACTIVE, 19) => "BOOT_UNKNOWN",
         (ACTIVE, 20) => "BOOT_POWEROFF",
         (ACTIVE, 21) => "BOOT_SUSPENDED",
         (ACTIVE, 22) => "BOOT_STOPPED",
         (ACTIVE, 23) => "CLEANUP_DELETE",
+        (ACTIVE, 26) => "HOTPLUG_SAVEAS",
+        (ACTIVE, 27) => "HOTPLUG_SAVEAS_POWEROFF",
+        (ACTIVE, 28) => "HOTPLUG_SAVEAS_SUSPENDED",
         (ACTIVE, 29) => "SHUTDOWN_UNDEPLOY",
         (ACTIVE, 30) => "EPILOG_UNDEPLOY",
         (ACTIVE, 31) => "PROLOG_UNDEPLOY",
         (ACTIVE, 32) => "BOOT_UNDEPLOY",
+        (ACTIVE, 33) => "HOTPLUG_PROLOG_POWEROFF",
+        (ACTIVE, 34) => "HOTPLUG_EPILOG_POWEROFF",
         (ACTIVE, l) => return format!("LCM_STATE {l}"),
         (s, _) => return format!("STATE {s}"),
     };
@@ -121,8 +132,10 @@ enum Effect {
     None,
     /// Placed on its host: a history record starts.
     Deploy,
-    /// DONE: leases and images released.
+    /// DONE: leases, images and security groups released.
     Done,
+    /// The disk hot-plug under way is done.
+    Hotplug,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,7 +177,8 @@ struct VmRec {
     history: Vec<Hist>,
     host: Option<i64>,
     leases: Vec<(i64, u32)>,
-    images: Vec<i64>,
+    /// A disk hot-plug under way: the DISK_ID, and whether it is an attach.
+    hotplug: Option<(i64, bool)>,
 }
 
 impl VmRec {
@@ -215,11 +229,26 @@ struct UserRec {
 #[derive(Clone, Debug)]
 struct ImageRec {
     id: i64,
+    uid: i64,
+    gid: i64,
+    uname: String,
+    gname: String,
     name: String,
     itype: i64,
+    persistent: bool,
     size_mb: i64,
     regtime: i64,
-    running_vms: i64,
+    state: i64,
+    prev_state: i64,
+    /// DATASTORE_ID.
+    ds: i64,
+    format: String,
+    /// The VMs using it.
+    vms: BTreeSet<i64>,
+    /// The images being cloned from it.
+    clones: BTreeSet<i64>,
+    /// The image it is being cloned from (-1: none).
+    cloning_id: i64,
     template: Vec<Element>,
 }
 
@@ -364,7 +393,9 @@ fn replace_attr(attrs: &mut Vec<Element>, name: &str, value: String) {
     attrs.push(Element::leaf(name, value));
 }
 
-/// A template from a request: OpenNebula's XML form.
+/// A template from a request: OpenNebula's XML form, read as oned reads it
+/// (`Template::rebuild_attributes`): an element without text is no attribute, a
+/// vector keeps its sub-attributes that have text.
 fn parse_template(method: &str, text: &str) -> Result<Vec<Element>, Failure> {
     if !text.trim_start().starts_with('<') {
         return Err(fail(
@@ -373,9 +404,58 @@ fn parse_template(method: &str, text: &str) -> Result<Vec<Element>, Failure> {
             "Parse error: the fake oned reads templates in XML form only",
         ));
     }
-    Element::parse(text)
-        .map(|e| e.children)
-        .map_err(|_| fail(method, INTERNAL, "Parse error: XML Template malformed."))
+    let root = Element::parse(text)
+        .map_err(|_| fail(method, INTERNAL, "Parse error: XML Template malformed."))?;
+    Ok(root
+        .children
+        .into_iter()
+        .filter_map(|e| {
+            if e.is_leaf() {
+                (!e.text.is_empty()).then_some(e)
+            } else {
+                let children = e
+                    .children
+                    .into_iter()
+                    .filter(|c| c.is_leaf() && !c.text.is_empty())
+                    .collect();
+                Some(Element {
+                    name: e.name,
+                    text: String::new(),
+                    children,
+                })
+            }
+        })
+        .collect())
+}
+
+/// The ids of a comma-separated list (`"0,101"`).
+fn id_set(text: &str) -> BTreeSet<i64> {
+    text.split(',')
+        .filter_map(|i| i.trim().parse().ok())
+        .collect()
+}
+
+/// `0,101`.
+fn join_ids(ids: &BTreeSet<i64>) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Whether a pool call with filter flag `flag` lists an object of user `uid`
+/// (`public`: one every user may use, such as oneadmin's catalogue).
+fn visible(flag: i64, user: i64, uid: i64, public: bool) -> bool {
+    match flag {
+        -2 => uid == user || public,
+        -4 | -3 | -1 => uid == user,
+        n => n == uid && (uid == user || public),
+    }
+}
+
+fn not_authorized(method: &str, user: i64, object: &str, id: i64) -> Failure {
+    Failure::One {
+        code: AUTHORIZATION,
+        message: format!("[{method}] User [{user}] not authorized to perform action on {object}."),
+        id,
+    }
 }
 
 fn name_error(name: &str) -> Option<String> {
@@ -402,7 +482,12 @@ pub(crate) struct World {
     /// VMs with steps ahead.
     moving: BTreeSet<i64>,
     images: BTreeMap<i64, ImageRec>,
+    next_image: i64,
+    /// Images whose datastore operation ends: (when, image, what then).
+    image_events: Vec<(Instant, i64, ImageEvent)>,
     templates: BTreeMap<i64, TemplateRec>,
+    groups: BTreeMap<i64, GroupRec>,
+    next_group: i64,
     vnets: BTreeMap<i64, VnetRec>,
     next_vnet: i64,
     clusters: BTreeMap<i64, String>,
@@ -432,7 +517,11 @@ impl World {
             next_vm: 0,
             moving: BTreeSet::new(),
             images: BTreeMap::new(),
+            next_image: 4,
+            image_events: Vec::new(),
             templates: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            next_group: 100,
             vnets: BTreeMap::new(),
             next_vnet: 2,
             clusters: BTreeMap::from([(0, "default".to_owned()), (100, "edge".to_owned())]),
@@ -480,11 +569,22 @@ impl World {
                 id,
                 ImageRec {
                     id,
+                    uid: 0,
+                    gid: 0,
+                    uname: "oneadmin".into(),
+                    gname: "oneadmin".into(),
                     name: name.into(),
                     itype,
+                    persistent: false,
                     size_mb: size,
                     regtime: t - 86_400,
-                    running_vms: 0,
+                    state: 1,
+                    prev_state: 1,
+                    ds: 1,
+                    format: "qcow2".into(),
+                    vms: BTreeSet::new(),
+                    clones: BTreeSet::new(),
+                    cloning_id: -1,
                     template,
                 },
             );
@@ -562,6 +662,7 @@ impl World {
                 leaf("GATEWAY", "10.0.0.1"),
                 leaf("NETWORK_ADDRESS", "10.0.0.0"),
                 leaf("NETWORK_MASK", "255.255.255.0"),
+                leaf("SECURITY_GROUPS", "0"),
             ],
             ar: Some(ArRec {
                 ip: u32::from(Ipv4Addr::new(10, 0, 0, 2)),
@@ -573,7 +674,10 @@ impl World {
             id: 1,
             name: "private".into(),
             bridge: "br1".into(),
-            template: vec![leaf("DESCRIPTION", "no NETWORK_ADDRESS: the range tells")],
+            template: vec![
+                leaf("DESCRIPTION", "no NETWORK_ADDRESS: the range tells"),
+                leaf("SECURITY_GROUPS", "0"),
+            ],
             ar: Some(ArRec {
                 ip: u32::from(Ipv4Addr::new(192, 168, 100, 10)),
                 size: 100,
@@ -583,6 +687,8 @@ impl World {
         };
         w.vnets.insert(0, public);
         w.vnets.insert(1, private);
+        // oned's default security group, which every network adds to its NICs.
+        w.groups.insert(0, GroupRec::default_group());
         // A VM of another user, which the user must not see.
         let other = w.add_vm_record(3, 1, "someone-else", "users", "not-yours");
         if let Some(vm) = w.vms.get_mut(&other) {
@@ -622,7 +728,7 @@ impl World {
                 history: Vec::new(),
                 host: None,
                 leases: Vec::new(),
-                images: Vec::new(),
+                hotplug: None,
             },
         );
         id
@@ -685,9 +791,11 @@ impl World {
                     Effect::None => {}
                     Effect::Deploy => self.deploy(id),
                     Effect::Done => self.finish(id),
+                    Effect::Hotplug => self.hotplug_done(id),
                 }
             }
         }
+        self.settle_images(now);
     }
 
     /// Schedules VM `id` to go to (state, lcm) and then through `next`.
@@ -738,16 +846,23 @@ impl World {
             h.etime = t;
         }
         let leases = std::mem::take(&mut vm.leases);
-        let images = std::mem::take(&mut vm.images);
+        vm.hotplug = None;
+        let images: Vec<i64> = vm
+            .template
+            .iter()
+            .filter(|e| e.name == "DISK")
+            .filter_map(|d| attr(&d.children, "IMAGE_ID").and_then(|i| i.trim().parse().ok()))
+            .collect();
         for (vnet, index) in leases {
             if let Some(ar) = self.vnets.get_mut(&vnet).and_then(|v| v.ar.as_mut()) {
                 ar.leases.remove(&index);
             }
         }
         for i in images {
-            if let Some(img) = self.images.get_mut(&i) {
-                img.running_vms = (img.running_vms - 1).max(0);
-            }
+            self.release(i, id);
+        }
+        for g in self.groups.values_mut() {
+            g.vms.remove(&id);
         }
     }
 
@@ -757,7 +872,26 @@ impl World {
         let a = Args { params };
         match method {
             "one.system.version" => Ok(Value::from("7.0.0")),
-            "one.vmpool.info" => self.vm_pool(method, &a),
+            "one.vmpool.info" => self.vm_pool(method, &a, false),
+            "one.vmpool.infoextended" => self.vm_pool(method, &a, true),
+            "one.vm.attach" => {
+                let id = a.int(0)?;
+                let text = a.str(1)?.to_owned();
+                self.vm_attach(method, id, &text)
+            }
+            "one.vm.detach" => {
+                let id = a.int(0)?;
+                let disk = a.int(1)?;
+                self.vm_detach(method, id, disk)
+            }
+            "one.vm.disksaveas" => {
+                let id = a.int(0)?;
+                let disk = a.int(1)?;
+                let name = a.str(2)?.to_owned();
+                let itype = a.opt_str(3)?.to_owned();
+                a.opt_int(4, -1)?;
+                self.vm_disksaveas(method, id, disk, &name, &itype)
+            }
             "one.vm.info" => {
                 let id = a.int(0)?;
                 a.opt_bool(1, false)?;
@@ -806,9 +940,11 @@ impl World {
             }
             "one.imagepool.info" => {
                 let (flag, start, end) = pool_args(method, &a)?;
-                let _ = flag;
+                let user = self.user.id;
                 let mut out = String::from("<IMAGE_POOL>");
-                for img in page(&self.images, self.desc, start, end, |_| true) {
+                for img in page(&self.images, self.desc, start, end, |i| {
+                    visible(flag, user, i.uid, i.uid == 0)
+                }) {
                     image_document(&mut out, img);
                 }
                 out.push_str("</IMAGE_POOL>");
@@ -817,13 +953,89 @@ impl World {
             "one.image.info" => {
                 let id = a.int(0)?;
                 a.opt_bool(1, false)?;
-                let img = self
-                    .images
-                    .get(&id)
-                    .ok_or_else(|| no_exists(method, "image", id))?;
+                let img = self.usable_image(method, id)?;
                 let mut out = String::new();
                 image_document(&mut out, img);
                 Ok(Value::Str(out))
+            }
+            "one.image.allocate" => {
+                let text = a.str(0)?.to_owned();
+                let ds = a.int(1)?;
+                a.opt_bool(2, false)?;
+                self.image_allocate(method, &text, ds)
+            }
+            "one.image.clone" => {
+                let id = a.int(0)?;
+                let name = a.str(1)?.to_owned();
+                let ds = a.opt_int(2, -1)?;
+                self.image_clone(method, id, &name, ds)
+            }
+            "one.image.persistent" => {
+                let id = a.int(0)?;
+                let persistent = a.get(1)?;
+                let persistent = persistent
+                    .as_bool()
+                    .ok_or_else(|| Args::mismatch(1, "boolean", persistent))?;
+                self.image_persistent(method, id, persistent)
+            }
+            "one.image.update" => {
+                let id = a.int(0)?;
+                let text = a.str(1)?.to_owned();
+                let update_type = a.opt_int(2, 0)?;
+                self.image_update(method, id, &text, update_type)
+            }
+            "one.image.delete" => {
+                let id = a.int(0)?;
+                a.opt_bool(1, false)?;
+                self.image_delete(method, id)
+            }
+            "one.secgrouppool.info" => {
+                let (flag, start, end) = pool_args(method, &a)?;
+                let user = self.user.id;
+                let mut out = String::from("<SECURITY_GROUP_POOL>");
+                for g in page(&self.groups, self.desc, start, end, |g| {
+                    visible(flag, user, g.uid, g.id == 0)
+                }) {
+                    group_document(&mut out, g);
+                }
+                out.push_str("</SECURITY_GROUP_POOL>");
+                Ok(Value::Str(out))
+            }
+            "one.secgroup.info" => {
+                let id = a.int(0)?;
+                a.opt_bool(1, false)?;
+                let g = self.usable_group(method, id)?;
+                let mut out = String::new();
+                group_document(&mut out, g);
+                Ok(Value::Str(out))
+            }
+            "one.secgroup.allocate" => {
+                let text = a.str(0)?.to_owned();
+                self.group_allocate(method, &text)
+            }
+            "one.secgroup.update" => {
+                let id = a.int(0)?;
+                let text = a.str(1)?.to_owned();
+                let update_type = a.opt_int(2, 0)?;
+                self.group_update(method, id, &text, update_type)
+            }
+            "one.secgroup.delete" => {
+                let id = a.int(0)?;
+                self.group_delete(method, id)
+            }
+            "one.template.delete" => {
+                let id = a.int(0)?;
+                a.opt_bool(1, false)?;
+                if !self.templates.contains_key(&id) {
+                    return Err(no_exists(method, "virtual machine template", id));
+                }
+                // Every template of the fake is oneadmin's.
+                Err(not_authorized(
+                    method,
+                    self.user.id,
+                    "virtual machine template",
+                    id,
+                ))
             }
             "one.templatepool.info" => {
                 let (_, start, end) = pool_args(method, &a)?;
@@ -988,7 +1200,7 @@ impl World {
         Ok(vm)
     }
 
-    fn vm_pool(&self, method: &str, a: &Args<'_>) -> Answer {
+    fn vm_pool(&self, method: &str, a: &Args<'_>, extended: bool) -> Answer {
         let (flag, start, end) = pool_args(method, a)?;
         let state = a.int(3)?;
         if !(-2..=11).contains(&state) {
@@ -1021,7 +1233,11 @@ impl World {
                 }
         };
         for vm in page(&self.vms, self.desc, start, end, visible) {
-            vm_pool_entry(&mut out, vm);
+            if extended {
+                out.push_str(&vm_document(vm));
+            } else {
+                vm_pool_entry(&mut out, vm);
+            }
         }
         out.push_str("</VM_POOL>");
         Ok(Value::Str(out))
@@ -1090,7 +1306,7 @@ impl World {
                 return Err(alloc("VCPU must be an integer greater than 0".into()));
             }
         }
-        // Disks: each names an existing image.
+        // Disks: each names an existing image the user may use.
         let mut images = Vec::new();
         for d in known.iter().filter(|e| e.name == "DISK") {
             let Some(iid) =
@@ -1098,7 +1314,11 @@ impl World {
             else {
                 continue;
             };
-            if !self.images.contains_key(&iid) {
+            if !self
+                .images
+                .get(&iid)
+                .is_some_and(|i| i.uid == self.user.id || i.uid == 0)
+            {
                 return Err(alloc(format!("Image with ID: {iid} does not exist")));
             }
             images.push(iid);
@@ -1157,6 +1377,19 @@ impl World {
                     .map(|h| h.id)
             });
 
+        // The images, acquired as oned acquires them for a new VM (LOCKED ones too:
+        // the VM waits for them).
+        let mut acquired = Vec::new();
+        for iid in &images {
+            if let Err(why) = self.acquire(*iid, id, false) {
+                for a in &acquired {
+                    self.release(*a, id);
+                }
+                return Err(alloc(why));
+            }
+            acquired.push(*iid);
+        }
+
         let (uid, gid, uname, gname) = (
             self.user.id,
             self.user.gid,
@@ -1171,35 +1404,13 @@ impl World {
         let mut nic_id = 0;
         let mut leases = Vec::new();
         let mut nic_context = Vec::new();
+        let mut targets = Vec::new();
+        let mut groups = BTreeSet::new();
         for e in known {
             match e.name.as_str() {
                 "DISK" => {
-                    let mut d = e.children.clone();
-                    if let Some(img) = attr(&d, "IMAGE_ID")
-                        .and_then(|i| i.trim().parse::<i64>().ok())
-                        .and_then(|i| self.images.get_mut(&i))
-                    {
-                        img.running_vms += 1;
-                        replace_attr(&mut d, "IMAGE", img.name.clone());
-                        replace_attr(&mut d, "IMAGE_UNAME", "oneadmin".into());
-                        replace_attr(&mut d, "SIZE", img.size_mb.to_string());
-                        replace_attr(&mut d, "DATASTORE", "default".into());
-                        replace_attr(&mut d, "DATASTORE_ID", "1".into());
-                        replace_attr(&mut d, "TYPE", "FILE".into());
-                    }
-                    replace_attr(&mut d, "DISK_ID", disk_id.to_string());
-                    replace_attr(
-                        &mut d,
-                        "TARGET",
-                        format!("vd{}", (b'a' + (disk_id as u8 % 26)) as char),
-                    );
-                    d.sort_by(|a, b| a.name.cmp(&b.name));
+                    template_attrs.push(self.expand_disk(e.children, disk_id, &mut targets));
                     disk_id += 1;
-                    template_attrs.push(Element {
-                        name: "DISK".into(),
-                        text: String::new(),
-                        children: d,
-                    });
                 }
                 "NIC" => {
                     let mut n = e.children.clone();
@@ -1223,6 +1434,15 @@ impl World {
                         replace_attr(&mut n, "NETWORK_UNAME", v.uname.clone());
                         replace_attr(&mut n, "BRIDGE", v.bridge.clone());
                         replace_attr(&mut n, "VN_MAD", v.vn_mad.clone());
+                        // The NIC's groups and the network's (group 0, by default).
+                        let mut sgs = id_set(attr(&n, "SECURITY_GROUPS").unwrap_or_default());
+                        sgs.extend(id_set(
+                            attr(&v.template, "SECURITY_GROUPS").unwrap_or_default(),
+                        ));
+                        if !sgs.is_empty() {
+                            replace_attr(&mut n, "SECURITY_GROUPS", join_ids(&sgs));
+                        }
+                        groups.extend(sgs);
                     }
                     replace_attr(&mut n, "NIC_ID", nic_id.to_string());
                     replace_attr(&mut n, "TARGET", format!("one-{id}-{nic_id}"));
@@ -1256,6 +1476,14 @@ impl World {
             replace_attr(&mut ctx.children, "TARGET", "hda".into());
             ctx.children.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        // The groups' rules, and the VM in each group (unknown groups are skipped, as
+        // oned skips them).
+        for g in &groups {
+            if let Some(group) = self.groups.get_mut(g) {
+                group.vms.insert(id);
+                template_attrs.extend(group.vm_rules());
+            }
+        }
         template_attrs.retain(|e| e.name != "TEMPLATE_ID");
         if let Some((tid, _)) = &template {
             template_attrs.push(Element::leaf("TEMPLATE_ID", tid.to_string()));
@@ -1274,7 +1502,6 @@ impl World {
             vm.template = template_attrs;
             vm.user_template = user_template;
             vm.leases = leases;
-            vm.images = images;
             vm.host = host;
         }
         if hold {
@@ -1573,10 +1800,14 @@ impl World {
         let bridge = attr(&template, "BRIDGE")
             .map(str::to_owned)
             .unwrap_or_else(|| format!("onebr{id}"));
+        // Every network adds the default security group (VirtualNetwork::insert).
+        let mut groups = id_set(attr(&template, "SECURITY_GROUPS").unwrap_or_default());
+        groups.insert(0);
         let mut kept: Vec<Element> = template
             .into_iter()
-            .filter(|e| e.name != "NAME" && e.name != "AR")
+            .filter(|e| e.name != "NAME" && e.name != "AR" && e.name != "SECURITY_GROUPS")
             .collect();
+        kept.push(Element::leaf("SECURITY_GROUPS", join_ids(&groups)));
         kept.sort_by(|a, b| a.name.cmp(&b.name));
         self.vnets.insert(
             id,
@@ -1613,7 +1844,12 @@ impl World {
         for h in self.hosts.values().filter(|h| h.cluster == id) {
             let _ = write!(out, "<ID>{}</ID>", h.id);
         }
-        out.push_str("</HOSTS><DATASTORES><ID>0</ID><ID>1</ID><ID>2</ID></DATASTORES><VNETS>");
+        // The default cluster holds every datastore; the others only the system one.
+        out.push_str(if id == 0 {
+            "</HOSTS><DATASTORES><ID>0</ID><ID>1</ID><ID>2</ID></DATASTORES><VNETS>"
+        } else {
+            "</HOSTS><DATASTORES><ID>0</ID></DATASTORES><VNETS>"
+        });
         for v in self.vnets.values().filter(|v| v.cluster == id) {
             let _ = write!(out, "<ID>{}</ID>", v.id);
         }
@@ -1858,7 +2094,10 @@ fn vm_document(vm: &VmRec) -> String {
     out
 }
 
-/// A VM in its `VM_POOL` (short) form, per vm_pool.xsd: the last history record only.
+/// A VM in its `VM_POOL` (short) form, as oned's `VirtualMachine::to_xml_short` writes
+/// it: CPU, MEMORY, VCPU, the DISKs and NICs in their short forms and GRAPHICS; a
+/// USER_TEMPLATE of only the attributes Sunstone and the scheduler need (not the
+/// others, the driver's `CMS_*` among them); the last history record only.
 fn vm_pool_entry(out: &mut String, vm: &VmRec) {
     out.push_str("<VM>");
     vm_header(out, vm);
@@ -1873,18 +2112,55 @@ fn vm_pool_entry(out: &mut String, vm: &VmRec) {
         vm.etime,
         deploy_id(vm)
     );
-    for name in VM_POOL_TEMPLATE_ORDER {
-        let picked: Vec<Element> = vm
-            .template
-            .iter()
-            .filter(|e| e.name == name)
-            .cloned()
-            .collect();
-        write_attrs(out, &picked);
+    let single = |out: &mut String, name: &str| {
+        let v = attr(&vm.template, name).unwrap_or_default();
+        let _ = write!(out, "<{name}>{}</{name}>", escape(v));
+    };
+    single(out, "CPU");
+    single(out, "MEMORY");
+    single(out, "VCPU");
+    let short = |out: &mut String, e: &Element, names: &[&str]| {
+        out.push('<');
+        out.push_str(&e.name);
+        out.push('>');
+        for n in names {
+            if let Some(v) = attr(&e.children, n).filter(|v| !v.is_empty()) {
+                let _ = write!(out, "<{n}>{}</{n}>", cdata(v));
+            }
+        }
+        out.push_str("</");
+        out.push_str(&e.name);
+        out.push('>');
+    };
+    for d in vm.template.iter().filter(|e| e.name == "DISK") {
+        short(out, d, &SHORT_DISK);
     }
-    out.push_str("</TEMPLATE><USER_TEMPLATE>");
-    write_attrs(out, &vm.user_template);
-    out.push_str("</USER_TEMPLATE><HISTORY_RECORDS>");
+    for n in vm.template.iter().filter(|e| e.name == "NIC") {
+        short(out, n, &SHORT_NIC);
+    }
+    let graphics: Vec<Element> = vm
+        .template
+        .iter()
+        .filter(|e| e.name == "GRAPHICS")
+        .cloned()
+        .collect();
+    write_attrs(out, &graphics);
+    out.push_str("</TEMPLATE><MONITORING/>");
+    let kept: Vec<&Element> = vm
+        .user_template
+        .iter()
+        .filter(|e| SHORT_USER_TEMPLATE.contains(&e.name.as_str()))
+        .collect();
+    if kept.is_empty() {
+        out.push_str("<USER_TEMPLATE/>");
+    } else {
+        out.push_str("<USER_TEMPLATE>");
+        for e in kept {
+            write_attrs(out, std::slice::from_ref(e));
+        }
+        out.push_str("</USER_TEMPLATE>");
+    }
+    out.push_str("<HISTORY_RECORDS>");
     if let Some(h) = vm.history.last() {
         let _ = write!(
             out,
@@ -1901,37 +2177,52 @@ fn vm_pool_entry(out: &mut String, vm: &VmRec) {
     out.push_str("</HISTORY_RECORDS></VM>");
 }
 
-/// An `IMAGE` document, per image.xsd.
-fn image_document(out: &mut String, img: &ImageRec) {
-    let state = if img.running_vms > 0 { 2 } else { 1 };
-    let _ = write!(
-        out,
-        "<IMAGE><ID>{id}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME>\
-         <NAME>{name}</NAME>",
-        id = img.id,
-        name = escape(&img.name)
-    );
-    permissions(out, true, true);
-    let _ = write!(
-        out,
-        "<TYPE>{t}</TYPE><DISK_TYPE>0</DISK_TYPE><PERSISTENT>0</PERSISTENT><REGTIME>{r}</REGTIME>\
-         <MODTIME>{r}</MODTIME><SOURCE>/var/lib/one/datastores/1/{id}</SOURCE><PATH></PATH>\
-         <FORMAT>qcow2</FORMAT><FS></FS><SIZE>{size}</SIZE><STATE>{state}</STATE><PREV_STATE>1</PREV_STATE>\
-         <RUNNING_VMS>{running}</RUNNING_VMS><CLONING_OPS>0</CLONING_OPS><CLONING_ID>-1</CLONING_ID>\
-         <TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>1</DATASTORE_ID><DATASTORE>default</DATASTORE>\
-         <VMS></VMS><CLONES></CLONES><APP_CLONES></APP_CLONES><TEMPLATE>",
-        t = img.itype,
-        r = img.regtime,
-        id = img.id,
-        size = img.size_mb,
-        running = img.running_vms,
-    );
-    write_attrs(out, &img.template);
-    out.push_str(
-        "</TEMPLATE><SNAPSHOTS><ALLOW_ORPHANS><![CDATA[NO]]></ALLOW_ORPHANS><CURRENT_BASE>-1</CURRENT_BASE>\
-         <NEXT_SNAPSHOT>0</NEXT_SNAPSHOT></SNAPSHOTS><BACKUP_INCREMENTS></BACKUP_INCREMENTS></IMAGE>",
-    );
-}
+/// The DISK attributes of the short form (`VirtualMachineDisk::to_xml_short`).
+const SHORT_DISK: [&str; 11] = [
+    "DISK_ID",
+    "DATASTORE",
+    "DATASTORE_ID",
+    "IMAGE",
+    "IMAGE_ID",
+    "SIZE",
+    "TYPE",
+    "CLONE",
+    "CLONE_TARGET",
+    "LN_TARGET",
+    "DISK_SNAPSHOT_TOTAL_SIZE",
+];
+
+/// The NIC attributes of the short form (`VirtualMachineNic::to_xml_short`).
+const SHORT_NIC: [&str; 14] = [
+    "IP",
+    "EXTERNAL_IP",
+    "IP6",
+    "IP6_ULA",
+    "IP6_LINK",
+    "IP6_GLOBAL",
+    "NETWORK_MODE",
+    "SCHED_REQUIREMENTS",
+    "SCHED_RANK",
+    "MAC",
+    "NETWORK",
+    "NETWORK_ID",
+    "NIC_ID",
+    "SECURITY_GROUPS",
+];
+
+/// The USER_TEMPLATE attributes of the short form
+/// (`VirtualMachineTemplate::to_xml_short`).
+const SHORT_USER_TEMPLATE: [&str; 9] = [
+    "LABELS",
+    "ERROR",
+    "SCHED_MESSAGE",
+    "SCHED_RANK",
+    "SCHED_DS_RANK",
+    "SCHED_REQUIREMENTS",
+    "SCHED_DS_REQUIREMENTS",
+    "USER_PRIORITY",
+    "SCHED_ACTION",
+];
 
 /// A `VMTEMPLATE` document, per vmtemplate.xsd.
 fn template_document(out: &mut String, t: &TemplateRec) {
