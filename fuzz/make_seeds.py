@@ -242,11 +242,93 @@ def native_seeds():
             json.dumps({"name": "ci"}),
         ),
         "healthz": ("GET", "/healthz", [], ""),
+        "volumes": ("GET", "/v1/providers/local/volumes?limit=20", [auth], ""),
+        "volume": (
+            "POST",
+            "/v1/providers/local/volumes",
+            [auth, js, ("Idempotency-Key", "db-data")],
+            json.dumps({"name": "db-data", "size_gib": 20, "location_id": "local-a", "tags": {"role": "db"}}),
+        ),
+        "volume-from-snapshot": (
+            "POST",
+            "/v1/providers/local/volumes",
+            [auth, js],
+            json.dumps({"snapshot_id": "snap-1"}),
+        ),
+        "attach": (
+            "POST",
+            "/v1/providers/local/volumes/vol-1/attach",
+            [auth, js],
+            json.dumps({"instance_id": "i-1", "device": "/dev/sdf"}),
+        ),
+        "detach": ("POST", "/v1/providers/local/volumes/vol-1/detach", [auth], ""),
+        "snapshot": (
+            "POST",
+            "/v1/providers/local/snapshots",
+            [auth, js],
+            json.dumps({"volume_id": "vol-1", "name": "nightly", "description": "before the upgrade"}),
+        ),
+        "capture": (
+            "POST",
+            "/v1/providers/local/images",
+            [auth, js],
+            json.dumps({"instance_id": "i-1", "name": "db-golden"}),
+        ),
+        "security-group": (
+            "POST",
+            "/v1/providers/local/security-groups",
+            [auth, js],
+            json.dumps({"name": "web", "description": "ssh", "network_id": "net-default"}),
+        ),
+        "add-rules": (
+            "POST",
+            "/v1/providers/local/security-groups/sg-1/add-rules",
+            [auth, js],
+            json.dumps(
+                {
+                    "rules": [
+                        {"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22, "peer": {"cidr": "0.0.0.0/0"}},
+                        {"direction": "ingress", "protocol": "icmp", "from_port": 8, "peer": {"cidr": "10.0.0.0/8"}},
+                        {"direction": "egress", "protocol": "all", "peer": {"group": "sg-2"}},
+                    ]
+                }
+            ),
+        ),
+        "address": ("POST", "/v1/providers/local/addresses", [auth, js], json.dumps({"tags": {"role": "web"}})),
+        "associate": (
+            "POST",
+            "/v1/providers/local/addresses/eipalloc-1/associate",
+            [auth, js],
+            json.dumps({"instance_id": "i-1", "private_ip": "10.0.0.2"}),
+        ),
+        "create-with-groups-and-volumes": (
+            "POST",
+            "/v1/providers/local/instances",
+            [auth, js],
+            json.dumps(
+                {
+                    "image_id": "img-ubuntu-24.04",
+                    "flavor_id": "flv-1cpu-1gb",
+                    "security_group_ids": ["sg-1"],
+                    "volumes": [{"device": "/dev/sdg", "size_gib": 5, "delete_on_termination": False}, {"snapshot_id": "snap-1"}],
+                }
+            ),
+        ),
     }
     for name, (method, target, headers, body) in requests.items():
         write("native", f"ok-{name}", framed(method, target, headers, body))
     # Refused on purpose: a field the API does not know, and tags both set and removed
     # cannot be written in a merge patch, so an unknown field stands in.
+    write(
+        "native",
+        "bad-rule-ports",
+        framed(
+            "POST",
+            "/v1/providers/local/security-groups/sg-1/add-rules",
+            [auth, js],
+            '{"rules":[{"direction":"ingress","protocol":"tcp","from_port":80,"to_port":22,"peer":{"cidr":"0.0.0.0/0"}}]}',
+        ),
+    )
     write(
         "native",
         "bad-unknown-field",

@@ -11,12 +11,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::Config;
 use crate::frontends::ec2::sigv4;
+use crate::frontends::native::addresses::{AllocateAddressRequest, AssociateAddressRequest};
 use crate::frontends::native::handlers::{
     parse_json, CreateInstanceRequest, CreateKeyPairRequest, CreateNetworkRequest, TagPatch,
 };
+use crate::frontends::native::images::CaptureImageRequest;
 use crate::frontends::native::problem::ApiError;
 use crate::frontends::native::query;
 use crate::frontends::native::routes::{self, Match, RouteId};
+use crate::frontends::native::security_groups::{CreateSecurityGroupRequest, SecurityRulesRequest};
+use crate::frontends::native::snapshots::CreateSnapshotRequest;
+use crate::frontends::native::volumes::{AttachVolumeRequest, CreateVolumeRequest};
 use crate::frontends::{body, ec2};
 
 /// The access key id the SigV4 target knows.
@@ -160,7 +165,48 @@ fn route_input(id: RouteId, r: &Framed<'_>) -> Result<(), ApiError> {
         | RouteId::ListFlavors
         | RouteId::ListNetworks
         | RouteId::ListLocations
-        | RouteId::ListKeyPairs => query::page_query(r.query).map(drop),
+        | RouteId::ListKeyPairs
+        | RouteId::ListVolumes
+        | RouteId::ListSnapshots
+        | RouteId::ListSecurityGroups
+        | RouteId::ListAddresses => query::page_query(r.query).map(drop),
+        RouteId::CreateVolume => {
+            let spec = parse_json::<CreateVolumeRequest>(&r.headers, r.body)?.into_spec();
+            Ok(cms_core::check_volume_spec(&spec)?)
+        }
+        RouteId::AttachVolume => {
+            let req: AttachVolumeRequest = parse_json(&r.headers, r.body)?;
+            match &req.device {
+                Some(d) => Ok(cms_core::check_device(d)?),
+                None => Ok(()),
+            }
+        }
+        RouteId::CreateSnapshot => {
+            let spec = parse_json::<CreateSnapshotRequest>(&r.headers, r.body)?.into_spec();
+            Ok(cms_core::check_snapshot_spec(&spec)?)
+        }
+        RouteId::CreateImage => {
+            let spec = parse_json::<CaptureImageRequest>(&r.headers, r.body)?.into_spec();
+            Ok(cms_core::check_image_spec(&spec)?)
+        }
+        RouteId::CreateSecurityGroup => {
+            let spec = parse_json::<CreateSecurityGroupRequest>(&r.headers, r.body)?.into_spec();
+            Ok(cms_core::check_security_group_spec(&spec)?)
+        }
+        RouteId::AddSecurityRules | RouteId::RemoveSecurityRules => {
+            let req: SecurityRulesRequest = parse_json(&r.headers, r.body)?;
+            Ok(cms_core::check_security_rules(
+                &req.rules,
+                cms_core::Operation::AddSecurityRules,
+            )?)
+        }
+        RouteId::AllocateAddress => {
+            let spec = parse_json::<AllocateAddressRequest>(&r.headers, r.body)?.into_spec();
+            Ok(cms_core::check_address_spec(&spec)?)
+        }
+        RouteId::AssociateAddress => {
+            parse_json::<AssociateAddressRequest>(&r.headers, r.body).map(drop)
+        }
         RouteId::CreateInstance => {
             query::no_query(r.query)?;
             let spec = parse_json::<CreateInstanceRequest>(&r.headers, r.body)?.into_spec();

@@ -1023,3 +1023,403 @@ async fn oversized_headers_and_request_lines_are_refused_clearly() {
         "{text}"
     );
 }
+
+/// Polls `path` until it answers 404 (10 s at most): an object on its way out.
+async fn wait_gone(s: &Server, path: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = s.get(path).send().await.unwrap();
+        if r.status() == 404 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} still there after 10 s: {}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+async fn send_json(rb: reqwest::RequestBuilder, body: Value) -> (u16, Value) {
+    let r = rb.json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Volumes, snapshots, captured images, security groups and addresses over HTTP: a
+/// database's volume that outlives its instance, a web server's open port and the
+/// address that stays, as a tenant sees them and another does not.
+#[tokio::test]
+async fn volumes_snapshots_images_groups_and_addresses() {
+    let s = Server::with_test_config();
+    let (image, flavor) = image_and_flavor(&s, "local").await;
+    let base = "/v1/providers/local";
+    let bob = |m: reqwest::Method, path: &str| s.client.request(m, s.url(path)).bearer_auth(BOB);
+    use reqwest::Method as M;
+
+    // A volume: made, then available.
+    let (st, vol) = send_json(
+        s.post(&format!("{base}/volumes")),
+        json!({"name": "db-data", "size_gib": 2, "tags": {"role": "db"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{vol}");
+    let vol_id = vol["id"].as_str().unwrap().to_owned();
+    let vol_path = format!("{base}/volumes/{vol_id}");
+    assert_eq!(vol["size_gib"], 2);
+    assert_eq!(vol["owner"], "alice");
+    assert_eq!(vol["tags"]["role"], "db");
+    wait_state(&s, &vol_path, "available").await;
+
+    // An instance to attach it to.
+    let r = create(
+        &s,
+        "local",
+        json!({"name": "db-1", "image_id": image, "flavor_id": flavor}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let vm: Value = r.json().await.unwrap();
+    let vm_id = vm["id"].as_str().unwrap().to_owned();
+    let vm_path = format!("{base}/instances/{vm_id}");
+    wait_state(&s, &vm_path, "running").await;
+
+    // Attach: the attachment shows on both sides.
+    let (st, v) = send_json(
+        s.post(&format!("{vol_path}/attach")),
+        json!({"instance_id": vm_id, "device": "/dev/sdf"}),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    let v = wait_state(&s, &vol_path, "in_use").await;
+    assert_eq!(v["attachments"][0]["instance_id"], vm_id.as_str(), "{v}");
+    assert_eq!(v["attachments"][0]["device"], "/dev/sdf", "{v}");
+    let i: Value = s.get(&vm_path).send().await.unwrap().json().await.unwrap();
+    assert!(
+        i["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["volume_id"] == vol_id.as_str() && a["device"] == "/dev/sdf"),
+        "{i}"
+    );
+    // Attaching again to the same instance answers it as it is.
+    let (st, _) = send_json(
+        s.post(&format!("{vol_path}/attach")),
+        json!({"instance_id": vm_id, "device": "/dev/sdf"}),
+    )
+    .await;
+    assert_eq!(st, 202);
+    // A volume in use cannot be deleted.
+    let r = s.delete(&vol_path).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "urn:cms:problem:invalid_state", "{p}");
+
+    // A snapshot, then a volume made from it, of its size.
+    let (st, snap) = send_json(
+        s.post(&format!("{base}/snapshots")),
+        json!({"volume_id": vol_id, "name": "nightly"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{snap}");
+    let snap_id = snap["id"].as_str().unwrap().to_owned();
+    let snap_path = format!("{base}/snapshots/{snap_id}");
+    let done = wait_state(&s, &snap_path, "completed").await;
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["volume_id"], vol_id.as_str());
+    let (st, copy) = send_json(
+        s.post(&format!("{base}/volumes")),
+        json!({"snapshot_id": snap_id}),
+    )
+    .await;
+    assert_eq!(st, 201, "{copy}");
+    assert_eq!(copy["size_gib"], 2);
+    assert_eq!(copy["snapshot_id"], snap_id.as_str());
+    let copy_path = format!("{base}/volumes/{}", copy["id"].as_str().unwrap());
+    wait_state(&s, &copy_path, "available").await;
+
+    // Capture an image of the instance, then launch from it.
+    let (st, img) = send_json(
+        s.post(&format!("{base}/images")),
+        json!({"instance_id": vm_id, "name": "db-golden", "description": "after setup"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{img}");
+    let img_id = img["id"].as_str().unwrap().to_owned();
+    let img_path = format!("{base}/images/{img_id}");
+    assert_eq!(img["shared"], false);
+    assert_eq!(img["owner"], "alice");
+    wait_state(&s, &img_path, "available").await;
+    let listed: Value = s
+        .get(&format!("{base}/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&img_id.as_str()) && ids.contains(&image.as_str()));
+    let r = create(
+        &s,
+        "local",
+        json!({"name": "db-2", "image_id": img_id, "flavor_id": flavor}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let clone: Value = r.json().await.unwrap();
+    assert_eq!(clone["image_id"], img_id.as_str());
+    // Bob sees the catalogue but not alice's image.
+    let theirs: Value = bob(M::GET, &format!("{base}/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = theirs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&img_id.as_str()) && ids.contains(&image.as_str()));
+    assert_eq!(bob(M::GET, &img_path).send().await.unwrap().status(), 404);
+    // The catalogue is not a tenant's to delete.
+    let r = s
+        .delete(&format!("{base}/images/{image}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A security group with port 22 open; rules are held once.
+    let (st, sg) = send_json(
+        s.post(&format!("{base}/security-groups")),
+        json!({"name": "web", "description": "ssh and http"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{sg}");
+    let sg_id = sg["id"].as_str().unwrap().to_owned();
+    let sg_path = format!("{base}/security-groups/{sg_id}");
+    let ssh = json!({"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22,
+        "peer": {"cidr": "0.0.0.0/0"}});
+    let (st, g) = send_json(
+        s.post(&format!("{sg_path}/add-rules")),
+        json!({"rules": [ssh]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{g}");
+    let count = |g: &Value| g["rules"].as_array().unwrap().len();
+    let with_ssh = count(&g);
+    assert!(g["rules"].as_array().unwrap().contains(&ssh), "{g}");
+    let (_, again) = send_json(
+        s.post(&format!("{sg_path}/add-rules")),
+        json!({"rules": [ssh]}),
+    )
+    .await;
+    assert_eq!(count(&again), with_ssh, "{again}");
+    // A rule that breaks the model's rules is refused, naming it.
+    let (st, p) = send_json(
+        s.post(&format!("{sg_path}/add-rules")),
+        json!({"rules": [{"direction": "ingress", "protocol": "tcp", "from_port": 80,
+            "to_port": 22, "peer": {"cidr": "0.0.0.0/0"}}]}),
+    )
+    .await;
+    assert_eq!(st, 400, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("80-22"), "{p}");
+    // An instance launched into it shows it; the group cannot go while it is used.
+    let r = create(
+        &s,
+        "local",
+        json!({"name": "web-1", "image_id": image, "flavor_id": flavor,
+            "security_group_ids": [sg_id]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let web: Value = r.json().await.unwrap();
+    assert_eq!(web["security_group_ids"], json!([sg_id]), "{web}");
+    let web_path = format!("{base}/instances/{}", web["id"].as_str().unwrap());
+    assert_eq!(s.delete(&sg_path).send().await.unwrap().status(), 409);
+    // Bob cannot launch into alice's group, nor see it; the default group is everyone's
+    // to use and no member's to change.
+    let r = bob(M::POST, &format!("{base}/instances"))
+        .json(&json!({"image_id": image, "flavor_id": flavor, "security_group_ids": [sg_id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let groups: Value = bob(M::GET, &format!("{base}/security-groups"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let groups = groups["items"].as_array().unwrap();
+    assert!(groups.iter().all(|g| g["id"] != sg_id.as_str()));
+    let default = groups
+        .iter()
+        .find(|g| g["is_default"] == true)
+        .expect("a default group");
+    let default_id = default["id"].as_str().unwrap();
+    let (st, p) = send_json(
+        bob(
+            M::POST,
+            &format!("{base}/security-groups/{default_id}/add-rules"),
+        ),
+        json!({"rules": [ssh]}),
+    )
+    .await;
+    assert_eq!(st, 403, "{p}");
+
+    // A public address that follows the instance.
+    let (st, addr) = send_json(s.post(&format!("{base}/addresses")), json!({})).await;
+    assert_eq!(st, 201, "{addr}");
+    let ip = addr["ip"].as_str().unwrap().to_owned();
+    let addr_path = format!("{base}/addresses/{}", addr["id"].as_str().unwrap());
+    wait_state(&s, &web_path, "running").await;
+    let (st, a) = send_json(
+        s.post(&format!("{addr_path}/associate")),
+        json!({"instance_id": web["id"]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["instance_id"], web["id"]);
+    let w: Value = s.get(&web_path).send().await.unwrap().json().await.unwrap();
+    assert!(
+        w["public_ips"].as_array().unwrap().contains(&json!(ip)),
+        "{w}"
+    );
+    assert_eq!(s.delete(&addr_path).send().await.unwrap().status(), 409);
+    assert_eq!(bob(M::GET, &addr_path).send().await.unwrap().status(), 404);
+    let (st, a) = send_json(s.post(&format!("{addr_path}/disassociate")), json!({})).await;
+    assert_eq!(st, 200, "{a}");
+    assert!(a["instance_id"].is_null(), "{a}");
+    assert_eq!(s.delete(&addr_path).send().await.unwrap().status(), 204);
+    assert_eq!(s.get(&addr_path).send().await.unwrap().status(), 404);
+
+    // Another tenant's volume is not found, whatever it is asked.
+    assert_eq!(bob(M::GET, &vol_path).send().await.unwrap().status(), 404);
+    let (st, _) = send_json(
+        bob(M::POST, &format!("{base}/snapshots")),
+        json!({"volume_id": vol_id}),
+    )
+    .await;
+    assert_eq!(st, 404);
+    let theirs: Value = bob(M::GET, &format!("{base}/volumes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["items"], json!([]), "{theirs}");
+
+    // Detach, then the volume goes; the snapshot and its copy stay.
+    let (st, _) = send_json(s.post(&format!("{vol_path}/detach")), json!({})).await;
+    assert_eq!(st, 202);
+    wait_state(&s, &vol_path, "available").await;
+    assert_eq!(s.delete(&vol_path).send().await.unwrap().status(), 204);
+    wait_gone(&s, &vol_path).await;
+    assert_eq!(s.get(&snap_path).send().await.unwrap().status(), 200);
+    assert_eq!(s.delete(&snap_path).send().await.unwrap().status(), 204);
+    assert_eq!(s.get(&copy_path).send().await.unwrap().status(), 200);
+    // The captured image goes; the instance made from it stays.
+    assert_eq!(s.delete(&img_path).send().await.unwrap().status(), 204);
+    wait_gone(&s, &img_path).await;
+    let clone_path = format!("{base}/instances/{}", clone["id"].as_str().unwrap());
+    assert_eq!(s.get(&clone_path).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn volume_creates_are_idempotent_and_checked() {
+    let s = Server::with_test_config();
+    let base = "/v1/providers/local";
+    let make = |key: &str, body: Value| {
+        s.post(&format!("{base}/volumes"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first: Value = make("vol-key", json!({"size_gib": 1}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again: Value = make("vol-key", json!({"size_gib": 1}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["id"], again["id"]);
+    let r = make("vol-key", json!({"size_gib": 3})).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "urn:cms:problem:idempotency_conflict", "{p}");
+    // Bob's key of the same name is his own.
+    let r = s
+        .client
+        .post(s.url(&format!("{base}/volumes")))
+        .bearer_auth(BOB)
+        .header("Idempotency-Key", "vol-key")
+        .json(&json!({"size_gib": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let listed: Value = s
+        .get(&format!("{base}/volumes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Bad requests say what is wrong.
+    for (body, what) in [
+        (json!({}), "size_gib"),
+        (json!({"size_gib": 0}), "size_gib"),
+        (json!({"size_gib": 20000}), "size_gib"),
+        (json!({"size_gib": 1, "colour": "red"}), "colour"),
+        (
+            json!({"snapshot_id": "snap-0cafe0000cafe0000"}),
+            "snap-0cafe0000cafe0000",
+        ),
+    ] {
+        let r = s
+            .post(&format!("{base}/volumes"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let p: Value = r.json().await.unwrap();
+        assert!([400, 404].contains(&status), "{body}: {status} {p}");
+        assert!(p["detail"].as_str().unwrap().contains(what), "{body}: {p}");
+    }
+    for path in [
+        "volumes/vol-0cafe0000cafe0000",
+        "snapshots/snap-0cafe0000cafe0000",
+        "security-groups/sg-0cafe0000cafe0000",
+        "addresses/eipalloc-0cafe0000cafe0000",
+    ] {
+        let r = s.get(&format!("{base}/{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // A provider that fails answers as it fails, for the new routes too.
+    let r = s.get("/v1/providers/broken/volumes").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+}

@@ -668,6 +668,11 @@ providers = ["local"]
             "networks",
             "instances",
             "instances/nope",
+            "volumes",
+            "volumes/nope",
+            "snapshots",
+            "security-groups",
+            "addresses",
         ] {
             let r = s
                 .get(&format!("/v1/providers/{p}/{path}"))
@@ -683,6 +688,25 @@ providers = ["local"]
         ] {
             let r = s
                 .post(&format!("/v1/providers/{p}/instances"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            answers += &seen(r).await;
+        }
+        // Creates of the other families, which fail in the backend or on the body.
+        for (path, body) in [
+            ("volumes", serde_json::json!({"size_gib": 1})),
+            ("snapshots", serde_json::json!({"volume_id": "nope"})),
+            ("security-groups", serde_json::json!({"name": "web"})),
+            ("addresses", serde_json::json!({})),
+            (
+                "images",
+                serde_json::json!({"instance_id": "nope", "name": "x"}),
+            ),
+        ] {
+            let r = s
+                .post(&format!("/v1/providers/{p}/{path}"))
                 .json(&body)
                 .send()
                 .await

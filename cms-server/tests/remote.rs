@@ -57,12 +57,36 @@ fn kit() -> KitConfig {
 
 fn assert_full(report: &testkit::Report) {
     report.assert_passed();
-    // Every capability is declared, so only the `unsupported` check may be skipped.
+    // Every capability of the instance families is declared; the driver does not
+    // carry volumes, snapshots, image capture, security groups and addresses over
+    // (they answer `Unsupported`, which the `unsupported` check proves), so only their
+    // checks may be skipped.
+    const NOT_CARRIED: &[&str] = &[
+        "unknown_ids",
+        "volume_lifecycle",
+        "volume_attach",
+        "instance_volumes",
+        "snapshots",
+        "volume_pagination",
+        "volume_client_token",
+        "image_capture",
+        "security_group_rules",
+        "security_group_instances",
+        "addresses",
+        "family_owners",
+    ];
     for c in &report.checks {
         if let Outcome::Skipped(why) = &c.outcome {
-            assert_eq!(c.name, "unsupported", "{} skipped: {why}", c.name);
+            assert!(NOT_CARRIED.contains(&c.name), "{} skipped: {why}", c.name);
         }
     }
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "unsupported" && c.outcome == Outcome::Passed),
+        "{report}"
+    );
     assert!(report.instances_created > 20, "{report}");
 }
 

@@ -13,9 +13,9 @@
 
 use async_trait::async_trait;
 use cms_core::{
-    Capabilities, ConsoleOutput, Driver, Error, Flavor, Image, ImageId, Instance, InstanceFilter,
-    InstanceId, InstanceSpec, KeyPair, KeyPairSpec, Location, Network, NetworkId, NetworkSpec,
-    Operation, Page, PageRequest, PageToken, Result, TagChanges,
+    Capabilities, ConsoleOutput, Driver, Error, Flavor, Image, ImageFilter, ImageId, Instance,
+    InstanceFilter, InstanceId, InstanceSpec, KeyPair, KeyPairSpec, Location, Network, NetworkId,
+    NetworkSpec, Operation, Page, PageRequest, PageToken, Result, TagChanges,
 };
 use reqwest::Method;
 use sha2::{Digest, Sha256};
@@ -60,6 +60,17 @@ impl RemoteDriver {
         // The server makes any create idempotent with its Idempotency-Key.
         i.client_token = i.create;
         i.max_page_size = i.max_page_size.clamp(1, crate::MAX_PAGE);
+        // The families this driver does not carry over (yet): whatever the upstream
+        // serves, they answer `Unsupported` here.
+        i.security_groups = false;
+        i.volumes = false;
+        caps.images.create = false;
+        caps.images.delete = false;
+        caps.images.owner = false;
+        caps.volumes = Default::default();
+        caps.snapshots = Default::default();
+        caps.security_groups = Default::default();
+        caps.addresses = Default::default();
         RemoteDriver {
             client,
             provider: info.name.clone(),
@@ -416,8 +427,16 @@ impl Driver for RemoteDriver {
             .await
     }
 
-    async fn list_images(&self, page: &PageRequest) -> Result<Page<Image>> {
-        self.list(Operation::ListImages, "images", page).await
+    async fn list_images(&self, filter: &ImageFilter, page: &PageRequest) -> Result<Page<Image>> {
+        // Images are the upstream's catalogue: it keeps no owners of this side's.
+        let mut listed: Page<Image> = self.list(Operation::ListImages, "images", page).await?;
+        listed
+            .items
+            .retain(|i| filter.ids.is_empty() || filter.ids.contains(&i.id));
+        if filter.owner.is_some() && !filter.include_shared {
+            listed.items.clear();
+        }
+        Ok(listed)
     }
 
     async fn get_image(&self, id: &ImageId) -> Result<Image> {
@@ -511,6 +530,8 @@ mod tests {
             created_at: None,
             client_token: None,
             owner: Some("the-other-servers-tenant".into()),
+            security_group_ids: vec![],
+            volumes: vec![],
         };
         i = from_remote(i);
         assert_eq!(i.owner.as_deref(), Some("alice"));

@@ -1,37 +1,17 @@
-//! What every tenant of a provider shares: images, flavors, networks and locations,
-//! and their public ids.
+//! What every tenant of a provider shares: flavors, networks and locations, and the
+//! public ids of shared objects (images are in [`super::resources`]: tenants capture
+//! their own).
 
 use std::sync::Arc;
 
 use cms_core::{Error, Instance, InstanceFilter};
-use cms_core::{
-    Flavor, Image, ImageId, Location, Network, NetworkId, NetworkSpec, Page, PageRequest,
-};
+use cms_core::{Flavor, Location, Network, NetworkId, NetworkSpec, Page, PageRequest};
 
 use super::{Provider, Service};
 use crate::auth::Tenant;
 use crate::store::Kind;
 
 impl Service {
-    /// One page of images.
-    pub async fn list_images(
-        &self,
-        p: &Provider,
-        page: &PageRequest,
-    ) -> Result<Page<Image>, Error> {
-        p.cloud.list_images(page).await
-    }
-
-    /// Every image.
-    pub async fn collect_images(&self, p: &Provider) -> Result<Vec<Image>, Error> {
-        p.cloud.collect_images().await
-    }
-
-    /// One image.
-    pub async fn get_image(&self, p: &Provider, id: &ImageId) -> Result<Image, Error> {
-        p.cloud.get_image(id).await
-    }
-
     /// One page of flavors.
     pub async fn list_flavors(
         &self,

@@ -83,7 +83,7 @@ pub struct Launch {
 
 /// The client token of instance `i` of a request with idempotency key `key`:
 /// `cms-` and 32 hex digits (EC2 takes at most 64 characters).
-fn derived_token(tenant: &str, provider: &str, key: &str, i: u32) -> String {
+pub(super) fn derived_token(tenant: &str, provider: &str, key: &str, i: u32) -> String {
     let mut h = Sha256::new();
     for part in [tenant, provider, key] {
         h.update(part.as_bytes());
@@ -191,6 +191,7 @@ impl Service {
         }
         cms_core::check_instance_spec(&req.spec)
             .map_err(|e| e.with_provider(p.name.to_string()))?;
+        self.check_instance_references(tenant, p, &req.spec).await?;
         let mut spec = req.spec.clone();
         let shown_key = spec.key_name.clone();
         if let Some(k) = &shown_key {

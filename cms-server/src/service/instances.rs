@@ -55,7 +55,8 @@ pub enum InstanceRef<'a> {
 }
 
 impl InstanceRef<'_> {
-    fn shown(&self) -> &str {
+    /// The id as the client named it.
+    pub fn shown(&self) -> &str {
         match self {
             InstanceRef::Backend(s) | InstanceRef::Public(s) => s,
         }

@@ -27,6 +27,7 @@ pub mod catalogue;
 pub mod create;
 pub mod instances;
 pub mod keys;
+pub mod resources;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ use crate::store::{Store, StoreError};
 pub use crate::store::{Entry, Kind};
 pub use create::{CreateRequest, Idempotency, Launch};
 pub use instances::{InstanceRef, Owned};
+pub use resources::{ObjectRef, Shown};
 
 /// One configured provider.
 #[derive(Debug)]

@@ -142,69 +142,76 @@ const MIGRATIONS: &[&str] = &[
 /// A key no other program takes: PostgreSQL's advisory lock around migrations.
 const MIGRATION_LOCK: i64 = 0x0063_6d73_5f6d_6967; // "cms_mig"
 
-/// What a public id names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// An instance: `i-` and 17 hex digits.
-    Instance,
-    /// An image: `ami-` and 17 hex digits.
-    Image,
-    /// A network seen as a subnet: `subnet-` and 17 hex digits.
-    Subnet,
-    /// A network seen as a VPC: `vpc-` and 17 hex digits.
-    Vpc,
-    /// A key pair (backend id: its backend name): `key-` and 17 hex digits.
-    KeyPair,
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $kind:ident => $prefix:literal, $name:literal;)*) => {
+        /// What a public id names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        const KINDS: usize = [$(Kind::$kind),*].len();
+
+        impl Kind {
+            /// The id prefix, dash included.
+            pub fn prefix(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => concat!($prefix, "-"),)*
+                }
+            }
+
+            /// The name stored in the `kind` column.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $name,)*
+                }
+            }
+
+            fn from_str(s: &str) -> Option<Kind> {
+                match s {
+                    $($name => Some(Kind::$kind),)*
+                    _ => None,
+                }
+            }
+
+            fn of_prefix(p: &str) -> Option<Kind> {
+                match p {
+                    $($prefix => Some(Kind::$kind),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-const KINDS: usize = 5;
+kinds! {
+    /// An instance: `i-` and 17 hex digits.
+    Instance => "i", "instance";
+    /// An image: `ami-` and 17 hex digits.
+    Image => "ami", "image";
+    /// A network seen as a subnet: `subnet-` and 17 hex digits.
+    Subnet => "subnet", "subnet";
+    /// A network seen as a VPC: `vpc-` and 17 hex digits.
+    Vpc => "vpc", "vpc";
+    /// A key pair (backend id: its backend name): `key-` and 17 hex digits.
+    KeyPair => "key", "key-pair";
+    /// A volume: `vol-` and 17 hex digits.
+    Volume => "vol", "volume";
+    /// A snapshot: `snap-` and 17 hex digits.
+    Snapshot => "snap", "snapshot";
+    /// A security group: `sg-` and 17 hex digits.
+    SecurityGroup => "sg", "security-group";
+    /// A public address (its allocation): `eipalloc-` and 17 hex digits. Its
+    /// association is `eipassoc-` and the same digits.
+    Address => "eipalloc", "address";
+}
 
 impl Kind {
-    /// The id prefix, dash included.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::Instance => "i-",
-            Kind::Image => "ami-",
-            Kind::Subnet => "subnet-",
-            Kind::Vpc => "vpc-",
-            Kind::KeyPair => "key-",
-        }
-    }
-
-    /// The name stored in the `kind` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Instance => "instance",
-            Kind::Image => "image",
-            Kind::Subnet => "subnet",
-            Kind::Vpc => "vpc",
-            Kind::KeyPair => "key-pair",
-        }
-    }
-
-    fn from_str(s: &str) -> Option<Kind> {
-        Some(match s {
-            "instance" => Kind::Instance,
-            "image" => Kind::Image,
-            "subnet" => Kind::Subnet,
-            "vpc" => Kind::Vpc,
-            "key-pair" => Kind::KeyPair,
-            _ => return None,
-        })
-    }
-
     /// The kind a public id's prefix names, if it has the right shape (prefix and 8 or
     /// 17 lower-case hex digits, as EC2 ids have).
     pub fn of_id(id: &str) -> Option<Kind> {
         let (prefix, hex) = id.split_once('-')?;
-        let kind = match prefix {
-            "i" => Kind::Instance,
-            "ami" => Kind::Image,
-            "subnet" => Kind::Subnet,
-            "vpc" => Kind::Vpc,
-            "key" => Kind::KeyPair,
-            _ => return None,
-        };
+        let kind = Kind::of_prefix(prefix)?;
         let ok = matches!(hex.len(), 8 | 17)
             && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         ok.then_some(kind)
@@ -608,6 +615,18 @@ mod tests {
         assert_eq!(Kind::of_id("i-12345678"), Some(Kind::Instance));
         assert_eq!(Kind::of_id("x-12345678"), None);
         assert_eq!(Kind::of_id("ami-0123456789abcdef0"), Some(Kind::Image));
+        assert_eq!(
+            Kind::of_id("eipalloc-0123456789abcdef0"),
+            Some(Kind::Address)
+        );
+        assert_eq!(
+            Kind::of_id("sg-0123456789abcdef0"),
+            Some(Kind::SecurityGroup)
+        );
+        for k in [Kind::Volume, Kind::Snapshot, Kind::KeyPair] {
+            assert_eq!(Kind::from_str(k.as_str()), Some(k));
+            assert_eq!(Kind::of_id(&format!("{}01234567", k.prefix())), Some(k));
+        }
         let r = random_id("r-");
         assert_eq!(r.len(), 19);
     }

@@ -228,6 +228,12 @@ stop_delay_ms = 50
 start_delay_ms = 50
 reboot_delay_ms = 50
 terminate_delay_ms = 50
+volume_create_delay_ms = 50
+volume_delete_delay_ms = 50
+attach_delay_ms = 50
+detach_delay_ms = 50
+snapshot_delay_ms = 100
+image_delay_ms = 50
 
 # Every call fails with Unavailable (503).
 [[providers]]

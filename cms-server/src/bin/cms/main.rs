@@ -559,7 +559,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Images { cmd } => match cmd.unwrap_or(ImageCmd::List) {
             ImageCmd::List => {
                 let list = collect(&s.cloud().await?, s.page_size, |c, p| async move {
-                    c.list_images(&p).await
+                    c.list_images(&cms_core::ImageFilter::default(), &p).await
                 })
                 .await?;
                 s.print(listing(&list, IMAGE_COLUMNS, "id"))
@@ -734,6 +734,8 @@ async fn instances(s: &Session, cmd: InstanceCmd) -> Result<(), Failure> {
                 tags: parse_tags(&args.tag, "tag")?,
                 client_token: args.idempotency_key,
                 owner: None,
+                security_group_ids: Vec::new(),
+                volumes: Vec::new(),
             };
             let cloud = s.cloud().await?;
             let made = cloud.create_instance(&spec).await?;

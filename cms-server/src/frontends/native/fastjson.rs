@@ -173,6 +173,8 @@ pub fn write_instance(out: &mut Vec<u8>, i: &Instance) {
         created_at,
         client_token,
         owner,
+        security_group_ids,
+        volumes,
     } = i;
     out.extend_from_slice(b"{\"id\":");
     write_str(out, id.as_str());
@@ -214,7 +216,24 @@ pub fn write_instance(out: &mut Vec<u8>, i: &Instance) {
     write_opt_str(out, client_token.as_deref());
     out.extend_from_slice(b",\"owner\":");
     write_opt_str(out, owner.as_deref());
-    out.push(b'}');
+    out.extend_from_slice(b",\"security_group_ids\":");
+    write_str_list(out, security_group_ids.iter().map(|x| x.as_str()));
+    out.extend_from_slice(b",\"volumes\":[");
+    for (n, v) in volumes.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"volume_id\":");
+        write_str(out, v.volume_id.as_str());
+        out.extend_from_slice(b",\"device\":");
+        write_opt_str(out, v.device.as_deref());
+        out.extend_from_slice(if v.delete_on_termination {
+            b",\"delete_on_termination\":true}"
+        } else {
+            b",\"delete_on_termination\":false}"
+        });
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// Appends a listing `{"items":[…],"next_page_token":…}` of instances.
@@ -275,6 +294,14 @@ mod tests {
             created_at: (n % 7 != 0).then_some(created),
             client_token: (n % 2 == 1).then(|| "idem-abc".into()),
             owner: (n % 3 == 1).then(|| "team-a".into()),
+            security_group_ids: (0..n % 3).map(|k| format!("sg-{k}").into()).collect(),
+            volumes: (0..n % 4)
+                .map(|k| cms_core::InstanceVolume {
+                    volume_id: format!("vol-\"{k}").into(),
+                    device: (k % 2 == 0).then(|| format!("/dev/sd{k}")),
+                    delete_on_termination: k % 3 == 0,
+                })
+                .collect(),
         }
     }
 

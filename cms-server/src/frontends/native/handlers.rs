@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use cms_core::{
-    Capabilities, Flavor, FlavorId, Image, ImageId, Instance, InstanceAction, InstanceSpec,
-    KeyPair, KeyPairSpec, Location, LocationId, Network, NetworkId, NetworkSpec, Operation, Page,
-    PageToken, Tags,
+    BlockDevice, Capabilities, Flavor, FlavorId, Image, ImageFilter, ImageId, Instance,
+    InstanceAction, InstanceSpec, KeyPair, KeyPairSpec, Location, LocationId, Network, NetworkId,
+    NetworkSpec, Operation, Page, PageToken, SecurityGroupId, Tags,
 };
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
@@ -20,9 +20,10 @@ use super::query::{
     instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
 };
 use super::routes::{percent_encode_segment, Params, RouteId};
+use super::{addresses, images, security_groups, snapshots, volumes};
 use crate::app::App;
 use crate::auth::Tenant;
-use crate::service::{CreateRequest, Idempotency, InstanceRef, Provider};
+use crate::service::{CreateRequest, Idempotency, InstanceRef, ObjectRef, Provider};
 
 /// A listing: one page of items and the token of the next page (`null` on the last).
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,6 +40,14 @@ impl<T> From<Page<T>> for ListResponse<T> {
             items: p.items,
             next_page_token: p.next,
         }
+    }
+}
+
+/// The objects of a page of shown objects.
+pub(super) fn items_of<T>(page: Page<crate::service::Shown<T>>) -> Page<T> {
+    Page {
+        items: page.items.into_iter().map(|s| s.item).collect(),
+        next: page.next,
     }
 }
 
@@ -125,6 +134,15 @@ pub struct CreateInstanceRequest {
     /// Tags.
     #[serde(default)]
     pub tags: Tags,
+    /// Security groups to put it in; the network's default group when empty.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub security_group_ids: Vec<SecurityGroupId>,
+    /// Volumes to make with it and attach: each of `size_gib`, or from a
+    /// `snapshot_id`, at `device` (the provider's choice when absent), deleted with
+    /// the instance unless `delete_on_termination` is false.
+    #[serde(default)]
+    pub volumes: Vec<BlockDevice>,
 }
 
 impl CreateInstanceRequest {
@@ -141,6 +159,8 @@ impl CreateInstanceRequest {
             tags: self.tags,
             client_token: None,
             owner: None,
+            security_group_ids: self.security_group_ids,
+            volumes: self.volumes,
         }
     }
 }
@@ -193,13 +213,13 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn tenant(&self) -> Result<&Tenant, ApiError> {
+    pub(super) fn tenant(&self) -> Result<&Tenant, ApiError> {
         self.tenant
             .ok_or_else(|| ApiError::unauthenticated("this route needs an API key"))
     }
 
     /// The provider named by the first path parameter.
-    fn provider(&self) -> Result<&Provider, ApiError> {
+    pub(super) fn provider(&self) -> Result<&Provider, ApiError> {
         let name = self.params.get(0);
         self.app
             .service
@@ -207,7 +227,8 @@ impl Ctx<'_> {
             .map_err(|e| ApiError::from(e).with_provider(name))
     }
 
-    fn id(&self) -> &str {
+    /// The second path parameter: the id of the object the route names.
+    pub(super) fn id(&self) -> &str {
         self.params.get(1)
     }
 
@@ -234,8 +255,37 @@ impl Ctx<'_> {
     }
 
     /// The body as JSON of type `T`, checked for media type and shape.
-    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+    pub(super) fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         parse_json(self.headers, &self.body)
+    }
+
+    /// The request's `Idempotency-Key`, with the fingerprint of `request` (what it
+    /// asks for: the same key with another request is refused).
+    pub(super) fn idempotency<T: Serialize>(
+        &self,
+        request: &T,
+    ) -> Result<Option<Idempotency>, ApiError> {
+        let Some(v) = self.headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = v
+            .to_str()
+            .ok()
+            .filter(|k| valid_idempotency_key(k))
+            .ok_or_else(|| {
+                ApiError::server(
+                    ServerKind::InvalidHeader,
+                    "header `Idempotency-Key` must be 1 to 255 visible ASCII characters",
+                )
+            })?;
+        let fingerprint = serde_json::to_vec(request)
+            .map(|b| hex(&Sha256::digest(&b)))
+            .unwrap_or_default();
+        Ok(Some(Idempotency {
+            scope: "native",
+            key: key.to_owned(),
+            fingerprint,
+        }))
     }
 }
 
@@ -247,6 +297,15 @@ pub fn reads_body(id: RouteId) -> bool {
             | RouteId::CreateNetwork
             | RouteId::CreateKeyPair
             | RouteId::UpdateInstanceTags
+            | RouteId::CreateImage
+            | RouteId::CreateVolume
+            | RouteId::AttachVolume
+            | RouteId::CreateSnapshot
+            | RouteId::CreateSecurityGroup
+            | RouteId::AddSecurityRules
+            | RouteId::RemoveSecurityRules
+            | RouteId::AllocateAddress
+            | RouteId::AssociateAddress
     )
 }
 
@@ -309,7 +368,7 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
 }
 
 /// An answer of already serialized JSON.
-fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn raw_json(status: StatusCode, body: Vec<u8>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -343,13 +402,13 @@ fn text_response(content_type: &'static str, body: impl Into<Bytes>) -> Response
     r
 }
 
-fn empty(status: StatusCode) -> Response {
+pub(super) fn empty(status: StatusCode) -> Response {
     let mut r = Response::new(Bytes::new().into());
     *r.status_mut() = status;
     r
 }
 
-fn with_location(mut r: Response, location: String) -> Response {
+pub(super) fn with_location(mut r: Response, location: String) -> Response {
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -384,6 +443,30 @@ pub async fn dispatch(id: RouteId, cx: &Ctx<'_>) -> Result<Response, ApiError> {
         RouteId::ListKeyPairs => list_key_pairs(cx).await,
         RouteId::CreateKeyPair => create_key_pair(cx).await,
         RouteId::DeleteKeyPair => delete_key_pair(cx).await,
+        RouteId::CreateImage => images::create_image(cx).await,
+        RouteId::DeleteImage => images::delete_image(cx).await,
+        RouteId::ListVolumes => volumes::list_volumes(cx).await,
+        RouteId::CreateVolume => volumes::create_volume(cx).await,
+        RouteId::GetVolume => volumes::get_volume(cx).await,
+        RouteId::DeleteVolume => volumes::delete_volume(cx).await,
+        RouteId::AttachVolume => volumes::attach_volume(cx).await,
+        RouteId::DetachVolume => volumes::detach_volume(cx).await,
+        RouteId::ListSnapshots => snapshots::list_snapshots(cx).await,
+        RouteId::CreateSnapshot => snapshots::create_snapshot(cx).await,
+        RouteId::GetSnapshot => snapshots::get_snapshot(cx).await,
+        RouteId::DeleteSnapshot => snapshots::delete_snapshot(cx).await,
+        RouteId::ListSecurityGroups => security_groups::list_security_groups(cx).await,
+        RouteId::CreateSecurityGroup => security_groups::create_security_group(cx).await,
+        RouteId::GetSecurityGroup => security_groups::get_security_group(cx).await,
+        RouteId::DeleteSecurityGroup => security_groups::delete_security_group(cx).await,
+        RouteId::AddSecurityRules => security_groups::add_security_rules(cx).await,
+        RouteId::RemoveSecurityRules => security_groups::remove_security_rules(cx).await,
+        RouteId::ListAddresses => addresses::list_addresses(cx).await,
+        RouteId::AllocateAddress => addresses::allocate_address(cx).await,
+        RouteId::GetAddress => addresses::get_address(cx).await,
+        RouteId::ReleaseAddress => addresses::release_address(cx).await,
+        RouteId::AssociateAddress => addresses::associate_address(cx).await,
+        RouteId::DisassociateAddress => addresses::disassociate_address(cx).await,
     }
 }
 
@@ -528,30 +611,7 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
     let spec = cx.json::<CreateInstanceRequest>()?.into_spec();
-    let idempotency = match cx.headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .filter(|k| valid_idempotency_key(k))
-                .ok_or_else(|| {
-                    ApiError::server(
-                        ServerKind::InvalidHeader,
-                        "header `Idempotency-Key` must be 1 to 255 visible ASCII characters",
-                    )
-                })?;
-            // What the request asks for: the same key with another body is refused.
-            let fingerprint = serde_json::to_vec(&spec)
-                .map(|b| hex(&Sha256::digest(&b)))
-                .unwrap_or_default();
-            Some(Idempotency {
-                scope: "native",
-                key: key.to_owned(),
-                fingerprint,
-            })
-        }
-    };
+    let idempotency = cx.idempotency(&spec)?;
     let launch = cx
         .app
         .service
@@ -730,11 +790,15 @@ pub async fn reboot_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     let page = page_query(cx.query)?;
-    let page = cx.app.service.list_images(p, &page).await?;
+    let page = cx
+        .app
+        .service
+        .list_images(cx.tenant()?, p, &ImageFilter::default(), &page, false)
+        .await?;
     let cap = 128 + page.items.len() * 256;
     Ok(json_response(
         StatusCode::OK,
-        &ListResponse::from(page),
+        &ListResponse::from(items_of(page)),
         cap,
     ))
 }
@@ -748,7 +812,17 @@ pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_image(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let image = cx.app.service.get_image(p, &ImageId::new(cx.id())).await?;
+    let image = cx
+        .app
+        .service
+        .image(
+            cx.tenant()?,
+            p,
+            ObjectRef::Backend(cx.id()),
+            Operation::GetImage,
+        )
+        .await?
+        .item;
     Ok(json_response(StatusCode::OK, &image, 512))
 }
 

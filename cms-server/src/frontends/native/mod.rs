@@ -6,12 +6,17 @@
 //! [service](crate::service), and rendered; every error is a problem document
 //! ([`problem`]).
 
+pub mod addresses;
 pub mod fastjson;
 pub mod handlers;
+pub mod images;
 pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod routes;
+pub mod security_groups;
+pub mod snapshots;
+pub mod volumes;
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;

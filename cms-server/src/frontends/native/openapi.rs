@@ -50,6 +50,30 @@ use super::problem::{Problem, PROBLEM_JSON};
         handlers::list_key_pairs,
         handlers::create_key_pair,
         handlers::delete_key_pair,
+        super::images::create_image,
+        super::images::delete_image,
+        super::volumes::list_volumes,
+        super::volumes::create_volume,
+        super::volumes::get_volume,
+        super::volumes::delete_volume,
+        super::volumes::attach_volume,
+        super::volumes::detach_volume,
+        super::snapshots::list_snapshots,
+        super::snapshots::create_snapshot,
+        super::snapshots::get_snapshot,
+        super::snapshots::delete_snapshot,
+        super::security_groups::list_security_groups,
+        super::security_groups::create_security_group,
+        super::security_groups::get_security_group,
+        super::security_groups::delete_security_group,
+        super::security_groups::add_security_rules,
+        super::security_groups::remove_security_rules,
+        super::addresses::list_addresses,
+        super::addresses::allocate_address,
+        super::addresses::get_address,
+        super::addresses::release_address,
+        super::addresses::associate_address,
+        super::addresses::disassociate_address,
     ),
     components(schemas(Problem)),
     modifiers(&Common),
@@ -58,6 +82,10 @@ use super::problem::{Problem, PROBLEM_JSON};
         (name = "providers", description = "The clouds the caller may use"),
         (name = "images"), (name = "flavors"), (name = "networks"), (name = "locations"),
         (name = "key-pairs"),
+        (name = "volumes", description = "Block storage that outlives instances"),
+        (name = "snapshots", description = "Point-in-time copies of volumes"),
+        (name = "security-groups", description = "Firewall rules instances are put in"),
+        (name = "addresses", description = "Public addresses that move between instances"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -237,13 +265,19 @@ const PAGE_TOKEN: &str = r"^[!-~]{1,1024}$";
 const PROVIDER: &str = r"^[A-Za-z0-9_.-]{1,64}$";
 /// An `Idempotency-Key`.
 const IDEMPOTENCY_KEY: &str = r"^[!-~]{1,255}$";
+/// A device name, as [`cms_core::check_device`] takes it.
+const DEVICE: &str = r"^[A-Za-z0-9/_.-]{1,64}$";
+/// An IPv4 range `a.b.c.d/n`, no leading zeros, `n` from 0 to 32 (a rule's peer; it
+/// must also be canonical: no host bits set).
+const RULE_CIDR: &str = r"^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])$";
 
 /// The rules the server enforces that the types alone do not say, written into the
 /// document so that clients (and generators of test requests) know them: the limits
 /// are the model's and the service's own constants.
 fn constrain(doc: &mut Value) {
     use cms_core::{
-        MAX_ID, MAX_NAME, MAX_NETWORKS, MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_USER_DATA,
+        MAX_BLOCK_DEVICES, MAX_ID, MAX_NAME, MAX_NETWORKS, MAX_RULES_PER_CALL, MAX_SECURITY_GROUPS,
+        MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_USER_DATA, MAX_VOLUME_GIB,
     };
     let text = |min: usize, max: usize, pattern: Option<&str>| {
         let mut v = json!({"minLength": min, "maxLength": max});
@@ -314,6 +348,91 @@ fn constrain(doc: &mut Value) {
             "public_key",
             json!({"format": "openssh-public-key", "minLength": 1, "maxLength": 16384}),
         ),
+        (
+            "CreateInstanceRequest",
+            "security_group_ids",
+            json!({"maxItems": MAX_SECURITY_GROUPS, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}),
+        ),
+        (
+            "CreateInstanceRequest",
+            "volumes",
+            json!({"maxItems": MAX_BLOCK_DEVICES}),
+        ),
+        ("BlockDevice", "device", json!({"pattern": DEVICE})),
+        (
+            "BlockDevice",
+            "size_gib",
+            json!({"minimum": 1, "maximum": MAX_VOLUME_GIB}),
+        ),
+        ("BlockDevice", "snapshot_id", id.clone()),
+        (
+            "CreateVolumeRequest",
+            "name",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        (
+            "CreateVolumeRequest",
+            "size_gib",
+            json!({"minimum": 1, "maximum": MAX_VOLUME_GIB}),
+        ),
+        ("CreateVolumeRequest", "snapshot_id", id.clone()),
+        ("CreateVolumeRequest", "location_id", id.clone()),
+        ("AttachVolumeRequest", "instance_id", id.clone()),
+        ("AttachVolumeRequest", "device", json!({"pattern": DEVICE})),
+        ("CreateSnapshotRequest", "volume_id", id.clone()),
+        (
+            "CreateSnapshotRequest",
+            "name",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        (
+            "CreateSnapshotRequest",
+            "description",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        ("CaptureImageRequest", "instance_id", id.clone()),
+        (
+            "CaptureImageRequest",
+            "name",
+            text(1, MAX_NAME, Some(NOT_BLANK)),
+        ),
+        (
+            "CaptureImageRequest",
+            "description",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        (
+            "CreateSecurityGroupRequest",
+            "name",
+            text(1, MAX_NAME, Some(NOT_BLANK)),
+        ),
+        (
+            "CreateSecurityGroupRequest",
+            "description",
+            text(0, MAX_NAME, Some(NO_CONTROL)),
+        ),
+        ("CreateSecurityGroupRequest", "network_id", id.clone()),
+        (
+            "SecurityRulesRequest",
+            "rules",
+            json!({"minItems": 1, "maxItems": MAX_RULES_PER_CALL}),
+        ),
+        (
+            "SecurityRule",
+            "from_port",
+            json!({"minimum": 0, "maximum": 65535}),
+        ),
+        (
+            "SecurityRule",
+            "to_port",
+            json!({"minimum": 0, "maximum": 65535}),
+        ),
+        ("AssociateAddressRequest", "instance_id", id.clone()),
+        (
+            "AssociateAddressRequest",
+            "private_ip",
+            json!({"format": "ipv4"}),
+        ),
     ];
     for (schema, field, extra) in fields {
         let prop = &mut schemas[*schema]["properties"][*field];
@@ -321,7 +440,35 @@ fn constrain(doc: &mut Value) {
             p.extend(e.clone());
         }
     }
-    for schema in ["CreateInstanceRequest", "CreateNetworkRequest"] {
+    // A volume is made of a size, or of a snapshot (either given, not null).
+    for schema in ["CreateVolumeRequest", "BlockDevice"] {
+        schemas[schema]["anyOf"] = json!([
+            {"required": ["size_gib"], "properties": {"size_gib": {"type": "integer"}}},
+            {"required": ["snapshot_id"], "properties": {"snapshot_id": {"type": "string"}}}
+        ]);
+    }
+    // The peer of a rule: a range, or a group, and nothing else beside it.
+    if let Some(variants) = schemas["RulePeer"]["oneOf"].as_array_mut() {
+        for v in variants {
+            v["additionalProperties"] = json!(false);
+            if v["properties"]["cidr"].is_object() {
+                v["properties"]["cidr"]["pattern"] = json!(RULE_CIDR);
+            }
+            if v["properties"]["group"].is_object() {
+                v["properties"]["group"]["minLength"] = json!(1);
+                v["properties"]["group"]["maxLength"] = json!(MAX_ID);
+            }
+        }
+    }
+    for schema in [
+        "CreateInstanceRequest",
+        "CreateNetworkRequest",
+        "CreateVolumeRequest",
+        "CreateSnapshotRequest",
+        "CaptureImageRequest",
+        "CreateSecurityGroupRequest",
+        "AllocateAddressRequest",
+    ] {
         let t = &mut schemas[schema]["properties"]["tags"];
         let description = t["description"].clone();
         *t = json!({"$ref": "#/components/schemas/Tags", "description": description});
@@ -385,9 +532,69 @@ fn link(doc: &mut Value) {
     };
     let inst = "/v1/providers/{provider}/instances/{id}";
     let net = "/v1/providers/{provider}/networks/{id}";
+    let vol = "/v1/providers/{provider}/volumes/{id}";
+    let snap = "/v1/providers/{provider}/snapshots/{id}";
+    let sg = "/v1/providers/{provider}/security-groups/{id}";
+    let addr = "/v1/providers/{provider}/addresses/{id}";
+    let img = "/v1/providers/{provider}/images/{id}";
     /// (create path, parameter, value, (link name, target operation)).
     type Links<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, String)>);
-    let links: [Links<'_>; 3] = [
+    let links: [Links<'_>; 8] = [
+        (
+            "/v1/providers/{provider}/volumes",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetVolume", by(vol, "get")),
+                ("DeleteVolume", by(vol, "delete")),
+                ("DetachVolume", by(&format!("{vol}/detach"), "post")),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/snapshots",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetSnapshot", by(snap, "get")),
+                ("DeleteSnapshot", by(snap, "delete")),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/security-groups",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetSecurityGroup", by(sg, "get")),
+                ("DeleteSecurityGroup", by(sg, "delete")),
+                ("AddSecurityRules", by(&format!("{sg}/add-rules"), "post")),
+                (
+                    "RemoveSecurityRules",
+                    by(&format!("{sg}/remove-rules"), "post"),
+                ),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/addresses",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetAddress", by(addr, "get")),
+                ("ReleaseAddress", by(addr, "delete")),
+                (
+                    "DisassociateAddress",
+                    by(&format!("{addr}/disassociate"), "post"),
+                ),
+            ],
+        ),
+        (
+            "/v1/providers/{provider}/images",
+            "id",
+            "$response.body#/id",
+            vec![
+                ("GetImage", by(img, "get")),
+                ("DeleteImage", by(img, "delete")),
+            ],
+        ),
         (
             "/v1/providers/{provider}/instances",
             "id",
