@@ -47,7 +47,9 @@ const BOB_ID: &str = "AKIACMSCLIENTSBOB0001";
 const BOB_SECRET: &str = "bob-clients-secret-0123456789abcdefghijk";
 
 /// Two memory providers with short delays (long enough that a client sees `pending`
-/// and `stopping` before `running` and `stopped`); alice may use both, bob `local`.
+/// and `stopping` before `running` and `stopped`, a volume `creating` and
+/// `attaching`, a snapshot and a captured image `pending`); alice may use both, bob
+/// `local`.
 const CONFIG: &str = r#"
 [[providers]]
 name = "local"
@@ -57,6 +59,12 @@ stop_delay_ms = 300
 start_delay_ms = 300
 reboot_delay_ms = 300
 terminate_delay_ms = 300
+volume_create_delay_ms = 300
+volume_delete_delay_ms = 200
+attach_delay_ms = 300
+detach_delay_ms = 300
+snapshot_delay_ms = 300
+image_delay_ms = 300
 
 [[providers]]
 name = "other"
@@ -66,6 +74,12 @@ stop_delay_ms = 300
 start_delay_ms = 300
 reboot_delay_ms = 300
 terminate_delay_ms = 300
+volume_create_delay_ms = 300
+volume_delete_delay_ms = 200
+attach_delay_ms = 300
+detach_delay_ms = 300
+snapshot_delay_ms = 300
+image_delay_ms = 300
 
 [[tenants]]
 name = "alice"
@@ -91,6 +105,12 @@ stop_delay_ms = 4000
 start_delay_ms = 4000
 reboot_delay_ms = 4000
 terminate_delay_ms = 4000
+volume_create_delay_ms = 4000
+volume_delete_delay_ms = 4000
+attach_delay_ms = 4000
+detach_delay_ms = 4000
+snapshot_delay_ms = 4000
+image_delay_ms = 4000
 "#;
 
 /// How long a suite may run before it is killed.

@@ -422,15 +422,142 @@ class KeyPairs(ResourceTestCase):
         self.assertClientError("InvalidKeyPair.NotFound", 400, self.ec2.KeyPair(name).load)
 
 
-class Addresses(ResourceTestCase):
-    def test_describe_addresses_is_empty(self):
-        got = self.client.describe_addresses()
-        self.assertEqual(got["Addresses"], [])
+class Volumes(ResourceTestCase):
+    def test_create_attach_snapshot_detach_delete(self):
+        zone = self.client.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+        vol = self.ec2.create_volume(
+            Size=2, AvailabilityZone=zone,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "res-data"}]}])
+        self.addCleanup(self.quietly, vol.delete)
+        self.assertRegex(vol.id, VOLUME_ID)
+        self.assertEqual((vol.size, vol.availability_zone), (2, zone))
+        self.assertEqual(tags_of(vol.tags), {"Name": "res-data"})
+        self.client.get_waiter("volume_available").wait(VolumeIds=[vol.id], WaiterConfig=WAIT)
+        vol.reload()
+        self.assertEqual(vol.state, "available")
+
+        (inst,) = self.create(Placement={"AvailabilityZone": zone})
+        inst.wait_until_running(WaiterConfig=WAIT)
+        att = vol.attach_to_instance(Device="/dev/sdf", InstanceId=inst.id)
+        self.assertEqual((att["State"], att["InstanceId"]), ("attaching", inst.id))
+        self.client.get_waiter("volume_in_use").wait(VolumeIds=[vol.id], WaiterConfig=WAIT)
+        vol.reload()
+        self.assertEqual(vol.attachments[0]["InstanceId"], inst.id)
+        # The instance's resource lists it, and the volume's instance loads.
+        self.assertIn(vol.id, [v.id for v in inst.volumes.all()])
+        inst.reload()
+        self.assertIn("/dev/sdf", [m["DeviceName"] for m in inst.block_device_mappings])
+
+        snap = vol.create_snapshot(Description="res snapshot")
+        self.addCleanup(self.quietly, snap.delete)
+        self.assertEqual((snap.volume_id, snap.state), (vol.id, "pending"))
+        snap.wait_until_completed(WaiterConfig=WAIT)
+        snap.reload()
+        self.assertEqual((snap.state, snap.progress, snap.volume_size), ("completed", "100%", 2))
+        self.assertEqual(snap.volume.id, vol.id)
+        self.assertIn(snap.id, [s.id for s in vol.snapshots.all()])
+        self.assertIn(snap.id, [s.id for s in self.ec2.snapshots.filter(OwnerIds=["self"])])
+
+        det = vol.detach_from_instance()
+        self.assertEqual(det["State"], "detaching")
+        self.client.get_waiter("volume_available").wait(VolumeIds=[vol.id], WaiterConfig=WAIT)
+        copy = self.ec2.create_volume(SnapshotId=snap.id, AvailabilityZone=zone)
+        self.addCleanup(self.quietly, copy.delete)
+        self.assertEqual((copy.snapshot_id, copy.size), (snap.id, 2))
+        self.client.get_waiter("volume_available").wait(VolumeIds=[copy.id], WaiterConfig=WAIT)
+        copy.delete()
+        vol.delete()
+        self.client.get_waiter("volume_deleted").wait(VolumeIds=[vol.id, copy.id], WaiterConfig=WAIT)
+        self.assertNotIn(vol.id, [v.id for v in self.ec2.volumes.all()])
+        self.assertClientError("InvalidVolume.NotFound", 400, vol.load)
+
+    @staticmethod
+    def quietly(fn, **kwargs):
+        try:
+            fn(**kwargs)
+        except ClientError:
+            pass
+
+
+class CapturedImages(ResourceTestCase):
+    def test_instance_create_image(self):
         (inst,) = self.create()
+        inst.wait_until_running(WaiterConfig=WAIT)
+        image = inst.create_image(Name="res-" + uuid.uuid4().hex[:8], Description="from the resource API")
+        self.addCleanup(Volumes.quietly, image.deregister)
+        self.assertIn(image.state, ("pending", "available"))
+        self.assertFalse(image.public)
+        image.wait_until_exists(WaiterConfig=WAIT)
+        self.client.get_waiter("image_available").wait(ImageIds=[image.id], WaiterConfig=WAIT)
+        image.reload()
+        self.assertEqual((image.state, image.description), ("available", "from the resource API"))
+        self.assertIn(image.id, [i.id for i in self.ec2.images.filter(Owners=["self"])])
+        (child,) = self.create(ImageId=image.id)
+        self.assertEqual(child.image_id, image.id)
+        self.assertNotIn(image.id, [i.id for i in self.bob.images.all()])
+        image.deregister()
+        self.assertNotIn(image.id, [i.id for i in self.ec2.images.filter(Owners=["self"])])
+
+
+class SecurityGroups(ResourceTestCase):
+    def test_create_authorize_launch_revoke_delete(self):
+        vpc = [v for v in self.ec2.vpcs.all() if v.is_default][0]
+        name = "res-" + uuid.uuid4().hex[:8]
+        sg = self.ec2.create_security_group(GroupName=name, Description="resource group", VpcId=vpc.id)
+        self.assertRegex(sg.id, GROUP_ID)
+        self.assertEqual((sg.group_name, sg.description, sg.vpc_id), (name, "resource group", vpc.id))
+        got = sg.authorize_ingress(IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="0.0.0.0/0")
+        self.assertTrue(got["Return"])
+        sg.authorize_ingress(IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                                             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        sg.reload()
+        self.assertEqual(sorted(p["FromPort"] for p in sg.ip_permissions), [22, 443])
+        self.assertIn(sg.id, [g.id for g in vpc.security_groups.all()])
+        with self.assertRaises(ClientError) as cm:
+            sg.authorize_ingress(IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="0.0.0.0/0")
+        self.assertEqual(cm.exception.response["Error"]["Code"], "InvalidPermission.Duplicate")
+
+        (inst,) = self.create(SecurityGroupIds=[sg.id])
+        inst.load()
+        self.assertEqual(inst.security_groups, [{"GroupId": sg.id, "GroupName": name}])
+        self.assertIn(inst.id, [i.id for i in self.ec2.instances.filter(
+            Filters=[{"Name": "instance.group-id", "Values": [sg.id]}])])
+        inst.terminate()
+        inst.wait_until_terminated(WaiterConfig=WAIT)
+        sg.revoke_ingress(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0")
+        sg.reload()
+        self.assertEqual([p["FromPort"] for p in sg.ip_permissions], [22])
+        sg.delete()
+        self.assertClientError("InvalidGroup.NotFound", 400, sg.load)
+
+
+class Addresses(ResourceTestCase):
+    def test_vpc_address_associate_and_release(self):
+        self.assertEqual(list(self.ec2.classic_addresses.all()), [])
+        alloc = self.client.allocate_address(Domain="vpc")
+        address = self.ec2.VpcAddress(alloc["AllocationId"])
+        address.load()
+        self.assertEqual((address.public_ip, address.domain), (alloc["PublicIp"], "vpc"))
+        self.assertIsNone(address.association_id)
+        self.assertIn(address.allocation_id, [a.allocation_id for a in self.ec2.vpc_addresses.all()])
+        (inst,) = self.create()
+        inst.wait_until_running(WaiterConfig=WAIT)
+        got = address.associate(InstanceId=inst.id)
+        address.reload()
+        self.assertEqual((address.instance_id, address.association_id),
+                         (inst.id, got["AssociationId"]))
+        inst.reload()
+        self.assertEqual(inst.public_ip_address, address.public_ip)
+        association = self.ec2.NetworkInterfaceAssociation(address.association_id)
+        self.assertEqual(association.id, got["AssociationId"])
+        self.assertClientError("InvalidIPAddress.InUse", 400, address.release)
+        self.client.disassociate_address(AssociationId=address.association_id)
+        address.reload()
+        self.assertIsNone(address.instance_id)
+        address.release()
+        self.assertNotIn(alloc["AllocationId"], [a.allocation_id for a in self.ec2.vpc_addresses.all()])
         got = self.client.describe_addresses(Filters=[{"Name": "instance-id", "Values": [inst.id]}])
         self.assertEqual(got["Addresses"], [])
-        self.assertEqual(list(self.ec2.vpc_addresses.all()), [])
-        self.assertEqual(list(self.ec2.classic_addresses.all()), [])
 
 
 if __name__ == "__main__":

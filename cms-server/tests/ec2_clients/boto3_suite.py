@@ -19,6 +19,7 @@ import datetime
 import hashlib
 import os
 import re
+import time
 import unittest
 import uuid
 import xml.etree.ElementTree as ET
@@ -48,11 +49,20 @@ NS = "{http://ec2.amazonaws.com/doc/2016-11-15/}"
 MADE_UP_INSTANCE = "i-0123456789abcdef0"
 MADE_UP_IMAGE = "ami-0123456789abcdef0"
 MADE_UP_SUBNET = "subnet-0123456789abcdef0"
+MADE_UP_VOLUME = "vol-0123456789abcdef0"
+MADE_UP_SNAPSHOT = "snap-0123456789abcdef0"
+MADE_UP_GROUP = "sg-0123456789abcdef0"
+MADE_UP_ALLOCATION = "eipalloc-0123456789abcdef0"
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{17}$")
 RESERVATION_ID = re.compile(r"^r-[0-9a-f]{17}$")
 IMAGE_ID = re.compile(r"^ami-[0-9a-f]{17}$")
 KEY_PAIR_ID = re.compile(r"^key-[0-9a-f]{17}$")
+VOLUME_ID = re.compile(r"^vol-[0-9a-f]{17}$")
+SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{17}$")
+GROUP_ID = re.compile(r"^sg-[0-9a-f]{17}$")
+RULE_ID = re.compile(r"^sgr-[0-9a-f]{17}$")
+ALLOCATION_ID = re.compile(r"^eipalloc-[0-9a-f]{17}$")
 ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 
 
@@ -1034,6 +1044,473 @@ class TenantIsolation(Ec2TestCase):
         self.assertEqual(d["KeyFingerprint"], hers["KeyFingerprint"])
         (d,) = self.bob.describe_key_pairs(KeyNames=[name])["KeyPairs"]
         self.assertEqual(d["KeyFingerprint"], his["KeyFingerprint"])
+
+
+class FamiliesTestCase(Ec2TestCase):
+    """Volumes, snapshots, images, groups and addresses made by a test and removed
+    after it (in reverse order)."""
+
+    def zone(self):
+        return self.ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+
+    def quietly(self, fn, **kwargs):
+        try:
+            fn(**kwargs)
+        except ClientError:
+            pass
+
+    def create_volume(self, ec2=None, tags=None, **kwargs):
+        ec2 = ec2 or self.ec2
+        kwargs.setdefault("AvailabilityZone", self.zone())
+        if "SnapshotId" not in kwargs:
+            kwargs.setdefault("Size", 1)
+        if tags:
+            kwargs["TagSpecifications"] = [
+                {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            ]
+        v = ec2.create_volume(**kwargs)
+        self.addCleanup(self.delete_volume_quietly, ec2, v["VolumeId"])
+        return v
+
+    def delete_volume_quietly(self, ec2, vid):
+        try:
+            ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig={"Delay": 1, "MaxAttempts": 10})
+        except (ClientError, WaiterError):
+            pass
+        self.quietly(ec2.delete_volume, VolumeId=vid)
+
+    def running(self, ec2=None, **kwargs):
+        ec2 = ec2 or self.ec2
+        iid = self.launch(ec2, **kwargs)["Instances"][0]["InstanceId"]
+        ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=WAIT)
+        return iid
+
+    def create_group(self, name=None, ec2=None, **kwargs):
+        ec2 = ec2 or self.ec2
+        name = name or "grp-" + uuid.uuid4().hex[:8]
+        g = ec2.create_security_group(GroupName=name, Description=f"group {name}", **kwargs)
+        self.addCleanup(self.delete_group_eventually, ec2, g["GroupId"])
+        return g["GroupId"], name
+
+    def delete_group_eventually(self, ec2, gid):
+        # Instances terminated by earlier cleanups leave the group as they end.
+        for _ in range(40):
+            try:
+                ec2.delete_security_group(GroupId=gid)
+                return
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "DependencyViolation":
+                    return
+                time.sleep(0.5)
+
+
+class Volumes(FamiliesTestCase):
+    def test_life_cycle_with_every_volume_waiter(self):
+        zone = self.zone()
+        v = self.create_volume(Size=2, VolumeType="gp3", tags={"Name": "data", "team": "blue"})
+        vid = v["VolumeId"]
+        self.assertRegex(vid, VOLUME_ID)
+        self.assertEqual((v["State"], v["Size"], v["AvailabilityZone"]), ("creating", 2, zone))
+        self.assertEqual(tags_of(v), {"Name": "data", "team": "blue"})
+        self.assertIsInstance(v["CreateTime"], datetime.datetime)
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+
+        iid = self.running(Placement={"AvailabilityZone": zone})
+        att = self.ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
+        self.assertEqual((att["VolumeId"], att["InstanceId"], att["Device"], att["State"]),
+                         (vid, iid, "/dev/sdf", "attaching"))
+        (seen,) = self.ec2.describe_volumes(VolumeIds=[vid])["Volumes"]
+        self.assertEqual(seen["State"], "in-use")
+        self.assertIn(seen["Attachments"][0]["State"], ("attaching", "attached"))
+        self.ec2.get_waiter("volume_in_use").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        for _ in range(50):
+            (seen,) = self.ec2.describe_volumes(VolumeIds=[vid])["Volumes"]
+            if seen["Attachments"][0]["State"] == "attached":
+                break
+            time.sleep(0.1)
+        self.assertEqual(seen["Attachments"][0]["InstanceId"], iid)
+        self.assertEqual(seen["Attachments"][0]["Device"], "/dev/sdf")
+        (inst,) = self.describe(InstanceIds=[iid])
+        mappings = {m["DeviceName"]: m["Ebs"] for m in inst["BlockDeviceMappings"]}
+        self.assertEqual(mappings["/dev/sdf"]["VolumeId"], vid)
+        self.assertEqual(mappings["/dev/sdf"]["Status"], "attached")
+        self.assertIn(inst["RootDeviceName"], mappings)
+
+        det = self.ec2.detach_volume(VolumeId=vid)
+        self.assertEqual((det["State"], det["InstanceId"]), ("detaching", iid))
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        self.ec2.delete_volume(VolumeId=vid)
+        self.ec2.get_waiter("volume_deleted").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        self.assertClientError("InvalidVolume.NotFound", 400, self.ec2.describe_volumes, VolumeIds=[vid])
+
+    def test_errors_are_ebs_errors(self):
+        v = self.create_volume()
+        vid = v["VolumeId"]
+        self.assertClientError("InvalidVolume.NotFound", 400, self.ec2.describe_volumes, VolumeIds=[MADE_UP_VOLUME])
+        self.assertClientError("InvalidVolume.Malformed", 400, self.ec2.describe_volumes, VolumeIds=["vol-nope"])
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.create_volume,
+                               Size=1, AvailabilityZone=self.zone(), VolumeType="turbo")
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.create_volume,
+                               Size=1, AvailabilityZone="nowhere-1z")
+        self.assertClientError("UnknownParameter", 400, self.ec2.create_volume,
+                               Size=1, AvailabilityZone=self.zone(), Iops=3000)
+        self.assertClientError("UnsupportedOperation", 400, self.ec2.create_volume,
+                               Size=1, AvailabilityZone=self.zone(), Encrypted=True)
+        token = "vol-" + uuid.uuid4().hex
+        first = self.create_volume(ClientToken=token, Size=3)
+        self.assertEqual(self.ec2.create_volume(ClientToken=token, Size=3, AvailabilityZone=self.zone())["VolumeId"],
+                         first["VolumeId"])
+        self.assertClientError("IdempotentParameterMismatch", 400, self.ec2.create_volume,
+                               ClientToken=token, Size=4, AvailabilityZone=self.zone())
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        self.assertClientError("IncorrectState", 400, self.ec2.detach_volume, VolumeId=vid)
+        iid = self.running(Placement={"AvailabilityZone": self.zone()})
+        self.ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdg")
+        self.assertClientError("VolumeInUse", 400, self.ec2.attach_volume,
+                               VolumeId=vid, InstanceId=iid, Device="/dev/sdh")
+        self.assertClientError("VolumeInUse", 400, self.ec2.delete_volume, VolumeId=vid)
+        self.assertClientError("InvalidAttachment.NotFound", 400, self.ec2.detach_volume,
+                               VolumeId=vid, Device="/dev/sdz")
+        self.ec2.get_waiter("volume_in_use").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        for _ in range(50):
+            (v,) = self.ec2.describe_volumes(VolumeIds=[vid])["Volumes"]
+            if v["Attachments"][0]["State"] == "attached":
+                break
+            time.sleep(0.1)
+        self.ec2.detach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdg", Force=True)
+
+    def test_filters(self):
+        batch = uuid.uuid4().hex[:10]
+        a = self.create_volume(Size=1, tags={"batch": batch, "role": "a"})["VolumeId"]
+        b = self.create_volume(Size=2, tags={"batch": batch, "role": "b"})["VolumeId"]
+
+        def select(*filters):
+            fs = [{"Name": "tag:batch", "Values": [batch]}] + [{"Name": n, "Values": v} for n, v in filters]
+            return sorted(v["VolumeId"] for v in self.ec2.describe_volumes(Filters=fs)["Volumes"])
+
+        self.assertEqual(select(), sorted([a, b]))
+        self.assertEqual(select(("size", ["2"])), [b])
+        self.assertEqual(select(("tag:role", ["a"])), [a])
+        self.assertEqual(select(("tag-key", ["role"])), sorted([a, b]))
+        self.assertEqual(select(("volume-id", [a])), [a])
+        self.assertEqual(select(("availability-zone", [self.zone()])), sorted([a, b]))
+        self.assertEqual(select(("volume-type", ["gp2"]), ("encrypted", ["false"])), sorted([a, b]))
+        self.assertEqual(select(("status", ["deleted"])), [])
+        self.assertEqual(select(("attachment.instance-id", [MADE_UP_INSTANCE])), [])
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.describe_volumes,
+                               Filters=[{"Name": "fast-restored", "Values": ["true"]}])
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.describe_volumes,
+                               Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+
+    def test_paginators(self):
+        batch = uuid.uuid4().hex[:10]
+        made = sorted(self.create_volume(tags={"batch": batch})["VolumeId"] for _ in range(7))
+        for config in ({"PageSize": 5}, {"PageSize": 5, "MaxItems": 6}):
+            pages = list(self.ec2.get_paginator("describe_volumes").paginate(
+                Filters=[{"Name": "tag:batch", "Values": [batch]}], PaginationConfig=config))
+            got = [v["VolumeId"] for p in pages for v in p["Volumes"]]
+            self.assertEqual(len(got), len(set(got)))
+            if "MaxItems" in config:
+                self.assertEqual(len(got), 6)
+            else:
+                self.assertEqual([len(p["Volumes"]) for p in pages], [5, 2])
+                self.assertEqual(sorted(got), made)
+        # Without filters: the service's own pages of the tenant's volumes.
+        every = self.ec2.get_paginator("describe_volumes").paginate(
+            PaginationConfig={"PageSize": 5}).build_full_result()["Volumes"]
+        self.assertTrue(set(made) <= {v["VolumeId"] for v in every})
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=made[:1], WaiterConfig=WAIT)
+        snaps = [self.ec2.create_snapshot(VolumeId=made[0], Description=f"page {n}")["SnapshotId"] for n in range(6)]
+        for sid in snaps:
+            self.addCleanup(self.quietly, self.ec2.delete_snapshot, SnapshotId=sid)
+        pages = list(self.ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [made[0]]}],
+            PaginationConfig={"PageSize": 5}))
+        self.assertEqual([len(p["Snapshots"]) for p in pages], [5, 1])
+        self.assertEqual(sorted(s["SnapshotId"] for p in pages for s in p["Snapshots"]), sorted(snaps))
+
+
+class Snapshots(FamiliesTestCase):
+    def test_snapshot_and_a_volume_from_it(self):
+        vid = self.create_volume(Size=3)["VolumeId"]
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        s = self.ec2.create_snapshot(
+            VolumeId=vid, Description="nightly",
+            TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "Name", "Value": "n1"}]}])
+        sid = s["SnapshotId"]
+        self.addCleanup(self.quietly, self.ec2.delete_snapshot, SnapshotId=sid)
+        self.assertRegex(sid, SNAPSHOT_ID)
+        self.assertEqual((s["State"], s["VolumeId"], s["VolumeSize"], s["Description"]),
+                         ("pending", vid, 3, "nightly"))
+        self.assertRegex(s["OwnerId"], ACCOUNT_ID)
+        self.assertTrue(s["Progress"].endswith("%"))
+        self.assertEqual(tags_of(s), {"Name": "n1"})
+        self.ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=WAIT)
+        (done,) = self.ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"]
+        self.assertEqual((done["State"], done["Progress"]), ("completed", "100%"))
+        mine = self.ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+        self.assertIn(sid, [x["SnapshotId"] for x in mine])
+        by_account = self.ec2.describe_snapshots(OwnerIds=[s["OwnerId"]])["Snapshots"]
+        self.assertIn(sid, [x["SnapshotId"] for x in by_account])
+        self.assertEqual(self.ec2.describe_snapshots(OwnerIds=["amazon"])["Snapshots"], [])
+        completed = self.ec2.describe_snapshots(Filters=[{"Name": "status", "Values": ["completed"]},
+                                                         {"Name": "volume-id", "Values": [vid]}])["Snapshots"]
+        self.assertEqual([x["SnapshotId"] for x in completed], [sid])
+
+        copy = self.create_volume(SnapshotId=sid)
+        self.assertEqual((copy["SnapshotId"], copy["Size"]), (sid, 3))
+        self.assertClientError("InvalidSnapshot.NotFound", 400, self.ec2.describe_snapshots,
+                               SnapshotIds=[MADE_UP_SNAPSHOT])
+        self.assertClientError("InvalidSnapshot.NotFound", 400, self.ec2.create_volume,
+                               SnapshotId=MADE_UP_SNAPSHOT, AvailabilityZone=self.zone())
+        self.assertClientError("InvalidSnapshot.Malformed", 400, self.ec2.delete_snapshot, SnapshotId="snap-x")
+        self.assertClientError("InvalidVolume.NotFound", 400, self.ec2.create_snapshot, VolumeId=MADE_UP_VOLUME)
+        self.ec2.delete_snapshot(SnapshotId=sid)
+        self.assertClientError("InvalidSnapshot.NotFound", 400, self.ec2.describe_snapshots, SnapshotIds=[sid])
+
+
+class CapturedImages(FamiliesTestCase):
+    def test_create_image_wait_launch_deregister(self):
+        iid = self.running()
+        name = "golden-" + uuid.uuid4().hex[:8]
+        ami = self.ec2.create_image(InstanceId=iid, Name=name, Description="golden image", NoReboot=True)["ImageId"]
+        self.addCleanup(self.quietly, self.ec2.deregister_image, ImageId=ami)
+        self.assertRegex(ami, IMAGE_ID)
+        (img,) = self.ec2.describe_images(ImageIds=[ami])["Images"]
+        self.assertEqual((img["Public"], img["Name"], img["Description"]), (False, name, "golden image"))
+        self.assertIn(img["State"], ("pending", "available"))
+        owner = self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["OwnerId"]
+        self.assertEqual(img["OwnerId"], owner)
+        self.ec2.get_waiter("image_available").wait(ImageIds=[ami], WaiterConfig=WAIT)
+        mine = [i["ImageId"] for i in self.ec2.describe_images(Owners=["self"])["Images"]]
+        self.assertIn(ami, mine)
+        self.assertFalse(set(mine) & {i["ImageId"] for i in self.images}, "the catalogue is not alice's")
+        self.assertIn(ami, [i["ImageId"] for i in self.ec2.describe_images(Owners=[owner])["Images"]])
+        public = self.ec2.describe_images(Filters=[{"Name": "is-public", "Values": ["true"]}])["Images"]
+        self.assertNotIn(ami, [i["ImageId"] for i in public])
+        self.assertEqual(sorted(i["ImageId"] for i in self.ec2.describe_images(ExecutableUsers=["all"])["Images"]),
+                         sorted(i["ImageId"] for i in self.images))
+        self.assertClientError("InvalidAMIName.Duplicate", 400, self.ec2.create_image, InstanceId=iid, Name=name)
+
+        launched = self.launch(ImageId=ami)["Instances"][0]
+        self.assertEqual(launched["ImageId"], ami)
+        self.assertClientError("UnauthorizedOperation", 403, self.ec2.deregister_image, ImageId=self.image)
+        self.assertEqual(self.ec2.deregister_image(ImageId=ami)["Return"], True)
+        self.assertNotIn(ami, [i["ImageId"] for i in self.ec2.describe_images(Owners=["self"])["Images"]])
+
+
+class SecurityGroups(FamiliesTestCase):
+    def test_create_authorize_describe_revoke_delete(self):
+        vpc = [v["VpcId"] for v in self.ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]
+        gid, name = self.create_group(VpcId=vpc, TagSpecifications=[
+            {"ResourceType": "security-group", "Tags": [{"Key": "team", "Value": "blue"}]}])
+        self.assertRegex(gid, GROUP_ID)
+        self.ec2.get_waiter("security_group_exists").wait(GroupIds=[gid], WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+        got = self.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        ])
+        self.assertTrue(got["Return"])
+        rules = got["SecurityGroupRules"]
+        self.assertEqual(len(rules), 2)
+        for r in rules:
+            self.assertRegex(r["SecurityGroupRuleId"], RULE_ID)
+            self.assertEqual((r["GroupId"], r["IsEgress"]), (gid, False))
+        # The legacy form, and AWS's refusal of a rule held already.
+        self.ec2.authorize_security_group_ingress(GroupId=gid, IpProtocol="tcp", FromPort=80, ToPort=80,
+                                                  CidrIp="0.0.0.0/0")
+        e = self.assertClientError("InvalidPermission.Duplicate", 400, self.ec2.authorize_security_group_ingress,
+                                   GroupId=gid, IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="0.0.0.0/0")
+        self.assertIn("already exists", e.response["Error"]["Message"])
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.authorize_security_group_ingress,
+                               GroupId=gid, IpProtocol="tcp", CidrIp="0.0.0.0/0")
+        self.assertClientError("InvalidParameterValue", 400, self.ec2.authorize_security_group_ingress,
+                               GroupId=gid, IpProtocol="gre", CidrIp="0.0.0.0/0")
+        self.ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[
+            {"IpProtocol": "17", "FromPort": 53, "ToPort": 53, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+
+        (g,) = self.ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]
+        self.assertEqual((g["GroupName"], g["Description"], g["VpcId"]), (name, f"group {name}", vpc))
+        self.assertRegex(g["OwnerId"], ACCOUNT_ID)
+        self.assertEqual(tags_of(g), {"team": "blue"})
+        ingress = {(p["IpProtocol"], p.get("FromPort"), p.get("ToPort")): [r["CidrIp"] for r in p["IpRanges"]]
+                   for p in g["IpPermissions"]}
+        self.assertEqual(ingress, {("tcp", 22, 22): ["0.0.0.0/0"], ("tcp", 80, 80): ["0.0.0.0/0"],
+                                   ("icmp", -1, -1): ["10.0.0.0/8"]})
+        egress = {(p["IpProtocol"], p.get("FromPort")) for p in g["IpPermissionsEgress"]}
+        self.assertEqual(egress, {("-1", None), ("udp", 53)})
+        by_name = self.ec2.describe_security_groups(GroupNames=[name])["SecurityGroups"]
+        self.assertEqual([x["GroupId"] for x in by_name], [gid])
+        for f, v in (("ip-permission.from-port", "80"), ("ip-permission.cidr", "10.0.0.0/8"),
+                     ("egress.ip-permission.protocol", "udp"), ("tag:team", "blue"), ("group-name", name)):
+            got = self.ec2.describe_security_groups(Filters=[{"Name": f, "Values": [v]}])["SecurityGroups"]
+            self.assertEqual([x["GroupId"] for x in got], [gid], f)
+
+        # Instances in it, by id and by name.
+        iid = self.launch(SecurityGroupIds=[gid])["Instances"][0]["InstanceId"]
+        other = self.launch(SecurityGroups=[name])["Instances"][0]["InstanceId"]
+        for i in (iid, other):
+            (inst,) = self.describe(InstanceIds=[i])
+            self.assertEqual(inst["SecurityGroups"], [{"GroupId": gid, "GroupName": name}])
+        got = self.describe(Filters=[{"Name": "instance.group-id", "Values": [gid]}])
+        self.assertEqual(sorted(i["InstanceId"] for i in got), sorted([iid, other]))
+        self.assertClientError("InvalidGroup.NotFound", 400, self.ec2.run_instances, ImageId=self.image,
+                               InstanceType=self.itype, MinCount=1, MaxCount=1, SecurityGroupIds=[MADE_UP_GROUP])
+        self.assertClientError("DependencyViolation", 400, self.ec2.delete_security_group, GroupId=gid)
+
+        # Revoking: what it does not hold is not found; a rule id revokes its rule.
+        self.assertClientError("InvalidPermission.NotFound", 400, self.ec2.revoke_security_group_ingress,
+                               GroupId=gid, IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0")
+        some = self.ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        ])
+        self.assertTrue(some["Return"])
+        self.assertEqual([(p["IpProtocol"], p["FromPort"]) for p in some["UnknownIpPermissions"]], [("tcp", 443)])
+        self.ec2.revoke_security_group_ingress(GroupId=gid, SecurityGroupRuleIds=[rules[0]["SecurityGroupRuleId"]])
+        (g,) = self.ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]
+        self.assertEqual([p["IpProtocol"] for p in g["IpPermissions"]], ["icmp"])
+
+    def test_default_groups_group_peers_and_errors(self):
+        default = self.ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]
+        self.assertClientError("CannotDelete", 400, self.ec2.delete_security_group, GroupId=default["GroupId"])
+        self.assertClientError("UnauthorizedOperation", 403, self.ec2.authorize_security_group_ingress,
+                               GroupId=default["GroupId"], IpProtocol="tcp", FromPort=22, ToPort=22,
+                               CidrIp="0.0.0.0/0")
+        web, web_name = self.create_group()
+        db, _ = self.create_group()
+        self.assertClientError("InvalidGroup.Duplicate", 400, self.ec2.create_security_group,
+                               GroupName=web_name, Description="again")
+        self.assertClientError("MissingParameter", 400, self.ec2.create_security_group,
+                               GroupName="no-description", Description="")
+        self.ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": web}]}])
+        (g,) = self.ec2.describe_security_groups(GroupIds=[db])["SecurityGroups"]
+        pairs = g["IpPermissions"][0]["UserIdGroupPairs"]
+        self.assertEqual([p["GroupId"] for p in pairs], [web])
+        self.assertRegex(pairs[0]["UserId"], ACCOUNT_ID)
+        self.assertClientError("DependencyViolation", 400, self.ec2.delete_security_group, GroupId=web)
+        self.ec2.revoke_security_group_ingress(GroupId=db, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": web}]}])
+        self.ec2.delete_security_group(GroupName=web_name)
+        self.assertClientError("InvalidGroup.NotFound", 400, self.ec2.describe_security_groups, GroupIds=[web])
+        self.assertClientError("InvalidGroup.NotFound", 400, self.ec2.describe_security_groups,
+                               GroupIds=[MADE_UP_GROUP])
+        self.assertClientError("InvalidGroupId.Malformed", 400, self.ec2.describe_security_groups,
+                               GroupIds=["sg-zz"])
+        self.assertClientError("InvalidGroup.NotFound", 400, self.ec2.describe_security_groups,
+                               GroupNames=["no-such-group-" + uuid.uuid4().hex[:6]])
+
+    def test_paginator(self):
+        made = sorted(self.create_group()[0] for _ in range(6))
+        pages = list(self.ec2.get_paginator("describe_security_groups").paginate(PaginationConfig={"PageSize": 5}))
+        got = [g["GroupId"] for p in pages for g in p["SecurityGroups"]]
+        self.assertEqual(len(got), len(set(got)))
+        self.assertTrue(set(made) <= set(got))
+        self.assertTrue(all(len(p["SecurityGroups"]) == 5 for p in pages[:-1]))
+
+
+class ElasticIps(FamiliesTestCase):
+    def test_allocate_associate_describe_release(self):
+        a = self.ec2.allocate_address(Domain="vpc", TagSpecifications=[
+            {"ResourceType": "elastic-ip", "Tags": [{"Key": "app", "Value": "web"}]}])
+        alloc, ip = a["AllocationId"], a["PublicIp"]
+        self.addCleanup(self.quietly, self.ec2.release_address, AllocationId=alloc)
+        self.assertRegex(alloc, ALLOCATION_ID)
+        self.assertEqual(a["Domain"], "vpc")
+        iid = self.running()
+        assoc = self.ec2.associate_address(AllocationId=alloc, InstanceId=iid)["AssociationId"]
+        self.assertEqual(assoc, "eipassoc-" + alloc.split("-", 1)[1])
+        (inst,) = self.describe(InstanceIds=[iid])
+        self.assertEqual(inst["PublicIpAddress"], ip)
+        (got,) = self.ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+        self.assertEqual((got["PublicIp"], got["InstanceId"], got["AssociationId"], got["Domain"]),
+                         (ip, iid, assoc, "vpc"))
+        self.assertEqual(got["PrivateIpAddress"], inst["PrivateIpAddress"])
+        self.assertEqual(tags_of(got), {"app": "web"})
+        for f, v in (("instance-id", iid), ("association-id", assoc), ("public-ip", ip),
+                     ("allocation-id", alloc), ("domain", "vpc"), ("tag:app", "web"),
+                     ("private-ip-address", inst["PrivateIpAddress"])):
+            listed = self.ec2.describe_addresses(Filters=[{"Name": f, "Values": [v]}])["Addresses"]
+            self.assertEqual([x["AllocationId"] for x in listed], [alloc], f)
+        self.assertEqual(self.ec2.describe_addresses(PublicIps=[ip])["Addresses"][0]["AllocationId"], alloc)
+        # DescribeAddresses has no pages in the EC2 API: botocore has no paginator.
+        self.assertFalse(self.ec2.can_paginate("describe_addresses"))
+
+        other = self.running()
+        self.assertClientError("Resource.AlreadyAssociated", 400, self.ec2.associate_address,
+                               AllocationId=alloc, InstanceId=other)
+        self.ec2.associate_address(PublicIp=ip, InstanceId=other, AllowReassociation=True)
+        self.assertClientError("InvalidIPAddress.InUse", 400, self.ec2.release_address, AllocationId=alloc)
+        self.ec2.disassociate_address(PublicIp=ip)
+        self.assertClientError("InvalidAssociationID.NotFound", 400, self.ec2.disassociate_address,
+                               AssociationId=assoc)
+        self.ec2.release_address(AllocationId=alloc)
+        self.assertClientError("InvalidAllocationID.NotFound", 400, self.ec2.describe_addresses,
+                               AllocationIds=[alloc])
+        self.assertClientError("InvalidAddress.NotFound", 400, self.ec2.describe_addresses, PublicIps=[ip])
+        self.assertClientError("InvalidAllocationID.Malformed", 400, self.ec2.release_address,
+                               AllocationId="eipalloc-x")
+        self.assertClientError("UnsupportedOperation", 400, self.ec2.allocate_address, Domain="standard")
+        attrs = {a["AttributeName"]: a["AttributeValues"][0]["AttributeValue"]
+                 for a in self.ec2.describe_account_attributes()["AccountAttributes"]}
+        self.assertEqual(attrs["vpc-max-elastic-ips"], "5")
+
+
+class FamiliesTenantIsolation(FamiliesTestCase):
+    def assertSameAsMadeUp(self, call, key, theirs, made_up, code, **extra):
+        """`call` naming another tenant's object answers exactly as for a made-up id."""
+        answers = []
+        for oid in (theirs, made_up):
+            with self.assertRaises(ClientError) as cm:
+                call(**{key: [oid] if key.endswith("s") else oid}, **extra)
+            r = cm.exception.response
+            answers.append((r["Error"]["Code"], r["ResponseMetadata"]["HTTPStatusCode"],
+                            r["Error"]["Message"].replace(oid, "<id>")))
+        self.assertEqual(answers[0][:2], (code, 400), answers)
+        self.assertEqual(answers[0], answers[1])
+
+    def test_bob_sees_and_touches_none_of_alices(self):
+        vid = self.create_volume()["VolumeId"]
+        self.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=WAIT)
+        sid = self.ec2.create_snapshot(VolumeId=vid)["SnapshotId"]
+        self.addCleanup(self.quietly, self.ec2.delete_snapshot, SnapshotId=sid)
+        gid, _ = self.create_group()
+        alloc = self.ec2.allocate_address(Domain="vpc")["AllocationId"]
+        self.addCleanup(self.quietly, self.ec2.release_address, AllocationId=alloc)
+        iid = self.running()
+        ami = self.ec2.create_image(InstanceId=iid, Name="iso-" + uuid.uuid4().hex[:8])["ImageId"]
+        self.addCleanup(self.quietly, self.ec2.deregister_image, ImageId=ami)
+
+        bob = self.bob
+        self.assertNotIn(vid, [v["VolumeId"] for v in bob.describe_volumes()["Volumes"]])
+        self.assertNotIn(sid, [s["SnapshotId"] for s in bob.describe_snapshots(OwnerIds=["self"])["Snapshots"]])
+        self.assertNotIn(gid, [g["GroupId"] for g in bob.describe_security_groups()["SecurityGroups"]])
+        self.assertNotIn(alloc, [a["AllocationId"] for a in bob.describe_addresses()["Addresses"]])
+        self.assertNotIn(ami, [i["ImageId"] for i in bob.describe_images()["Images"]])
+        self.assertSameAsMadeUp(bob.describe_volumes, "VolumeIds", vid, MADE_UP_VOLUME, "InvalidVolume.NotFound")
+        self.assertSameAsMadeUp(bob.delete_volume, "VolumeId", vid, MADE_UP_VOLUME, "InvalidVolume.NotFound")
+        self.assertSameAsMadeUp(bob.create_snapshot, "VolumeId", vid, MADE_UP_VOLUME, "InvalidVolume.NotFound")
+        self.assertSameAsMadeUp(bob.describe_snapshots, "SnapshotIds", sid, MADE_UP_SNAPSHOT,
+                                "InvalidSnapshot.NotFound")
+        self.assertSameAsMadeUp(bob.delete_snapshot, "SnapshotId", sid, MADE_UP_SNAPSHOT, "InvalidSnapshot.NotFound")
+        self.assertSameAsMadeUp(bob.describe_security_groups, "GroupIds", gid, MADE_UP_GROUP, "InvalidGroup.NotFound")
+        self.assertSameAsMadeUp(bob.delete_security_group, "GroupId", gid, MADE_UP_GROUP, "InvalidGroup.NotFound")
+        self.assertSameAsMadeUp(bob.release_address, "AllocationId", alloc, MADE_UP_ALLOCATION,
+                                "InvalidAllocationID.NotFound")
+        self.assertSameAsMadeUp(bob.describe_images, "ImageIds", ami, MADE_UP_IMAGE, "InvalidAMIID.NotFound")
+        self.assertSameAsMadeUp(bob.deregister_image, "ImageId", ami, MADE_UP_IMAGE, "InvalidAMIID.NotFound")
+        his = self.running(bob)
+        self.assertSameAsMadeUp(bob.attach_volume, "VolumeId", vid, MADE_UP_VOLUME, "InvalidVolume.NotFound",
+                                InstanceId=his, Device="/dev/sdf")
+        self.assertSameAsMadeUp(bob.associate_address, "AllocationId", alloc, MADE_UP_ALLOCATION,
+                                "InvalidAllocationID.NotFound", InstanceId=his)
+        # Nor may alice use bob's instance.
+        self.assertClientError("InvalidInstanceID.NotFound", 400, self.ec2.attach_volume,
+                               VolumeId=vid, InstanceId=his, Device="/dev/sdf")
+        # Alice's are as she left them.
+        (v,) = self.ec2.describe_volumes(VolumeIds=[vid])["Volumes"]
+        self.assertEqual(v["Attachments"], [])
 
 
 if __name__ == "__main__":

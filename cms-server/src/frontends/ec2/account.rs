@@ -1,10 +1,21 @@
 //! The account: DescribeAccountAttributes.
+//!
+//! The limits are what the provider declares: `max-elastic-ips` and
+//! `vpc-max-elastic-ips` are 0 where its driver cannot allocate addresses, and AWS's
+//! default quota (5) where it can (a backend's own limit may be higher; past it,
+//! AllocateAddress answers `AddressLimitExceeded`);
+//! `vpc-max-security-groups-per-interface` is 0 where instances cannot be put in
+//! groups, else AWS's default (5; cms itself sets no limit).
 
 use super::actions::{caps, MAX_LAUNCH};
 use super::error::{Ec2Error, Result};
 use super::xml::Xml;
 use super::Call;
 use crate::service::Kind;
+
+/// AWS's default quota of Elastic IPs per region, and of security groups per network
+/// interface.
+const AWS_DEFAULT_QUOTA: &str = "5";
 
 pub(super) async fn describe_account_attributes(c: &Call<'_>) -> Result<String> {
     let wanted = c.p.list("AttributeName")?;
@@ -26,13 +37,16 @@ pub(super) async fn describe_account_attributes(c: &Call<'_>) -> Result<String> 
     } else {
         "none".to_owned()
     };
+    let limit = |declared: bool| if declared { AWS_DEFAULT_QUOTA } else { "0" };
+    let addresses = limit(caps(c).addresses.allocate);
+    let groups = limit(caps(c).instances.security_groups);
     let attrs: [(&str, Vec<String>); 6] = [
         ("supported-platforms", vec!["VPC".into()]),
         ("default-vpc", vec![default_vpc]),
         ("max-instances", vec![MAX_LAUNCH.to_string()]),
-        ("vpc-max-security-groups-per-interface", vec!["0".into()]),
-        ("max-elastic-ips", vec!["0".into()]),
-        ("vpc-max-elastic-ips", vec!["0".into()]),
+        ("vpc-max-security-groups-per-interface", vec![groups.into()]),
+        ("max-elastic-ips", vec![addresses.into()]),
+        ("vpc-max-elastic-ips", vec![addresses.into()]),
     ];
     for w in &wanted {
         if !attrs.iter().any(|(n, _)| n == w) {

@@ -1,6 +1,8 @@
 //! The actions: each reads its parameters, calls the [service](crate::service) and
 //! writes the answer. The actions live beside this file by resource (`instances`,
-//! `tags`, `keys`, `catalogue`, `account`); what they share is here.
+//! `tags`, `keys`, `catalogue`, `account`, `volumes`, `images`, `security_groups`,
+//! `addresses`); what they share is here, and in `families` what the families of
+//! tenant-owned objects besides instances share.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,10 @@ use crate::service::Kind;
 pub(super) const MAX_LAUNCH: i64 = 100;
 
 pub(super) async fn run(action: Action, c: &Call<'_>) -> Result<String> {
-    use super::{account, addresses, attributes, catalogue, instances, keys, tags};
+    use super::{
+        account, addresses, attributes, catalogue, images, instances, keys, security_groups, tags,
+        volumes,
+    };
     match action {
         Action::RunInstances => instances::run_instances(c).await,
         Action::DescribeInstances => instances::describe_instances(c).await,
@@ -42,8 +47,29 @@ pub(super) async fn run(action: Action, c: &Call<'_>) -> Result<String> {
         Action::DeleteKeyPair => keys::delete_key_pair(c).await,
         Action::DescribeAccountAttributes => account::describe_account_attributes(c).await,
         Action::DescribeAddresses => addresses::describe_addresses(c).await,
+        Action::AllocateAddress => addresses::allocate_address(c).await,
+        Action::AssociateAddress => addresses::associate_address(c).await,
+        Action::DisassociateAddress => addresses::disassociate_address(c).await,
+        Action::ReleaseAddress => addresses::release_address(c).await,
         Action::DescribeInstanceAttribute => attributes::describe_instance_attribute(c).await,
         Action::GetConsoleOutput => attributes::get_console_output(c).await,
+        Action::CreateVolume => volumes::create_volume(c).await,
+        Action::DescribeVolumes => volumes::describe_volumes(c).await,
+        Action::AttachVolume => volumes::attach_volume(c).await,
+        Action::DetachVolume => volumes::detach_volume(c).await,
+        Action::DeleteVolume => volumes::delete_volume(c).await,
+        Action::CreateSnapshot => volumes::create_snapshot(c).await,
+        Action::DescribeSnapshots => volumes::describe_snapshots(c).await,
+        Action::DeleteSnapshot => volumes::delete_snapshot(c).await,
+        Action::CreateImage => images::create_image(c).await,
+        Action::DeregisterImage => images::deregister_image(c).await,
+        Action::CreateSecurityGroup => security_groups::create_security_group(c).await,
+        Action::DescribeSecurityGroups => security_groups::describe_security_groups(c).await,
+        Action::DeleteSecurityGroup => security_groups::delete_security_group(c).await,
+        Action::AuthorizeSecurityGroupIngress
+        | Action::AuthorizeSecurityGroupEgress
+        | Action::RevokeSecurityGroupIngress
+        | Action::RevokeSecurityGroupEgress => security_groups::change_rules(c, action).await,
     }
 }
 
@@ -64,6 +90,30 @@ pub(super) const COMMON: &[&str] = &[
 
 const FILTERS: [&str; 2] = ["Filter.N.Name", "Filter.N.Value.N"];
 const PAGES: [&str; 2] = ["MaxResults", "NextToken"];
+const TAG_SPECS: [&str; 3] = [
+    "TagSpecification.N.ResourceType",
+    "TagSpecification.N.Tag.N.Key",
+    "TagSpecification.N.Tag.N.Value",
+];
+/// The rules of Authorize/RevokeSecurityGroup* (IPv4 ranges and group peers), in the
+/// structured form and in the legacy top-level one.
+const PERMISSIONS: [&str; 15] = [
+    "IpPermissions.N.IpProtocol",
+    "IpPermissions.N.FromPort",
+    "IpPermissions.N.ToPort",
+    "IpPermissions.N.IpRanges.N.CidrIp",
+    "IpPermissions.N.IpRanges.N.Description",
+    "IpPermissions.N.Groups.N.GroupId",
+    "IpPermissions.N.Groups.N.GroupName",
+    "IpPermissions.N.Groups.N.UserId",
+    "IpPermissions.N.Groups.N.Description",
+    "CidrIp",
+    "IpProtocol",
+    "FromPort",
+    "ToPort",
+    "SourceSecurityGroupName",
+    "SourceSecurityGroupOwnerId",
+];
 
 /// The parameters each action takes beyond [`COMMON`], as patterns (`N`: a list
 /// position; see [`describes`](super::params::describes)). Each is read by the action;
@@ -72,6 +122,21 @@ pub(super) fn parameters(action: Action) -> &'static [&'static str] {
     macro_rules! with_filters {
         ($($p:expr),* $(,)?) => {{
             const P: &[&str] = &[FILTERS[0], FILTERS[1], $($p),*];
+            P
+        }};
+    }
+    macro_rules! with_tag_specs {
+        ($($p:expr),* $(,)?) => {{
+            const P: &[&str] = &[TAG_SPECS[0], TAG_SPECS[1], TAG_SPECS[2], $($p),*];
+            P
+        }};
+    }
+    macro_rules! with_rules {
+        ($($p:expr),* $(,)?) => {{
+            const P: &[&str] = &[
+        PERMISSIONS[0], PERMISSIONS[1], PERMISSIONS[2], PERMISSIONS[3], PERMISSIONS[4], PERMISSIONS[5], PERMISSIONS[6], PERMISSIONS[7], PERMISSIONS[8], PERMISSIONS[9], PERMISSIONS[10], PERMISSIONS[11], PERMISSIONS[12], PERMISSIONS[13], PERMISSIONS[14],
+                $($p),*
+            ];
             P
         }};
     }
@@ -92,6 +157,12 @@ pub(super) fn parameters(action: Action) -> &'static [&'static str] {
             "Placement.AvailabilityZone",
             "SecurityGroupId.N",
             "SecurityGroup.N",
+            "BlockDeviceMapping.N.DeviceName",
+            "BlockDeviceMapping.N.Ebs.VolumeSize",
+            "BlockDeviceMapping.N.Ebs.SnapshotId",
+            "BlockDeviceMapping.N.Ebs.DeleteOnTermination",
+            "BlockDeviceMapping.N.Ebs.VolumeType",
+            "BlockDeviceMapping.N.Ebs.Encrypted",
             "TagSpecification.N.ResourceType",
             "TagSpecification.N.Tag.N.Key",
             "TagSpecification.N.Tag.N.Value",
@@ -143,6 +214,51 @@ pub(super) fn parameters(action: Action) -> &'static [&'static str] {
         Action::DeleteKeyPair => &["KeyName", "KeyPairId"],
         Action::DescribeAccountAttributes => &["AttributeName.N"],
         Action::DescribeAddresses => with_filters!("PublicIp.N", "AllocationId.N"),
+        Action::AllocateAddress => with_tag_specs!("Domain"),
+        Action::AssociateAddress => &[
+            "AllocationId",
+            "PublicIp",
+            "InstanceId",
+            "PrivateIpAddress",
+            "AllowReassociation",
+            "NetworkInterfaceId",
+        ],
+        Action::DisassociateAddress => &["AssociationId", "PublicIp"],
+        Action::ReleaseAddress => &["AllocationId", "PublicIp"],
+        Action::CreateVolume => with_tag_specs!(
+            "AvailabilityZone",
+            "Size",
+            "SnapshotId",
+            "VolumeType",
+            "Encrypted",
+            "ClientToken"
+        ),
+        Action::DescribeVolumes => with_pages!("VolumeId.N"),
+        Action::AttachVolume => &["VolumeId", "InstanceId", "Device"],
+        Action::DetachVolume => &["VolumeId", "InstanceId", "Device", "Force"],
+        Action::DeleteVolume => &["VolumeId"],
+        Action::CreateSnapshot => with_tag_specs!("VolumeId", "Description"),
+        Action::DescribeSnapshots => with_pages!("SnapshotId.N", "Owner.N"),
+        Action::DeleteSnapshot => &["SnapshotId"],
+        Action::CreateImage => with_tag_specs!("InstanceId", "Name", "Description", "NoReboot"),
+        Action::DeregisterImage => &["ImageId", "DeleteAssociatedSnapshots"],
+        Action::CreateSecurityGroup => with_tag_specs!("GroupName", "GroupDescription", "VpcId"),
+        Action::DescribeSecurityGroups => with_pages!("GroupId.N", "GroupName.N"),
+        Action::DeleteSecurityGroup => &["GroupId", "GroupName"],
+        Action::AuthorizeSecurityGroupIngress => with_rules!(
+            "GroupId",
+            "GroupName",
+            TAG_SPECS[0],
+            TAG_SPECS[1],
+            TAG_SPECS[2],
+        ),
+        Action::AuthorizeSecurityGroupEgress => {
+            with_rules!("GroupId", TAG_SPECS[0], TAG_SPECS[1], TAG_SPECS[2],)
+        }
+        Action::RevokeSecurityGroupIngress => {
+            with_rules!("GroupId", "GroupName", "SecurityGroupRuleId.N",)
+        }
+        Action::RevokeSecurityGroupEgress => with_rules!("GroupId", "SecurityGroupRuleId.N",),
         Action::DescribeInstanceAttribute => &["InstanceId", "Attribute"],
         Action::GetConsoleOutput => &["InstanceId", "Latest"],
     }
@@ -336,15 +452,16 @@ pub(super) async fn resolve_catalogue(
 }
 
 /// The id of something cms shows for an object without keeping it apart: an
-/// instance's root volume (`vol-`), a VPC's default security group (`sg-`), an
-/// image's root snapshot (`snap-`). It is the object's own id with the other prefix
+/// instance's root volume (`vol-`), a VPC's default security group on a provider that
+/// keeps no groups (`sg-`), an image's root snapshot (`snap-`). It is the object's own id with the other prefix
 /// (the 17 digits are the object's, so the id is as stable and as unique as it).
 pub(super) fn derived_id(prefix: &str, of: &str) -> String {
     let digits = of.split_once('-').map(|(_, d)| d).unwrap_or(of);
     format!("{prefix}-{digits}")
 }
 
-/// The name of the security group every VPC has until cms models security groups.
+/// The name of the security group every VPC has (on a provider that keeps no security
+/// groups, the one its instances are shown in).
 pub(super) const DEFAULT_GROUP: &str = "default";
 
 /// The device name of the root volume cms shows for every instance and image.
@@ -430,6 +547,23 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
     })
 }
 
+/// A digest of a request's parameters (but its client token, version, dry-run flag
+/// and signature): what tells a repeated request with a `ClientToken` from another.
+pub(super) fn request_hash(p: &View<'_>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in p.entries() {
+        if matches!(k, "ClientToken" | "Version" | "DryRun") || k.starts_with("X-Amz-") {
+            continue;
+        }
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The tags shown for an instance: `Name` is its name (cms has a name where EC2 has
 /// the `Name` tag), then its other tags.
 pub(super) fn shown_tags(vm: &Instance) -> Vec<(&str, &str)> {
@@ -447,8 +581,8 @@ pub(super) fn shown_tags(vm: &Instance) -> Vec<(&str, &str)> {
 }
 
 /// `TagSpecification.N` tags for `resource_type`, the one thing the action makes;
-/// specifications for other resource types are refused (cms makes no volumes or
-/// interfaces with it), never silently dropped.
+/// specifications for other resource types are refused (RunInstances tags no volumes
+/// or interfaces it makes), never silently dropped.
 pub(super) fn tag_specifications(p: &View<'_>, resource_type: &str) -> Result<Tags> {
     let mut tags = Tags::new();
     for spec in p.structs("TagSpecification")? {

@@ -5,7 +5,7 @@ use base64::Engine as _;
 
 use super::actions::{caps, check_shape, refs, require, Memo, INSTANCE_CODES, ROOT_DEVICE};
 use super::error::{Ec2Error, Result};
-use super::instances::{write_devices, write_groups};
+use super::instances::{write_devices, write_groups, Related};
 use super::xml::Xml;
 use super::Call;
 use crate::service::{InstanceRef, Kind};
@@ -91,14 +91,16 @@ pub(super) async fn describe_instance_attribute(c: &Call<'_>) -> Result<String> 
         "rootDeviceName" => value(&mut x, attribute, ROOT_DEVICE),
         "blockDeviceMapping" => {
             let launched = vm.created_at.as_ref().map(super::xml::time_text);
-            write_devices(&mut x, vm, o.entry(), launched.as_deref())
+            let related = Related::of(c, &[vm]).await?;
+            write_devices(&mut x, vm, o.entry(), launched.as_deref(), &related)
         }
         "productCodes" => {
             x.empty("productCodes");
         }
         "groupSet" => {
             let r = refs(c, vm, &mut Memo::default()).await?;
-            write_groups(&mut x, &r);
+            let related = Related::of(c, &[vm]).await?;
+            write_groups(&mut x, vm, &r, &related);
         }
         _ => {
             x.open("enclaveOptions")

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use cms_core::{Flavor, Image, Location, Network};
 
 use super::actions::{
-    caps, catalogue_owner, check_filters, derived_id, max_results, paginate, require,
+    account_id, caps, catalogue_owner, check_filters, derived_id, max_results, paginate, require,
     resolve_catalogue, IMAGE_CODES, ROOT_DEVICE,
 };
 use super::error::{Ec2Error, Result};
+use super::families::{finish, listing, owner_account, resolve_owned};
+use super::images::ec2_image_state;
 use super::params::filters;
 use super::xml::Xml;
 use super::Call;
-use crate::service::Kind;
+use crate::service::{Kind, Shown};
 
 /// The backend ids of the public ids a Describe* request names (`None`: it names none,
 /// so every object is wanted).
@@ -49,6 +51,8 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         "image-type",
         "is-public",
         "owner-id",
+        "owner-alias",
+        "creation-date",
         "tag-key",
         "root-device-type",
         "root-device-name",
@@ -62,11 +66,14 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
     ];
     check_filters(&fs, KNOWN, &["tag:"])?;
     let max = max_results(&c.p, 5..=1000)?;
-    // Every image is public, so executable by every account (the `all` group, `self`
-    // and any account id alike); the values are only checked for their form.
-    for who in c.p.list("ExecutableBy")? {
-        if who != "all"
-            && who != "self"
+    let me = account_id(&c.tenant.name);
+    let catalogue = catalogue_owner(c);
+    // The catalogue's images are public, executable by every account (`all`, `self`,
+    // any account id); a captured image is private, executable by its owner only.
+    let executable_by = c.p.list("ExecutableBy")?;
+    for who in &executable_by {
+        if *who != "all"
+            && *who != "self"
             && !(who.len() == 12 && who.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(Ec2Error::invalid_value(format!(
@@ -77,55 +84,90 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
     c.p.bool("IncludeDeprecated")?;
     c.p.bool("IncludeDisabled")?;
     let ids = c.p.list("ImageId")?;
-    let wanted = wanted_ids(c, Kind::Image, &ids, IMAGE_CODES).await?;
-    let owner = catalogue_owner(c);
+    let wanted: Option<HashSet<Arc<str>>> = if ids.is_empty() {
+        None
+    } else {
+        Some(
+            resolve_owned(c, Kind::Image, &ids, IMAGE_CODES)
+                .await?
+                .into_iter()
+                .collect(),
+        )
+    };
     let owners = c.p.list("Owner")?;
-    let owner_ok = owners.is_empty()
-        || owners
-            .iter()
-            .any(|o| *o == owner || *o == "amazon" || *o == "cms");
-    let images = c
-        .service
-        .collect_images(c.provider)
-        .await
-        .map_err(|e| Ec2Error::from_core(&e, "InvalidAMIID.NotFound"))?;
-    let images: Vec<Image> = images
+    let filter = cms_core::ImageFilter::default();
+    let (images, _) = listing(c, None, true, |req| {
+        let filter = &filter;
+        async move {
+            c.service
+                .list_images(c.tenant, c.provider, filter, &req, true)
+                .await
+        }
+    })
+    .await?;
+    // Who owns an image, as an account id: the provider for its catalogue, the tenant
+    // that captured it otherwise.
+    let owner_of = |i: &Image| {
+        if i.shared {
+            catalogue.clone()
+        } else {
+            owner_account(c, i.owner.as_deref())
+        }
+    };
+    let owned_by = |i: &Image, who: &str| {
+        let owner = owner_of(i);
+        match who {
+            "self" => !i.shared && owner == me,
+            "amazon" | "cms" => i.shared,
+            other => owner == other,
+        }
+    };
+    let executable = |i: &Image, who: &str| match who {
+        "all" => i.shared,
+        "self" => i.shared || owner_of(i) == me,
+        other => i.shared || owner_of(i) == other,
+    };
+    let images: Vec<Shown<Image>> = images
         .into_iter()
-        .filter(|i| wanted.as_ref().is_none_or(|w| w.contains(i.id.as_str())))
-        .filter(|_| owner_ok)
-        .collect();
-    let backend: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-    let ec2 = c
-        .service
-        .public_ids(c.provider, Kind::Image, &backend)
-        .await?;
-    let arch = |i: &Image| i.architecture.clone().unwrap_or_else(|| "x86_64".into());
-    // The tenant's own tags over the backend's.
-    let ids: Vec<&str> = ec2.iter().map(|i| &**i).collect();
-    let mut mine = c.service.tenant_tags(c.tenant, &ids).await?;
-    let images: Vec<Image> = ec2
-        .iter()
-        .zip(images)
-        .map(|(id, mut i)| {
-            if let Some(t) = mine.remove(id) {
-                i.tags.extend(t);
-            }
-            i
+        .filter(|s| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(s.item.id.as_str()))
+        })
+        .filter(|s| owners.is_empty() || owners.iter().any(|o| owned_by(&s.item, o)))
+        .filter(|s| {
+            executable_by.is_empty() || executable_by.iter().any(|w| executable(&s.item, w))
         })
         .collect();
-    let mut rows: Vec<(Arc<str>, Image)> = ec2
+    let arch = |i: &Image| i.architecture.clone().unwrap_or_else(|| "x86_64".into());
+    // The tenant's own tags over the backend's.
+    let public: Vec<&str> = images.iter().map(|s| &*s.entry().public_id).collect();
+    let mut mine = c.service.tenant_tags(c.tenant, &public).await?;
+    let images: Vec<Shown<Image>> = images
         .into_iter()
-        .zip(images)
-        .filter(|(id, i)| {
+        .map(|mut s| {
+            if let Some(t) = mine.remove(&s.entry().public_id) {
+                s.item.tags.extend(t);
+            }
+            s
+        })
+        .collect();
+    let rows: Vec<Shown<Image>> = images
+        .into_iter()
+        .filter(|s| {
+            let (id, i) = (&*s.entry().public_id, &s.item);
+            let created = i.created_at.as_ref().map(super::xml::time_text);
             fs.iter().all(|f| match f.name.as_str() {
-                "image-id" => f.matches([&**id]),
+                "image-id" => f.matches([id]),
                 "name" => f.matches([i.name.as_str()]),
                 "description" => f.matches([i.description.as_deref().unwrap_or("")]),
-                "state" => f.matches(["available"]),
+                "state" => f.matches([ec2_image_state(i.state)]),
                 "architecture" => f.matches([arch(i).as_str()]),
                 "image-type" => f.matches(["machine"]),
-                "is-public" => f.matches(["true"]),
-                "owner-id" => f.matches([owner.as_str()]),
+                "is-public" => f.matches([if i.shared { "true" } else { "false" }]),
+                "owner-id" => f.matches([owner_of(i).as_str()]),
+                "owner-alias" => i.shared && f.matches(["amazon"]),
+                "creation-date" => f.matches(created.as_deref()),
                 "root-device-type" | "block-device-mapping.volume-type" => {
                     f.matches([if f.name == "root-device-type" {
                         "ebs"
@@ -144,11 +186,10 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
             })
         })
         .collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let (page, next) = paginate(rows, |(id, _)| id.to_string(), max, &c.p)?;
+    let (page, next) = finish(c, rows, true, None, max)?;
     // The root volume of an image that states no size is the smallest a flavor gives.
     let smallest_disk =
-        if page.iter().any(|(_, i)| i.min_disk_gib.is_none()) && caps(c).flavors.list {
+        if page.iter().any(|s| s.item.min_disk_gib.is_none()) && caps(c).flavors.list {
             c.service
                 .collect_flavors(c.provider)
                 .await?
@@ -160,14 +201,21 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         };
     let mut x = Xml::response("DescribeImages", c.request_id, 256 + page.len() * 700);
     x.open("imagesSet");
-    for (id, i) in &page {
+    for s in &page {
+        let (id, i) = (&*s.entry().public_id, &s.item);
         x.open("item")
             .leaf("imageId", id)
             .leaf("imageLocation", &format!("{}/{}", c.provider.name, i.name))
-            .leaf("imageState", "available")
-            .leaf("imageOwnerId", &owner)
-            .bool("isPublic", true)
-            .leaf("architecture", &arch(i))
+            .leaf("imageState", ec2_image_state(i.state))
+            .leaf("imageOwnerId", &owner_of(i))
+            .bool("isPublic", i.shared);
+        if let Some(t) = &i.created_at {
+            x.leaf("creationDate", &super::xml::time_text(t));
+        }
+        if i.shared {
+            x.leaf("imageOwnerAlias", "amazon");
+        }
+        x.leaf("architecture", &arch(i))
             .leaf("imageType", "machine")
             .leaf("platformDetails", "Linux/UNIX")
             .leaf("name", &i.name);
@@ -185,6 +233,12 @@ pub(super) async fn describe_images(c: &Call<'_>) -> Result<String> {
         )
         .leaf("virtualizationType", "hvm")
         .leaf("hypervisor", "xen");
+        if i.state == cms_core::ImageState::Error {
+            x.open("stateReason")
+                .leaf("code", "Client.ImageCaptureFailed")
+                .leaf("message", &format!("the backend reports `{}`", i.raw_state))
+                .close("stateReason");
+        }
         x.tags(
             "tagSet",
             i.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),

@@ -122,6 +122,26 @@ impl Ec2Error {
     }
 }
 
+/// The EC2 form of a service error, the kinds in `codes` with the code given (an
+/// action's own words: `VolumeInUse` for an `InvalidState` of a volume, …); a
+/// `NotFound` is always worded by what is missing, as [`From`] words it.
+pub fn mapped(e: cms_core::Error, codes: &[(ErrorKind, &'static str)]) -> Ec2Error {
+    if e.kind() == ErrorKind::NotFound {
+        return e.into();
+    }
+    match codes.iter().find(|(k, _)| *k == e.kind()) {
+        Some((_, code)) => {
+            let status = if *code == "UnauthorizedOperation" {
+                403
+            } else {
+                400
+            };
+            Ec2Error::new(*code, status, e.to_string())
+        }
+        None => e.into(),
+    }
+}
+
 /// The EC2 code and words of a resource that is not found, by what the error says is
 /// missing (its resource: `instance i-…`, `image ami-…`, `key pair web`, …).
 fn not_found_of(resource: &str) -> Option<(&'static str, &'static str, &str)> {
@@ -132,6 +152,10 @@ fn not_found_of(resource: &str) -> Option<(&'static str, &'static str, &str)> {
         ("network ", "InvalidSubnetID.NotFound", "subnet ID"),
         ("flavor ", "InvalidInstanceType", "instance type"),
         ("location ", "InvalidParameterValue", "availability zone"),
+        ("volume ", "InvalidVolume.NotFound", "volume"),
+        ("snapshot ", "InvalidSnapshot.NotFound", "snapshot"),
+        ("security group ", "InvalidGroup.NotFound", "security group"),
+        ("address ", "InvalidAllocationID.NotFound", "allocation ID"),
     ];
     KINDS
         .iter()

@@ -4,11 +4,12 @@
 use super::actions::{self, COMMON};
 use super::error::Result;
 use super::params::{self, Params};
-use super::{keymat, keys, Action};
+use super::{keymat, keys, security_groups, Action};
 
 /// Parses `form` as the parameters of an EC2 request and reads them as the actions
 /// do (action, unknown parameters, filters, lists, structures, numbers, flags, page
-/// token, tag specifications, imported key material); whether every read succeeded.
+/// token, tag specifications, security rules, imported key material); whether every
+/// read succeeded.
 pub(crate) fn parse(form: &str) -> bool {
     match read(form) {
         Ok(()) => true,
@@ -44,6 +45,8 @@ fn read(form: &str) -> Result<()> {
     for spec in p.structs("BlockDeviceMapping")? {
         spec.nested("Ebs").int("VolumeSize", 1..=16384)?;
     }
+    // Security rules, in both forms (group names are resolved later, by the service).
+    let _ = security_groups::parse_rules(&p);
     if let Some(material) = p.get("PublicKeyMaterial") {
         let _ = keymat::imported(&keys::material_text(material));
     }

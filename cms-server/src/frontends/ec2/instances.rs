@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use cms_core::{
-    FlavorId, ImageId, Instance, InstanceAction, InstanceFilter, InstanceSpec, InstanceState,
-    LocationId, NetworkId, Page, PageRequest,
+    BlockDevice, FlavorId, ImageId, Instance, InstanceAction, InstanceFilter, InstanceSpec,
+    InstanceState, NetworkId, Page, PageRequest, SnapshotId, VolumeFilter, VolumeId, VolumeState,
+    MAX_VOLUME_GIB,
 };
-use sha2::{Digest, Sha256};
 
 use super::actions::{
     account_id, caps, check_filters, check_shape, derived_id, ec2_state, max_results, missing_ids,
@@ -18,17 +18,124 @@ use super::actions::{
     ROOT_DEVICE, SUBNET_CODES,
 };
 use super::error::{Ec2Error, Result};
+use super::families::{ec2_device, idempotency, listing, public_ids, resolve_owned, zone};
 use super::params::{filters, Filter, View};
+use super::security_groups::{launch_groups, names_of, usable_group_names, GroupNames};
+use super::volumes::SNAPSHOT_CODES;
 use super::xml::{id_leaf, leaf, time_bytes, time_text, Xml};
 use super::{Action, Call};
-use crate::service::{CreateRequest, Idempotency, InstanceRef, Owned};
+use crate::service::{CreateRequest, InstanceRef, Owned};
 use crate::service::{Entry, Kind};
 
 /// Creates in flight at once for one state change of many instances.
 const CONCURRENCY: usize = 8;
 
+/// What the answers of a page of instances name besides their image and network,
+/// loaded once for the page: their security groups (their public ids and names) and
+/// their volumes (public ids, states, creation times). Nothing is asked when no
+/// instance of the page names any.
+#[derive(Default)]
+pub(super) struct Related {
+    /// Groups by backend id, when the provider keeps security groups (otherwise each
+    /// instance shows its VPC's derived default group).
+    groups: Option<GroupNames>,
+    /// Volumes by backend id.
+    volumes: HashMap<String, VolumeInfo>,
+}
+
+/// A volume an instance shows in its `blockDeviceMapping`.
+struct VolumeInfo {
+    public: Arc<str>,
+    state: Option<VolumeState>,
+    created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Related {
+    /// What `vms` name, in one listing per family.
+    pub(super) async fn of(c: &Call<'_>, vms: &[&Instance]) -> Result<Related> {
+        let mut r = Related::default();
+        if caps(c).security_groups.list {
+            let ids: Vec<&str> = vms
+                .iter()
+                .flat_map(|vm| vm.security_group_ids.iter().map(|g| g.as_str()))
+                .collect();
+            r.groups = Some(names_of(c, ids).await?);
+        }
+        let mut ids: Vec<&str> = vms
+            .iter()
+            .flat_map(|vm| vm.volumes.iter().map(|v| v.volume_id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(r);
+        }
+        if caps(c).volumes.list {
+            let filter = VolumeFilter {
+                ids: ids.iter().map(|i| VolumeId::new(*i)).collect(),
+                ..VolumeFilter::default()
+            };
+            let listed = listing(c, None, true, |req| {
+                let filter = &filter;
+                async move {
+                    c.service
+                        .list_volumes(c.tenant, c.provider, filter, &req, true)
+                        .await
+                }
+            })
+            .await;
+            // Volumes a member may not list (its provider keeps no owners of volumes)
+            // are shown by id alone.
+            let listed = match listed {
+                Ok((listed, _)) => listed,
+                Err(e) if e.code == "UnsupportedOperation" => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            for v in listed {
+                r.volumes.insert(
+                    v.item.id.to_string(),
+                    VolumeInfo {
+                        public: v.entry().public_id.clone(),
+                        state: Some(v.item.state),
+                        created: v.item.created_at,
+                    },
+                );
+            }
+        }
+        let unseen: Vec<&str> = ids
+            .into_iter()
+            .filter(|i| !r.volumes.contains_key(*i))
+            .collect();
+        for (b, public) in public_ids(c, Kind::Volume, unseen).await? {
+            r.volumes.insert(
+                b,
+                VolumeInfo {
+                    public,
+                    state: None,
+                    created: None,
+                },
+            );
+        }
+        Ok(r)
+    }
+
+    /// The public ids and names of an instance's groups (`None`: the provider keeps
+    /// no groups).
+    fn groups_of<'a>(
+        &'a self,
+        vm: &'a Instance,
+    ) -> Option<impl Iterator<Item = (&'a str, &'a str)>> {
+        let groups = self.groups.as_ref()?;
+        Some(
+            vm.security_group_ids
+                .iter()
+                .filter_map(move |g| groups.get(g.as_str()).map(|(id, name)| (&**id, &**name))),
+        )
+    }
+}
+
 /// Writes one instance `<item>`.
-pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
+pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs, rel: &Related) {
     // The hot path of DescribeInstances: constant runs are written in one piece.
     let (code, name) = ec2_state(vm.state);
     id_leaf!(x.raw("<item>"), "instanceId", &e.public_id);
@@ -76,7 +183,7 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
         leaf!(x, "ipAddress", ip);
     }
     x.raw("<sourceDestCheck>true</sourceDestCheck>");
-    write_groups(x, r);
+    write_groups(x, vm, r, rel);
     if vm.state == InstanceState::Error {
         x.raw("<stateReason><code>Server.InternalError</code>")
             .leaf("message", &state_reason(vm))
@@ -86,7 +193,7 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
         "<architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType>\
          <rootDeviceName>/dev/sda1</rootDeviceName>",
     );
-    write_devices(x, vm, e, launched);
+    write_devices(x, vm, e, launched, rel);
     x.raw("<virtualizationType>hvm</virtualizationType>");
     x.tags("tagSet", shown_tags(vm));
     x.raw(
@@ -95,9 +202,22 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs) {
     );
 }
 
-/// `groupSet`: the VPC's default security group (an instance outside any VPC has
-/// none).
-pub(super) fn write_groups(x: &mut Xml, r: &Refs) {
+/// `groupSet`: the instance's security groups, where the provider keeps them;
+/// otherwise its VPC's default group (an instance outside any VPC has none).
+pub(super) fn write_groups(x: &mut Xml, vm: &Instance, r: &Refs, rel: &Related) {
+    if let Some(groups) = rel.groups_of(vm) {
+        let mut opened = false;
+        for (id, name) in groups {
+            if !opened {
+                x.raw("<groupSet>");
+                opened = true;
+            }
+            id_leaf!(x.raw("<item>"), "groupId", id);
+            leaf!(x, "groupName", name).raw("</item>");
+        }
+        x.raw(if opened { "</groupSet>" } else { "<groupSet/>" });
+        return;
+    }
     match &r.group {
         Some(g) => id_leaf!(x.raw("<groupSet><item>"), "groupId", g)
             .raw("<groupName>default</groupName></item></groupSet>"),
@@ -105,26 +225,81 @@ pub(super) fn write_groups(x: &mut Xml, r: &Refs) {
     };
 }
 
-/// The root volume of an instance, as EBS shows it: attached at launch, deleted on
-/// termination (so a terminated instance has none).
+/// Whether an instance shows the root volume cms derives for it, as EBS shows one:
+/// attached at launch, deleted on termination (so a terminated instance has none),
+/// unless the backend shows the volume at the root device itself.
 pub(super) fn root_volume(vm: &Instance) -> bool {
     vm.state != InstanceState::Terminated
+        && !vm
+            .volumes
+            .iter()
+            .any(|v| v.device.as_deref().map(ec2_device).as_deref() == Some(ROOT_DEVICE))
+}
+
+/// EBS's status of an attachment of a volume in `state` to `vm`.
+fn attachment_status(vm: &Instance, state: Option<VolumeState>) -> &'static str {
+    match state {
+        Some(VolumeState::Attaching) => "attaching",
+        Some(VolumeState::Detaching) => "detaching",
+        _ if vm.state == InstanceState::Terminating => "detaching",
+        _ => "attached",
+    }
 }
 
 /// `blockDeviceMapping`: the root volume, attached when the instance was launched
-/// (`launched`, as EC2 writes times).
-pub(super) fn write_devices(x: &mut Xml, vm: &Instance, e: &Entry, launched: Option<&str>) {
-    if !root_volume(vm) {
+/// (`launched`, as EC2 writes times), then the volumes the backend shows attached.
+/// The model keeps no attach time: a volume's is the later of the launch and its
+/// creation (exact for volumes made with the instance or for it).
+pub(super) fn write_devices(
+    x: &mut Xml,
+    vm: &Instance,
+    e: &Entry,
+    launched: Option<&str>,
+    rel: &Related,
+) {
+    let root = root_volume(vm);
+    if !root && vm.volumes.is_empty() {
         x.raw("<blockDeviceMapping/>");
         return;
     }
-    x.raw("<blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs>")
-        .derived_id("volumeId", "vol", &e.public_id)
-        .raw(volume_status(vm).1);
-    if let Some(t) = launched {
-        leaf!(x, "attachTime", t);
+    x.raw("<blockDeviceMapping>");
+    if root {
+        x.raw("<item><deviceName>/dev/sda1</deviceName><ebs>")
+            .derived_id("volumeId", "vol", &e.public_id)
+            .raw(volume_status(vm).1);
+        if let Some(t) = launched {
+            leaf!(x, "attachTime", t);
+        }
+        x.raw("<deleteOnTermination>true</deleteOnTermination></ebs></item>");
     }
-    x.raw("<deleteOnTermination>true</deleteOnTermination></ebs></item></blockDeviceMapping>");
+    for v in &vm.volumes {
+        let info = rel.volumes.get(v.volume_id.as_str());
+        x.raw("<item>");
+        leaf!(
+            x,
+            "deviceName",
+            &ec2_device(v.device.as_deref().unwrap_or(""))
+        );
+        x.raw("<ebs>");
+        if let Some(i) = info {
+            id_leaf!(x, "volumeId", &i.public);
+        }
+        leaf!(
+            x,
+            "status",
+            attachment_status(vm, info.and_then(|i| i.state))
+        );
+        let attached = match (vm.created_at, info.and_then(|i| i.created)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = &attached {
+            x.time("attachTime", t);
+        }
+        x.bool("deleteOnTermination", v.delete_on_termination)
+            .raw("</ebs></item>");
+    }
+    x.raw("</blockDeviceMapping>");
 }
 
 /// The root volume's status, and its `<status>` element.
@@ -182,6 +357,8 @@ const SERVED: &[&str] = &[
     "vpc-id",
     "instance.group-id",
     "instance.group-name",
+    "group-id",
+    "group-name",
     "reservation-id",
     "launch-index",
     "private-ip-address",
@@ -257,6 +434,11 @@ fn unserved_filter(name: &str) -> Ec2Error {
 struct CatalogueIds {
     images: HashMap<Arc<str>, Arc<str>>,
     networks: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
+    /// Security groups the tenant may use, by backend id: public id and name (when
+    /// the provider keeps groups and a filter names them).
+    groups: Option<GroupNames>,
+    /// The tenant's volumes by backend id (when a filter names volume ids).
+    volumes: HashMap<String, Arc<str>>,
 }
 
 impl CatalogueIds {
@@ -264,16 +446,45 @@ impl CatalogueIds {
         let mut ids = CatalogueIds::default();
         let s = c.service;
         if fs.iter().any(|f| f.name == "image-id") {
-            let images = s.collect_images(c.provider).await?;
+            let images = s
+                .collect_images(c.tenant, c.provider, &cms_core::ImageFilter::default())
+                .await?;
             let backend: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
             let public = s.public_ids(c.provider, Kind::Image, &backend).await?;
             ids.images = backend.into_iter().map(Arc::from).zip(public).collect();
         }
-        if fs.iter().any(|f| {
+        let names_groups = |f: &Filter| {
             matches!(
                 f.name.as_str(),
-                "subnet-id" | "vpc-id" | "instance.group-id" | "instance.group-name"
+                "instance.group-id" | "instance.group-name" | "group-id" | "group-name"
             )
+        };
+        let groups_kept = caps(c).security_groups.list;
+        if groups_kept && fs.iter().any(names_groups) {
+            ids.groups = Some(usable_group_names(c).await?);
+        }
+        if fs
+            .iter()
+            .any(|f| f.name == "block-device-mapping.volume-id")
+            && caps(c).volumes.list
+        {
+            let filter = VolumeFilter::default();
+            let (listed, _) = listing(c, None, true, |req| {
+                let filter = &filter;
+                async move {
+                    c.service
+                        .list_volumes(c.tenant, c.provider, filter, &req, true)
+                        .await
+                }
+            })
+            .await?;
+            ids.volumes = listed
+                .into_iter()
+                .map(|v| (v.item.id.to_string(), v.entry().public_id.clone()))
+                .collect();
+        }
+        if fs.iter().any(|f| {
+            matches!(f.name.as_str(), "subnet-id" | "vpc-id") || (!groups_kept && names_groups(f))
         }) {
             let nets = s.collect_networks(c.provider).await?;
             let backend: Vec<&str> = nets.iter().map(|n| n.id.as_str()).collect();
@@ -318,8 +529,24 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
         }
         "subnet-id" => one(net.map(|(s, _)| &**s)),
         "vpc-id" => one(net.map(|(_, v)| &**v)),
-        "instance.group-id" => one(net.map(|(_, v)| derived_id("sg", v)).as_deref()),
-        "instance.group-name" => when(net.is_some(), is(DEFAULT_GROUP)),
+        "instance.group-id" | "group-id" => match &ids.groups {
+            Some(groups) => vm
+                .security_group_ids
+                .iter()
+                .filter_map(|g| groups.get(g.as_str()))
+                .map(|(id, _)| id.to_string())
+                .collect(),
+            None => one(net.map(|(_, v)| derived_id("sg", v)).as_deref()),
+        },
+        "instance.group-name" | "group-name" => match &ids.groups {
+            Some(groups) => vm
+                .security_group_ids
+                .iter()
+                .filter_map(|g| groups.get(g.as_str()))
+                .map(|(_, name)| name.to_string())
+                .collect(),
+            None => when(net.is_some(), is(DEFAULT_GROUP)),
+        },
         "reservation-id" => one(e.reservation.as_deref()),
         "launch-index" => vec![e.launch_index.to_string()],
         "private-ip-address" => vm.private_ips.clone(),
@@ -344,10 +571,39 @@ fn instance_field(f: &str, o: &Owned, ids: &CatalogueIds) -> Option<Vec<String>>
         "root-device-name" => is(ROOT_DEVICE),
         "source-dest-check" => is("true"),
         "ebs-optimized" => is("false"),
-        "block-device-mapping.device-name" => when(root, is(ROOT_DEVICE)),
-        "block-device-mapping.volume-id" => when(root, vec![derived_id("vol", &e.public_id)]),
-        "block-device-mapping.status" => when(root, is(volume_status(vm).0)),
-        "block-device-mapping.delete-on-termination" => when(root, is("true")),
+        "block-device-mapping.device-name" => when(root, is(ROOT_DEVICE))
+            .into_iter()
+            .chain(
+                vm.volumes
+                    .iter()
+                    .filter_map(|v| v.device.as_deref().map(|d| ec2_device(d).into_owned())),
+            )
+            .collect(),
+        "block-device-mapping.volume-id" => when(root, vec![derived_id("vol", &e.public_id)])
+            .into_iter()
+            .chain(
+                vm.volumes
+                    .iter()
+                    .filter_map(|v| ids.volumes.get(v.volume_id.as_str()))
+                    .map(|p| p.to_string()),
+            )
+            .collect(),
+        "block-device-mapping.status" => when(root, is(volume_status(vm).0))
+            .into_iter()
+            .chain(
+                vm.volumes
+                    .iter()
+                    .map(|_| attachment_status(vm, None).to_owned()),
+            )
+            .collect(),
+        "block-device-mapping.delete-on-termination" => when(root, is("true"))
+            .into_iter()
+            .chain(
+                vm.volumes
+                    .iter()
+                    .map(|v| v.delete_on_termination.to_string()),
+            )
+            .collect(),
         "block-device-mapping.attach-time" => when(
             root,
             vm.created_at.as_ref().map(time_text).into_iter().collect(),
@@ -547,6 +803,8 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
         groups.insert(l, members);
     }
     let items = &page.items;
+    let vms: Vec<&Instance> = items.iter().map(|o| &o.instance).collect();
+    let related = Related::of(c, &vms).await?;
     let mut x = Xml::response("DescribeInstances", c.request_id, 512 + items.len() * 1600);
     let mut memo = Memo::default();
     if items.is_empty() {
@@ -564,7 +822,7 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
             for i in members {
                 let o = &items[i];
                 let refs = refs(c, &o.instance, &mut memo).await?;
-                write_instance(&mut x, &o.instance, o.entry(), &refs);
+                write_instance(&mut x, &o.instance, o.entry(), &refs, &related);
             }
             x.close("instancesSet").close("item");
         }
@@ -797,9 +1055,9 @@ fn launch_options(p: &View<'_>) -> Result<()> {
     }
 }
 
-/// `SecurityGroupId.N` and `SecurityGroup.N` of a launch: cms has one security group
-/// per VPC, its `default` one, which every instance is in; naming it is fine, naming
-/// another is `InvalidGroup.NotFound`.
+/// `SecurityGroupId.N` and `SecurityGroup.N` of a launch on a provider that keeps no
+/// security groups: each VPC has one, its `default` one, which every instance is in;
+/// naming it is fine, naming another is `InvalidGroup.NotFound`.
 async fn check_groups(c: &Call<'_>, network: Option<&NetworkId>) -> Result<()> {
     let ids = c.p.list("SecurityGroupId")?;
     let names = c.p.list("SecurityGroup")?;
@@ -853,19 +1111,69 @@ async fn check_groups(c: &Call<'_>, network: Option<&NetworkId>) -> Result<()> {
     Ok(())
 }
 
-fn request_hash(p: &View<'_>) -> String {
-    let mut h = Sha256::new();
-    for (k, v) in p.entries() {
-        if matches!(k, "ClientToken" | "Version" | "DryRun") || k.starts_with("X-Amz-") {
-            continue;
+/// The EBS volume types a block device mapping may name (cms volumes are shown as
+/// `gp2`).
+const VOLUME_TYPES: &[&str] = &["standard", "io1", "io2", "gp2", "gp3", "sc1", "st1"];
+
+/// `BlockDeviceMapping.N` of a launch: new EBS volumes made with the instance, and
+/// the snapshots they name (backend id, public id). The root volume is the image's:
+/// a mapping for the root device is refused (cms cannot resize or replace it), as are
+/// encrypted volumes; instance-store devices are not taken at all.
+async fn block_devices(c: &Call<'_>) -> Result<(Vec<BlockDevice>, Vec<(String, String)>)> {
+    let mut out: Vec<BlockDevice> = Vec::new();
+    let mut snapshots = Vec::new();
+    for m in c.p.structs("BlockDeviceMapping")? {
+        let device = m.required("DeviceName")?;
+        if device == ROOT_DEVICE {
+            return Err(Ec2Error::unsupported(format!(
+                "{}: {ROOT_DEVICE} is the root volume, made from the image; cms cannot resize or \
+                 replace it (map data volumes at /dev/sdf to /dev/sdp)",
+                m.full_name("DeviceName")
+            )));
         }
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-        h.update([0]);
+        if out.iter().any(|b| b.device.as_deref() == Some(device)) {
+            return Err(Ec2Error::invalid_value(format!(
+                "Invalid block device mapping: the device name {device} is mapped twice"
+            )));
+        }
+        let ebs = m.nested("Ebs");
+        if let Some(t) = ebs.get("VolumeType") {
+            if !VOLUME_TYPES.contains(&t) {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({t}) for parameter {} is invalid. Valid values: {}",
+                    ebs.full_name("VolumeType"),
+                    VOLUME_TYPES.join(", ")
+                )));
+            }
+        }
+        if ebs.bool("Encrypted")? == Some(true) {
+            return Err(Ec2Error::unsupported(format!(
+                "{}: cms volumes are not encrypted",
+                ebs.full_name("Encrypted")
+            )));
+        }
+        let size = ebs.int("VolumeSize", 1..=i64::from(MAX_VOLUME_GIB))?;
+        let snapshot = match ebs.get("SnapshotId").filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let b = resolve_owned(c, Kind::Snapshot, &[s], SNAPSHOT_CODES)
+                    .await?
+                    .remove(0);
+                snapshots.push((b.to_string(), s.to_owned()));
+                Some(SnapshotId::new(&*b))
+            }
+            None => None,
+        };
+        if size.is_none() && snapshot.is_none() {
+            return Err(Ec2Error::missing(&ebs.full_name("VolumeSize")));
+        }
+        out.push(BlockDevice {
+            device: Some(device.to_owned()),
+            size_gib: size.map(|s| s as u32),
+            snapshot_id: snapshot,
+            delete_on_termination: ebs.bool("DeleteOnTermination")?.unwrap_or(true),
+        });
     }
-    let d = h.finalize();
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((out, snapshots))
 }
 
 pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
@@ -885,7 +1193,8 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         )));
     }
     let image_ec2 = p.required("ImageId")?;
-    let image = resolve_catalogue(c, Kind::Image, &[image_ec2], IMAGE_CODES)
+    // The catalogue's images and the tenant's own: another tenant's is not found.
+    let image = resolve_owned(c, Kind::Image, &[image_ec2], IMAGE_CODES)
         .await?
         .remove(0);
     let flavors = s
@@ -914,7 +1223,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         .get("KeyName")
         .filter(|k| !k.is_empty())
         .map(str::to_owned);
-    let network_ids = match p.get("SubnetId").filter(|s| !s.is_empty()) {
+    let mut network_ids: Vec<NetworkId> = match p.get("SubnetId").filter(|s| !s.is_empty()) {
         Some(sn) => resolve_catalogue(c, Kind::Subnet, &[sn], SUBNET_CODES)
             .await?
             .into_iter()
@@ -922,23 +1231,16 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
             .collect(),
         None => Vec::new(),
     };
-    check_groups(c, network_ids.first()).await?;
-    let location_id = match p
-        .nested("Placement")
-        .get("AvailabilityZone")
-        .filter(|z| !z.is_empty())
-    {
-        Some(z) => {
-            let zones = s.list_locations(c.provider).await?;
-            if !zones.iter().any(|l| l.id.as_str() == z) {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Invalid availability zone: [{z}]"
-                )));
-            }
-            Some(LocationId::new(z))
-        }
-        None => None,
+    let security_group_ids = if caps(c).security_groups.list {
+        let (groups, their_network) = launch_groups(c, network_ids.first()).await?;
+        network_ids.extend(their_network);
+        groups
+    } else {
+        check_groups(c, network_ids.first()).await?;
+        Vec::new()
     };
+    let (volumes, snapshots) = block_devices(c).await?;
+    let location_id = zone(c, p.nested("Placement").get("AvailabilityZone")).await?;
     let user_data = match p.get("UserData").filter(|u| !u.is_empty()) {
         Some(u) => {
             require(c, ic.user_data, "user data")?;
@@ -958,14 +1260,8 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         require(c, ic.tags, "tags")?;
     }
     let name = tags.remove("Name").unwrap_or_default();
-    let token = p.get("ClientToken").filter(|t| !t.is_empty());
-    if let Some(t) = token {
-        if t.len() > 64 || !t.is_ascii() {
-            return Err(Ec2Error::invalid_value(
-                "ClientToken must be at most 64 ASCII characters",
-            ));
-        }
-    }
+    let idem = idempotency(c)?;
+    let token = idem.as_ref().map(|i| i.key.clone());
     let req = CreateRequest {
         spec: InstanceSpec {
             name,
@@ -978,28 +1274,31 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
             tags,
             client_token: None,
             owner: None,
+            security_group_ids,
+            volumes,
         },
         min: min as u32,
         max: max as u32,
-        idempotency: token.map(|t| Idempotency {
-            scope: "ec2",
-            key: t.to_owned(),
-            fingerprint: request_hash(p),
-        }),
+        idempotency: idem,
     };
     let launch = s
         .create_instances(c.tenant, c.provider, &req)
         .await
-        .map_err(|e| match e.context_value("reason") {
-            Some("idempotent_parameter_mismatch") => Ec2Error::new(
-                "IdempotentParameterMismatch",
-                400,
-                format!(
-                    "The client token '{}' was used before with other parameters; use a new token for a new request",
-                    token.unwrap_or_default()
+        .map_err(|e| {
+            let e = snapshots
+                .iter()
+                .fold(e, |e, (backend, public)| e.renamed(backend, public));
+            match e.context_value("reason") {
+                Some("idempotent_parameter_mismatch") => Ec2Error::new(
+                    "IdempotentParameterMismatch",
+                    400,
+                    format!(
+                        "The client token '{}' was used before with other parameters; use a new token for a new request",
+                        token.as_deref().unwrap_or_default()
+                    ),
                 ),
-            ),
-            _ => e.into(),
+                _ => e.into(),
+            }
         })?;
     let mut x = Xml::response(
         "RunInstances",
@@ -1012,12 +1311,14 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         .open("instancesSet");
     let mut memo = Memo::default();
     let mut seen = HashSet::new();
+    let vms: Vec<&Instance> = launch.instances.iter().map(|o| &o.instance).collect();
+    let related = Related::of(c, &vms).await?;
     for o in &launch.instances {
         if !seen.insert(o.entry().public_id.clone()) {
             continue;
         }
         let r = refs(c, &o.instance, &mut memo).await?;
-        write_instance(&mut x, &o.instance, o.entry(), &r);
+        write_instance(&mut x, &o.instance, o.entry(), &r, &related);
     }
     x.close("instancesSet");
     Ok(x.finish("RunInstances"))

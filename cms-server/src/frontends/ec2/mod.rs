@@ -5,9 +5,13 @@
 //!   with SigV4 ([`sigv4`]) by a tenant's access key pair; the signature's region
 //!   names the provider (`aws ec2 describe-instances --region local`).
 //! - Backend ids are shown as EC2-shaped public ids (`i-…`, `ami-…`, `subnet-…`,
-//!   `vpc-…`) that the [service](crate::service) hands out; a tenant sees only its own
-//!   instances (an admin tenant, all), and another's id answers exactly as an id that
-//!   does not exist.
+//!   `vpc-…`, `vol-…`, `snap-…`, `sg-…`, `eipalloc-…`) that the
+//!   [service](crate::service) hands out; a tenant sees only its own instances,
+//!   volumes, snapshots, captured images, security groups and addresses (an admin
+//!   tenant, all), and another's id answers exactly as an id that does not exist.
+//! - An action the provider's driver does not declare answers `UnsupportedOperation`
+//!   (DescribeAddresses excepted: a provider without addresses holds none, and
+//!   answers the empty set).
 //! - Answers are XML in the `2016-11-15` namespace, shaped as in the botocore
 //!   service model; errors are `<Response><Errors><Error>…` documents.
 //!
@@ -19,13 +23,17 @@ mod addresses;
 mod attributes;
 mod catalogue;
 pub mod error;
+mod families;
 pub(crate) mod fuzz;
+mod images;
 mod instances;
 pub(crate) mod keymat;
 mod keys;
 pub mod params;
+mod security_groups;
 pub mod sigv4;
 mod tags;
+mod volumes;
 pub mod xml;
 
 use std::borrow::Cow;
@@ -124,8 +132,29 @@ actions!(
     DeleteKeyPair,
     DescribeAccountAttributes,
     DescribeAddresses,
+    AllocateAddress,
+    AssociateAddress,
+    DisassociateAddress,
+    ReleaseAddress,
     DescribeInstanceAttribute,
     GetConsoleOutput,
+    CreateVolume,
+    DescribeVolumes,
+    AttachVolume,
+    DetachVolume,
+    DeleteVolume,
+    CreateSnapshot,
+    DescribeSnapshots,
+    DeleteSnapshot,
+    CreateImage,
+    DeregisterImage,
+    CreateSecurityGroup,
+    DescribeSecurityGroups,
+    DeleteSecurityGroup,
+    AuthorizeSecurityGroupIngress,
+    AuthorizeSecurityGroupEgress,
+    RevokeSecurityGroupIngress,
+    RevokeSecurityGroupEgress,
 );
 
 /// What the server logs of an EC2 request.

@@ -32,6 +32,10 @@ fn resource_type(id: &str) -> &'static str {
         Some(Kind::KeyPair) => "key-pair",
         Some(Kind::Subnet) => "subnet",
         Some(Kind::Vpc) => "vpc",
+        Some(Kind::Volume) => "volume",
+        Some(Kind::Snapshot) => "snapshot",
+        Some(Kind::SecurityGroup) => "security-group",
+        Some(Kind::Address) => "elastic-ip",
         _ => "instance",
     }
 }
@@ -64,9 +68,17 @@ async fn tag_targets<'a>(c: &Call<'a>) -> Result<Targets<'a>> {
                 }
                 t.kept.push(*id);
             }
-            Some(_) => {
+            Some(Kind::Subnet | Kind::Vpc) => {
                 return Err(Ec2Error::unsupported(format!(
                     "cms tags instances, images and key pairs; `{id}` is a {} shared by every tenant of the provider",
+                    resource_type(id)
+                )))
+            }
+            Some(_) => {
+                return Err(Ec2Error::unsupported(format!(
+                    "cms keeps the tags of a {} as they were given when it was made \
+                     (TagSpecification); CreateTags and DeleteTags change those of instances, \
+                     images and key pairs",
                     resource_type(id)
                 )))
             }

@@ -24,7 +24,16 @@ import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
 import {
+  AttachVolumeCommand,
   CreateKeyPairCommand,
+  CreateSnapshotCommand,
+  CreateVolumeCommand,
+  DeleteSnapshotCommand,
+  DeleteVolumeCommand,
+  DescribeAvailabilityZonesCommand,
+  DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
   CreateTagsCommand,
   DeleteKeyPairCommand,
   DeleteTagsCommand,
@@ -41,12 +50,17 @@ import {
   StopInstancesCommand,
   TerminateInstancesCommand,
   paginateDescribeInstances,
+  paginateDescribeVolumes,
   waitUntilInstanceExists,
   waitUntilInstanceRunning,
   waitUntilInstanceStatusOk,
   waitUntilInstanceStopped,
   waitUntilInstanceTerminated,
+  waitUntilSnapshotCompleted,
   waitUntilSystemStatusOk,
+  waitUntilVolumeAvailable,
+  waitUntilVolumeDeleted,
+  waitUntilVolumeInUse,
 } from "@aws-sdk/client-ec2";
 
 const need = (name) => {
@@ -99,6 +113,8 @@ const unique = (prefix) => `${prefix}-${crypto.randomBytes(4).toString("hex")}`;
 
 const launched = new Map(); // instance id -> client
 const keyNames = new Map(); // key name -> client
+const volumes = new Map(); // volume id -> client
+const snapshots = new Map(); // snapshot id -> client
 const imageTags = []; // [client, image id, key]
 
 after(async () => {
@@ -109,6 +125,14 @@ after(async () => {
   }
   for (const [client, ids] of byClient) {
     await client.send(new TerminateInstancesCommand({ InstanceIds: ids })).catch(() => {});
+  }
+  for (const [id, client] of snapshots) {
+    await client.send(new DeleteSnapshotCommand({ SnapshotId: id })).catch(() => {});
+  }
+  for (const [id, client] of volumes) {
+    await client.send(new DetachVolumeCommand({ VolumeId: id })).catch(() => {});
+    await waitUntilVolumeAvailable(waiting(client), { VolumeIds: [id] }).catch(() => {});
+    await client.send(new DeleteVolumeCommand({ VolumeId: id })).catch(() => {});
   }
   for (const [name, client] of keyNames) {
     await client.send(new DeleteKeyPairCommand({ KeyName: name })).catch(() => {});
@@ -791,5 +815,110 @@ describe("tags", () => {
       Filters: [{ Name: "resource-id", Values: [image] }, { Name: "key", Values: [key] }],
     }));
     assert.deepEqual(gone.Tags, []);
+  });
+});
+
+describe("volumes", () => {
+  const VOLUME_ID = /^vol-[0-9a-f]{17}$/;
+  const SNAPSHOT_ID = /^snap-[0-9a-f]{17}$/;
+  let zone;
+
+  before(async () => {
+    const zones = await alice.send(new DescribeAvailabilityZonesCommand({}));
+    zone = zones.AvailabilityZones[0].ZoneName;
+  });
+
+  async function createVolume(params = {}, client = alice) {
+    const v = await client.send(new CreateVolumeCommand({ Size: 1, AvailabilityZone: zone, ...params }));
+    volumes.set(v.VolumeId, client);
+    return v;
+  }
+
+  const volume = async (id, client = alice) =>
+    (await client.send(new DescribeVolumesCommand({ VolumeIds: [id] }))).Volumes[0];
+
+  test("a life cycle with every volume waiter and a snapshot", async () => {
+    const made = await createVolume({
+      Size: 2,
+      TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "sdk-data" }] }],
+    });
+    assert.match(made.VolumeId, VOLUME_ID);
+    assert.equal(made.State, "creating");
+    assert.equal(made.Size, 2);
+    assert.equal(made.AvailabilityZone, zone);
+    assert.ok(made.CreateTime instanceof Date);
+    assert.deepEqual(tagMap(made.Tags), { Name: "sdk-data" });
+    const id = made.VolumeId;
+    let r = await waitUntilVolumeAvailable(waiting(alice), { VolumeIds: [id] });
+    assert.equal(r.state, "SUCCESS");
+
+    const vm = await runOne({ Placement: { AvailabilityZone: zone } });
+    await running(vm);
+    const att = await alice.send(new AttachVolumeCommand({ VolumeId: id, InstanceId: vm, Device: "/dev/sdf" }));
+    assert.deepEqual([att.VolumeId, att.InstanceId, att.Device, att.State], [id, vm, "/dev/sdf", "attaching"]);
+    assert.ok(att.AttachTime instanceof Date);
+    r = await waitUntilVolumeInUse(waiting(alice), { VolumeIds: [id] });
+    assert.equal(r.state, "SUCCESS");
+    const mappings = (await describeOne(vm)).BlockDeviceMappings;
+    assert.equal(mappings.find((m) => m.DeviceName === "/dev/sdf")?.Ebs?.VolumeId, id);
+    await rejectsWith(alice.send(new DeleteVolumeCommand({ VolumeId: id })), "VolumeInUse");
+
+    const snap = await alice.send(new CreateSnapshotCommand({ VolumeId: id, Description: "sdk" }));
+    snapshots.set(snap.SnapshotId, alice);
+    assert.match(snap.SnapshotId, SNAPSHOT_ID);
+    assert.equal(snap.State, "pending");
+    r = await waitUntilSnapshotCompleted(waiting(alice), { SnapshotIds: [snap.SnapshotId] });
+    assert.equal(r.state, "SUCCESS");
+    const mine = await alice.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
+    const done = mine.Snapshots.find((s) => s.SnapshotId === snap.SnapshotId);
+    assert.deepEqual([done.State, done.Progress, done.VolumeId, done.VolumeSize], ["completed", "100%", id, 2]);
+
+    const det = await alice.send(new DetachVolumeCommand({ VolumeId: id }));
+    assert.deepEqual([det.State, det.InstanceId], ["detaching", vm]);
+    r = await waitUntilVolumeAvailable(waiting(alice), { VolumeIds: [id] });
+    assert.equal(r.state, "SUCCESS");
+    await alice.send(new DeleteVolumeCommand({ VolumeId: id }));
+    r = await waitUntilVolumeDeleted(waiting(alice), { VolumeIds: [id] });
+    assert.equal(r.state, "SUCCESS");
+    volumes.delete(id);
+    await rejectsWith(alice.send(new DescribeVolumesCommand({ VolumeIds: [id] })), "InvalidVolume.NotFound");
+    await alice.send(new DeleteSnapshotCommand({ SnapshotId: snap.SnapshotId }));
+    snapshots.delete(snap.SnapshotId);
+  });
+
+  test("paginateDescribeVolumes holds each volume once, pages full unless last", async () => {
+    const batch = unique("sdk-vols");
+    const made = [];
+    for (let n = 0; n < 6; n++) {
+      const v = await createVolume({
+        TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "batch", Value: batch }] }],
+      });
+      made.push(v.VolumeId);
+    }
+    const sizes = [];
+    const seen = [];
+    for await (const page of paginateDescribeVolumes(
+      { client: alice, pageSize: 5 },
+      { Filters: [{ Name: "tag:batch", Values: [batch] }] },
+    )) {
+      sizes.push(page.Volumes.length);
+      seen.push(...page.Volumes.map((v) => v.VolumeId));
+    }
+    assert.deepEqual(sizes, [5, 1]);
+    assert.deepEqual(seen.sort(), made.sort());
+  });
+
+  test("another tenant's volume is not found, as one that never was", async () => {
+    const { VolumeId: id } = await createVolume();
+    const theirs = await rejectsWith(bob.send(new DescribeVolumesCommand({ VolumeIds: [id] })), "InvalidVolume.NotFound");
+    const madeUp = await rejectsWith(
+      bob.send(new DescribeVolumesCommand({ VolumeIds: ["vol-0123456789abcdef0"] })),
+      "InvalidVolume.NotFound",
+    );
+    assert.equal(theirs.message.replace(id, "<id>"), madeUp.message.replace("vol-0123456789abcdef0", "<id>"));
+    await rejectsWith(bob.send(new DeleteVolumeCommand({ VolumeId: id })), "InvalidVolume.NotFound");
+    const his = await bob.send(new DescribeVolumesCommand({}));
+    assert.ok(!his.Volumes.some((v) => v.VolumeId === id));
+    await rejectsWith(alice.send(new DescribeVolumesCommand({ VolumeIds: ["vol-nope"] })), "InvalidVolume.Malformed");
   });
 });
