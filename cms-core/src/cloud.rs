@@ -155,31 +155,25 @@ impl Cloud {
 
     /// Every image matching `filter`, collected.
     pub async fn collect_images_matching(&self, filter: &ImageFilter) -> Result<Vec<Image>> {
-        let filter = filter.clone();
-        self.collect_pages(move |c, p| {
-            let filter = filter.clone();
-            async move { c.list_images(&filter, &p).await }
-        })
-        .await
+        self.collect_filtered(filter, |c, f, p| async move { c.list_images(&f, &p).await })
+            .await
     }
 
     /// Every volume matching `filter`, collected.
     pub async fn collect_volumes(&self, filter: &VolumeFilter) -> Result<Vec<Volume>> {
-        let filter = filter.clone();
-        self.collect_pages(move |c, p| {
-            let filter = filter.clone();
-            async move { c.list_volumes(&filter, &p).await }
-        })
+        self.collect_filtered(
+            filter,
+            |c, f, p| async move { c.list_volumes(&f, &p).await },
+        )
         .await
     }
 
     /// Every snapshot matching `filter`, collected.
     pub async fn collect_snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<Snapshot>> {
-        let filter = filter.clone();
-        self.collect_pages(move |c, p| {
-            let filter = filter.clone();
-            async move { c.list_snapshots(&filter, &p).await }
-        })
+        self.collect_filtered(
+            filter,
+            |c, f, p| async move { c.list_snapshots(&f, &p).await },
+        )
         .await
     }
 
@@ -188,21 +182,18 @@ impl Cloud {
         &self,
         filter: &SecurityGroupFilter,
     ) -> Result<Vec<SecurityGroup>> {
-        let filter = filter.clone();
-        self.collect_pages(move |c, p| {
-            let filter = filter.clone();
-            async move { c.list_security_groups(&filter, &p).await }
+        self.collect_filtered(filter, |c, f, p| async move {
+            c.list_security_groups(&f, &p).await
         })
         .await
     }
 
     /// Every address matching `filter`, collected.
     pub async fn collect_addresses(&self, filter: &AddressFilter) -> Result<Vec<Address>> {
-        let filter = filter.clone();
-        self.collect_pages(move |c, p| {
-            let filter = filter.clone();
-            async move { c.list_addresses(&filter, &p).await }
-        })
+        self.collect_filtered(
+            filter,
+            |c, f, p| async move { c.list_addresses(&f, &p).await },
+        )
         .await
     }
 
@@ -308,6 +299,19 @@ impl Cloud {
     /// Every network, collected.
     pub async fn collect_networks(&self) -> Result<Vec<Network>> {
         self.collect_pages(|c, p| async move { c.list_networks(&p).await })
+            .await
+    }
+
+    /// Every page of a listing by `filter`, collected.
+    async fn collect_filtered<Fl, T, F, Fut>(&self, filter: &Fl, list: F) -> Result<Vec<T>>
+    where
+        Fl: Clone + Send + Sync + 'static,
+        T: Send + 'static,
+        F: Fn(Cloud, Fl, PageRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Page<T>>> + Send + 'static,
+    {
+        let filter = filter.clone();
+        self.collect_pages(move |c, p| list(c, filter.clone(), p))
             .await
     }
 

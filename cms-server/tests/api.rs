@@ -1041,6 +1041,16 @@ async fn wait_gone(s: &Server, path: &str) {
     }
 }
 
+/// The ids of a listing's items.
+fn item_ids(listing: &Value) -> Vec<&str> {
+    listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect()
+}
+
 async fn send_json(rb: reqwest::RequestBuilder, body: Value) -> (u16, Value) {
     let r = rb.json(&body).send().await.unwrap();
     let status = r.status().as_u16();
@@ -1161,12 +1171,7 @@ async fn volumes_snapshots_images_groups_and_addresses() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    let ids = item_ids(&listed);
     assert!(ids.contains(&img_id.as_str()) && ids.contains(&image.as_str()));
     let r = create(
         &s,
@@ -1185,12 +1190,7 @@ async fn volumes_snapshots_images_groups_and_addresses() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = theirs["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    let ids = item_ids(&theirs);
     assert!(!ids.contains(&img_id.as_str()) && ids.contains(&image.as_str()));
     assert_eq!(bob(M::GET, &img_path).send().await.unwrap().status(), 404);
     // The catalogue is not a tenant's to delete.

@@ -282,6 +282,28 @@ impl Service {
         Ok(self.store.map(&p.name, T::KIND, &seen).await?)
     }
 
+    /// One page of `limit` objects filled from the driver's pages by `fetch` (see
+    /// [`fill`]), shown, with their rows when `entries`.
+    async fn page_of<T, F, Fut>(
+        &self,
+        p: &Provider,
+        limit: usize,
+        page: &PageRequest,
+        entries: bool,
+        fetch: F,
+    ) -> Result<Page<Shown<T>>, Error>
+    where
+        T: Family,
+        F: Fn(PageRequest) -> Fut,
+        Fut: Future<Output = Result<Page<T>, Error>>,
+    {
+        let got = fill(limit, page.token.clone(), fetch).await?;
+        Ok(Page {
+            items: self.shown(p, got.items, entries).await?,
+            next: got.next,
+        })
+    }
+
     /// `items` shown, with their rows when `entries`.
     async fn shown<T: Family>(
         &self,
@@ -510,15 +532,11 @@ impl Service {
         let mut f = filter.clone();
         f.owner = self.owner_scope(tenant, p, caps.owner, "volume")?;
         let limit = limit_of(caps.max_page_size, page);
-        let got = fill(limit, page.token.clone(), |req| {
+        self.page_of(p, limit, page, entries, |req| {
             let f = &f;
             async move { p.cloud.list_volumes(f, &req).await }
         })
-        .await?;
-        Ok(Page {
-            items: self.shown(p, got.items, entries).await?,
-            next: got.next,
-        })
+        .await
     }
 
     /// Every volume `tenant` may see on `p` matching `filter`.
@@ -678,15 +696,11 @@ impl Service {
         let mut f = filter.clone();
         f.owner = self.owner_scope(tenant, p, caps.owner, "snapshot")?;
         let limit = limit_of(0, page);
-        let got = fill(limit, page.token.clone(), |req| {
+        self.page_of(p, limit, page, entries, |req| {
             let f = &f;
             async move { p.cloud.list_snapshots(f, &req).await }
         })
-        .await?;
-        Ok(Page {
-            items: self.shown(p, got.items, entries).await?,
-            next: got.next,
-        })
+        .await
     }
 
     /// One snapshot the tenant may see.
@@ -760,15 +774,11 @@ impl Service {
     ) -> Result<Page<Shown<Image>>, Error> {
         self.require(p, Operation::ListImages)?;
         let f = self.image_scope(tenant, p, filter);
-        let got = fill(limit_of(0, page), page.token.clone(), |req| {
+        self.page_of(p, limit_of(0, page), page, entries, |req| {
             let f = &f;
             async move { p.cloud.list_images(f, &req).await }
         })
-        .await?;
-        Ok(Page {
-            items: self.shown(p, got.items, entries).await?,
-            next: got.next,
-        })
+        .await
     }
 
     /// Every image `tenant` may launch from on `p` matching `filter`.
@@ -882,15 +892,11 @@ impl Service {
             f.owner = Some(owner);
             f.include_default = true;
         }
-        let got = fill(limit_of(0, page), page.token.clone(), |req| {
+        self.page_of(p, limit_of(0, page), page, entries, |req| {
             let f = &f;
             async move { p.cloud.list_security_groups(f, &req).await }
         })
-        .await?;
-        Ok(Page {
-            items: self.shown(p, got.items, entries).await?,
-            next: got.next,
-        })
+        .await
     }
 
     /// One security group the tenant may use.
@@ -1014,15 +1020,11 @@ impl Service {
         let caps = p.capabilities().addresses;
         let mut f = filter.clone();
         f.owner = self.owner_scope(tenant, p, caps.owner, "address")?;
-        let got = fill(limit_of(0, page), page.token.clone(), |req| {
+        self.page_of(p, limit_of(0, page), page, entries, |req| {
             let f = &f;
             async move { p.cloud.list_addresses(f, &req).await }
         })
-        .await?;
-        Ok(Page {
-            items: self.shown(p, got.items, entries).await?,
-            next: got.next,
-        })
+        .await
     }
 
     /// One address the tenant holds.

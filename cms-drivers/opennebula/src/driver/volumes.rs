@@ -559,16 +559,16 @@ impl OpenNebulaDriver {
         }
     }
 
-    // ---- volumes ----
-
-    pub(crate) async fn volumes_page(
+    /// One page of the user's own images of one kind (`is_kind`: volumes, or
+    /// snapshots) that pass `filter`, with `prefix.cursor` page tokens.
+    async fn own_images_page<Id: From<String> + PartialEq>(
         &self,
-        filter: &VolumeFilter,
+        filter: &cms_core::ResourceFilter<Id>,
         page: &PageRequest,
-    ) -> Result<Page<Volume>> {
-        let op = Operation::ListVolumes;
-        let limit = page_limit(page);
-        let cursor = phase_cursor(page, op, "vol")?;
+        op: Operation,
+        prefix: &str,
+        is_kind: fn(&OneImage) -> bool,
+    ) -> Result<(Vec<OneImage>, Option<PageToken>)> {
         let window = if filter_is_empty(filter) {
             1
         } else {
@@ -576,33 +576,44 @@ impl OpenNebulaDriver {
         };
         let found = scan(
             |offset, size| self.own_images(offset, size),
-            cursor,
-            limit,
+            phase_cursor(page, op, prefix)?,
+            page_limit(page),
             window,
             FILTER_BUDGET,
             |i: &OneImage| {
-                is_volume(i)
+                is_kind(i)
                     && filter.matches(
-                        &VolumeId::new(i.id.to_string()),
+                        &Id::from(i.id.to_string()),
                         i.template.non_empty(ATTR_OWNER),
                         &tags_of(&i.template),
                     )
             },
         )
         .await?;
+        let next = found
+            .next
+            .map(|c| PageToken::new(format!("{prefix}.{}", c.encode())));
+        Ok((found.items, next))
+    }
+
+    // ---- volumes ----
+
+    pub(crate) async fn volumes_page(
+        &self,
+        filter: &VolumeFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Volume>> {
+        let (found, next) = self
+            .own_images_page(filter, page, Operation::ListVolumes, "vol", is_volume)
+            .await?;
         let placement = self.placement().await?;
         let placement = &placement;
-        let items: Vec<Volume> = futures::stream::iter(found.items)
+        let items: Vec<Volume> = futures::stream::iter(found)
             .map(|img| self.load_volume(img, placement))
             .buffered(PARALLEL_INFO)
             .try_collect()
             .await?;
-        Ok(Page {
-            items,
-            next: found
-                .next
-                .map(|c| PageToken::new(format!("vol.{}", c.encode()))),
-        })
+        Ok(Page { items, next })
     }
 
     pub(crate) async fn get_volume_(&self, id: &VolumeId) -> Result<Volume> {
@@ -1021,35 +1032,12 @@ impl OpenNebulaDriver {
         filter: &SnapshotFilter,
         page: &PageRequest,
     ) -> Result<Page<Snapshot>> {
-        let op = Operation::ListSnapshots;
-        let limit = page_limit(page);
-        let cursor = phase_cursor(page, op, "snap")?;
-        let window = if filter_is_empty(filter) {
-            1
-        } else {
-            FILTER_WINDOW
-        };
-        let found = scan(
-            |offset, size| self.own_images(offset, size),
-            cursor,
-            limit,
-            window,
-            FILTER_BUDGET,
-            |i: &OneImage| {
-                is_snapshot(i)
-                    && filter.matches(
-                        &SnapshotId::new(i.id.to_string()),
-                        i.template.non_empty(ATTR_OWNER),
-                        &tags_of(&i.template),
-                    )
-            },
-        )
-        .await?;
+        let (found, next) = self
+            .own_images_page(filter, page, Operation::ListSnapshots, "snap", is_snapshot)
+            .await?;
         Ok(Page {
-            items: found.items.iter().map(|i| self.snapshot_of(i)).collect(),
-            next: found
-                .next
-                .map(|c| PageToken::new(format!("snap.{}", c.encode()))),
+            items: found.iter().map(|i| self.snapshot_of(i)).collect(),
+            next,
         })
     }
 
