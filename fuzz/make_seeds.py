@@ -149,6 +149,78 @@ CALLS = [
     ("get-console-output", "get_console_output", {"InstanceId": "i-0123456789abcdef0", "Latest": True}),
     ("describe-addresses", "describe_addresses", {}),
     ("describe-account-attributes", "describe_account_attributes", {}),
+    (
+        "create-volume",
+        "create_volume",
+        {
+            "Size": 20,
+            "AvailabilityZone": "local-a",
+            "VolumeType": "gp3",
+            "ClientToken": "db-data",
+            "TagSpecifications": [{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "db-data"}]}],
+        },
+    ),
+    (
+        "describe-volumes",
+        "describe_volumes",
+        {"Filters": [{"Name": "status", "Values": ["available", "in-use"]}, {"Name": "attachment.instance-id", "Values": ["i-0123456789abcdef0"]}], "MaxResults": 5},
+    ),
+    ("attach-volume", "attach_volume", {"VolumeId": "vol-0123456789abcdef0", "InstanceId": "i-0123456789abcdef0", "Device": "/dev/sdf"}),
+    ("detach-volume", "detach_volume", {"VolumeId": "vol-0123456789abcdef0", "Force": True}),
+    ("delete-volume", "delete_volume", {"VolumeId": "vol-0123456789abcdef0"}),
+    ("create-snapshot", "create_snapshot", {"VolumeId": "vol-0123456789abcdef0", "Description": "nightly"}),
+    ("describe-snapshots", "describe_snapshots", {"OwnerIds": ["self"], "SnapshotIds": ["snap-0123456789abcdef0"]}),
+    ("create-image", "create_image", {"InstanceId": "i-0123456789abcdef0", "Name": "db-golden", "NoReboot": True}),
+    ("deregister-image", "deregister_image", {"ImageId": "ami-0123456789abcdef0"}),
+    (
+        "create-security-group",
+        "create_security_group",
+        {"GroupName": "web", "Description": "ssh and http", "VpcId": "vpc-0123456789abcdef0"},
+    ),
+    (
+        "authorize-security-group-ingress",
+        "authorize_security_group_ingress",
+        {
+            "GroupId": "sg-0123456789abcdef0",
+            "IpPermissions": [
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-0123456789abcdef1"}]},
+                {"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+            ],
+        },
+    ),
+    (
+        "authorize-security-group-ingress-legacy",
+        "authorize_security_group_ingress",
+        {"GroupId": "sg-0123456789abcdef0", "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0"},
+    ),
+    (
+        "revoke-security-group-egress",
+        "revoke_security_group_egress",
+        {"GroupId": "sg-0123456789abcdef0", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]},
+    ),
+    ("describe-security-groups", "describe_security_groups", {"GroupNames": ["web"], "Filters": [{"Name": "ip-permission.from-port", "Values": ["22"]}]}),
+    ("delete-security-group", "delete_security_group", {"GroupId": "sg-0123456789abcdef0"}),
+    ("allocate-address", "allocate_address", {"Domain": "vpc"}),
+    ("associate-address", "associate_address", {"AllocationId": "eipalloc-0123456789abcdef0", "InstanceId": "i-0123456789abcdef0", "AllowReassociation": True}),
+    ("disassociate-address", "disassociate_address", {"AssociationId": "eipassoc-0123456789abcdef0"}),
+    ("release-address", "release_address", {"AllocationId": "eipalloc-0123456789abcdef0"}),
+    (
+        "run-instances-groups-volumes",
+        "run_instances",
+        {
+            "ImageId": "ami-0123456789abcdef0",
+            "InstanceType": "t3.micro",
+            "MinCount": 1,
+            "MaxCount": 1,
+            "SecurityGroupIds": ["sg-0123456789abcdef0"],
+            "SecurityGroups": ["web"],
+            "BlockDeviceMappings": [
+                {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 20, "DeleteOnTermination": False, "VolumeType": "gp3"}},
+                {"DeviceName": "/dev/sdg", "Ebs": {"SnapshotId": "snap-0123456789abcdef0"}},
+            ],
+        },
+    ),
 ]
 
 

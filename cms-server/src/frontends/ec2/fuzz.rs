@@ -25,7 +25,8 @@ fn read(form: &str) -> Result<()> {
     let mut params = Params::default();
     params.add_form(form)?;
     let p = params.view();
-    if let Some(action) = p.get("Action").and_then(Action::from_name) {
+    let action = p.get("Action").and_then(Action::from_name);
+    if let Some(action) = action {
         let _ = params.unknown(&[COMMON, actions::parameters(action)]);
     }
     let fs = params::filters(&p)?;
@@ -41,7 +42,17 @@ fn read(form: &str) -> Result<()> {
     p.int("MinCount", 1..=actions::MAX_LAUNCH)?;
     p.bool("DryRun")?;
     actions::page_token(&p)?;
-    actions::tag_specifications(&p, "instance")?;
+    // Tags for what the action makes.
+    let made = match action {
+        Some(Action::CreateVolume) => "volume",
+        Some(Action::CreateSnapshot) => "snapshot",
+        Some(Action::CreateImage) => "image",
+        Some(Action::CreateSecurityGroup) => "security-group",
+        Some(Action::AllocateAddress) => "elastic-ip",
+        Some(Action::CreateKeyPair | Action::ImportKeyPair) => "key-pair",
+        _ => "instance",
+    };
+    actions::tag_specifications(&p, made)?;
     for spec in p.structs("BlockDeviceMapping")? {
         spec.nested("Ebs").int("VolumeSize", 1..=16384)?;
     }
