@@ -161,7 +161,7 @@ impl Driver for TinyCloud {
             created_at: Some(chrono::Utc::now()),
             client_token: None,
             owner: spec.owner.clone(),
-            security_group_ids: Vec::new(),
+            security_group_ids: Default::default(),
             volumes: Vec::new(),
         };
         all.push(instance.clone());

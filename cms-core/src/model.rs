@@ -737,9 +737,12 @@ pub struct Instance {
     /// the instance; `None` for instances made without one (outside cms, say).
     #[serde(default)]
     pub owner: Option<String>,
-    /// The security groups it is in.
+    /// The security groups it is in. Shared text, like ids: most instances are in
+    /// their network's one default group, and a listing clones this list for each
+    /// (`vec![…].into()` makes one).
     #[serde(default)]
-    pub security_group_ids: Vec<SecurityGroupId>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub security_group_ids: std::sync::Arc<[SecurityGroupId]>,
     /// The volumes attached to it (its root volume too, where the backend has one).
     #[serde(default)]
     pub volumes: Vec<InstanceVolume>,

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -169,8 +170,9 @@ struct Stored {
 #[derive(Debug, Default)]
 struct Extras {
     /// The security groups named at creation; empty: the default group of the first
-    /// network, looked up when the instance is shown.
-    groups: Vec<SecurityGroupId>,
+    /// network, looked up when the instance is shown. Shared with every view of the
+    /// instance (a listing clones no list).
+    groups: Arc<[SecurityGroupId]>,
     /// Volumes attached, being attached or being detached, in attach order. An entry
     /// whose volume has since been detached (a detach completes with time) is skipped
     /// when the instance is shown, and dropped at its next attach.
@@ -267,7 +269,7 @@ impl Stored {
             created_at: Some(self.created_at),
             client_token: self.client_token.clone(),
             owner: self.owner.clone(),
-            security_group_ids: Vec::new(),
+            security_group_ids: Arc::default(),
             volumes: Vec::new(),
         }
     }
@@ -306,6 +308,8 @@ pub(super) struct NetRecord {
     members: HashSet<u64>,
     /// Its default security group, made with it.
     default_group: SecurityGroupId,
+    /// The same, as the list an instance in it shows (shared by all of them).
+    default_groups: Arc<[SecurityGroupId]>,
 }
 
 #[derive(Debug)]
@@ -372,6 +376,7 @@ impl State {
                 network,
                 pool: cidr.pool(),
                 members: HashSet::new(),
+                default_groups: Arc::from([default_group.clone()]),
                 default_group,
             },
         );
@@ -432,7 +437,7 @@ impl State {
             }
         }
         if let Some(x) = &s.extras {
-            for g in &x.groups {
+            for g in x.groups.iter() {
                 if let Some(r) = self.groups.get_mut(g) {
                     r.members.remove(&key);
                 }
@@ -445,15 +450,14 @@ impl State {
     /// network (for the default group) more than it did before those families.
     fn view(&self, s: &Stored, now: Instant) -> Instance {
         let mut i = s.view(now);
-        let named = s.extras.as_ref().map_or(&[][..], |x| &x.groups[..]);
-        i.security_group_ids = if named.is_empty() {
-            s.network_ids
+        i.security_group_ids = match &s.extras {
+            Some(x) if !x.groups.is_empty() => x.groups.clone(),
+            _ => s
+                .network_ids
                 .first()
                 .and_then(|n| self.networks.get(n.as_str()))
-                .map(|r| vec![r.default_group.clone()])
-                .unwrap_or_default()
-        } else {
-            named.to_vec()
+                .map(|r| r.default_groups.clone())
+                .unwrap_or_default(),
         };
         if let Some(x) = &s.extras {
             i.volumes = x
@@ -805,7 +809,7 @@ impl State {
         if !groups.is_empty() || !volumes.is_empty() {
             if let Some(s) = self.instances.get_mut(&key) {
                 s.extras = Some(Box::new(Extras {
-                    groups,
+                    groups: groups.into(),
                     volumes,
                     addresses: Vec::new(),
                 }));

@@ -159,7 +159,8 @@ pub(crate) fn instance_from(i: &Fields<'_>) -> Option<Instance> {
                 .filter_map(|g| g.as_deref())
                 .filter(|g| !g.is_empty())
                 .map(SecurityGroupId::new),
-        ),
+        )
+        .into(),
         volumes: i
             .block_devices
             .iter()

@@ -746,7 +746,7 @@ async fn security_groups_keep_rules_once() {
         .await
         .unwrap();
     let shown = d.get_instance(&vm.id).await.unwrap();
-    assert_eq!(shown.security_group_ids, vec![web.id.clone()]);
+    assert_eq!(*shown.security_group_ids, *std::slice::from_ref(&web.id));
     // Deleting: not while instances are in it, not while another group's rules name
     // it, never the default group (moto would delete all three).
     let e = d.delete_security_group(&web.id).await.unwrap_err();

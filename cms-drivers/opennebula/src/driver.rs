@@ -956,7 +956,7 @@ impl OpenNebulaDriver {
                 .get(ATTR_OWNER)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
-            security_group_ids: groups_of_nics(&nics),
+            security_group_ids: groups_of_nics(&nics).into(),
             volumes: volumes::instance_volumes(vm),
         }
     }

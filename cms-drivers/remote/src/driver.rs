@@ -530,7 +530,7 @@ mod tests {
             created_at: None,
             client_token: None,
             owner: Some("the-other-servers-tenant".into()),
-            security_group_ids: vec![],
+            security_group_ids: Default::default(),
             volumes: vec![],
         };
         i = from_remote(i);

@@ -33,7 +33,7 @@ async fn every_network_has_a_default_group() {
     assert_eq!(d.owner, None);
     // Instances that name no group are in it.
     let vm = cloud.create_instance(&spec("x")).await.unwrap();
-    assert_eq!(vm.security_group_ids, std::slice::from_ref(&d.id));
+    assert_eq!(*vm.security_group_ids, *std::slice::from_ref(&d.id));
     let e = cloud.delete_security_group(&d.id).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidState);
     assert!(
@@ -60,7 +60,7 @@ async fn every_network_has_a_default_group() {
         })
         .await
         .unwrap();
-    assert_eq!(on.security_group_ids, std::slice::from_ref(&nd.id));
+    assert_eq!(*on.security_group_ids, *std::slice::from_ref(&nd.id));
     cloud.delete_instance(&on.id).await.unwrap();
     sleep(DELAY).await;
     cloud.delete_network(&net.id).await.unwrap();
@@ -280,7 +280,7 @@ async fn instances_are_made_in_the_groups_named() {
         )
         .await
         .unwrap();
-    assert_eq!(vm.security_group_ids, [db.id.clone(), web.id.clone()]);
+    assert_eq!(*vm.security_group_ids, [db.id.clone(), web.id.clone()]);
     assert_eq!(
         cloud.get_instance(&vm.id).await.unwrap().security_group_ids,
         vm.security_group_ids
