@@ -341,28 +341,38 @@ impl Error {
     /// in its message, resource and context replaced by `to` (the caller's name for
     /// it): what a facade does before showing a driver's error to its client.
     ///
+    /// A mention is `from` standing alone: not inside a longer id or number (a
+    /// backend whose ids are small numbers, as OpenNebula's are, names VM `1` in a
+    /// message that also says "error 0x1000" and "state 12").
+    ///
     /// ```
     /// use cms_core::Error;
     /// let e = Error::not_found("instance", "vm-42").renamed("vm-42", "i-0123456789abcdef0");
     /// assert_eq!(e.message(), "instance `i-0123456789abcdef0` not found");
     /// assert_eq!(e.resource(), Some("instance i-0123456789abcdef0"));
+    /// let e = Error::new(cms_core::ErrorKind::InvalidState, "VM 1 is in state 12 (error 0x1000)")
+    ///     .renamed("1", "i-0123456789abcdef0");
+    /// assert_eq!(e.message(), "VM i-0123456789abcdef0 is in state 12 (error 0x1000)");
+    /// let e = Error::new(cms_core::ErrorKind::NotFound, "no VM 7. VM 7-b and 7.2 are others")
+    ///     .renamed("7", "i-7");
+    /// assert_eq!(e.message(), "no VM i-7. VM 7-b and 7.2 are others");
     /// ```
     pub fn renamed(mut self, from: &str, to: &str) -> Self {
         if from.is_empty() || from == to {
             return self;
         }
         let i = &mut *self.inner;
-        if i.message.contains(from) {
-            i.message = i.message.replace(from, to);
+        if let Some(m) = replace_mentions(&i.message, from, to) {
+            i.message = m;
         }
         if let Some(r) = &mut i.resource {
-            if r.contains(from) {
-                *r = r.replace(from, to);
+            if let Some(n) = replace_mentions(r, from, to) {
+                *r = n;
             }
         }
         for (_, v) in &mut i.context {
-            if v.contains(from) {
-                *v = v.replace(from, to);
+            if let Some(n) = replace_mentions(v, from, to) {
+                *v = n;
             }
         }
         self
@@ -483,4 +493,35 @@ impl std::error::Error for Error {
             .as_ref()
             .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
+}
+
+/// `text` with each mention of `from` standing alone (not next to a letter, a digit,
+/// or `-`, `_`, `.` within an id) replaced by `to`; `None` when there is none.
+fn replace_mentions(text: &str, from: &str, to: &str) -> Option<String> {
+    let part_of_id = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = String::new();
+    let mut changed = false;
+    let mut start = 0;
+    while let Some(found) = text[start..].find(from) {
+        let at = start + found;
+        let end = at + from.len();
+        let before = text[..at].chars().next_back();
+        // A `.` or `-` after it is punctuation unless an id goes on after it.
+        let mut next = text[end..].chars();
+        let after = match next.next() {
+            Some(c) if c.is_alphanumeric() || c == '_' => true,
+            Some('.' | '-') => next.next().is_some_and(|c| c.is_alphanumeric()),
+            _ => false,
+        };
+        out.push_str(&text[start..at]);
+        if before.is_some_and(part_of_id) || after {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+            changed = true;
+        }
+        start = end;
+    }
+    out.push_str(&text[start..]);
+    changed.then_some(out)
 }
