@@ -188,18 +188,10 @@ impl Ec2Driver {
         let op = Operation::CreateInstance;
         let mut next: Option<String> = None;
         loop {
-            // A tag, not EC2's `client-token` filter: EC2-compatible servers (moto)
-            // do not keep that filter. The value is compared here too, so a token that
-            // cannot go into a filter as it is (see `model::plain`) is still found.
-            let mut request = self
+            let out = self
                 .ec2()
                 .describe_instances()
-                .filters(model::filter("tag-key", [model::TOKEN_TAG]));
-            if model::plain(token) {
-                request =
-                    request.filters(model::filter(format!("tag:{}", model::TOKEN_TAG), [token]));
-            }
-            let out = request
+                .set_filters(Some(model::token_filters(token)))
                 .set_next_token(next.take())
                 .send()
                 .await

@@ -284,6 +284,18 @@ pub(crate) fn plain(value: &str) -> bool {
     !value.is_empty() && !value.contains(['*', '?', '\\'])
 }
 
+/// The filters of a lookup of what a create with client token `token` made: by the
+/// driver's token tag, not EC2's `client-token` filter, which EC2-compatible servers
+/// (moto) do not keep; its value too when it can go into a filter as it is ([`plain`]).
+/// The caller compares the tag's value itself, so any token is found.
+pub(crate) fn token_filters(token: &str) -> Vec<ec2::Filter> {
+    let mut out = vec![filter("tag-key", [TOKEN_TAG])];
+    if plain(token) {
+        out.push(filter(format!("tag:{TOKEN_TAG}"), [token]));
+    }
+    out
+}
+
 /// The EC2 filters that push `f` down to the server, or `None` when nothing can match
 /// (only states EC2 never reports). The driver still checks every answer against
 /// `f` itself, so a filter that cannot be pushed down is only slower, never wrong.

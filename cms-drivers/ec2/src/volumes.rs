@@ -209,14 +209,10 @@ impl Ec2Driver {
         let op = Operation::CreateVolume;
         let mut next: Option<String> = None;
         loop {
-            let mut request = self
+            let out = self
                 .ec2()
                 .describe_volumes()
-                .filters(model::filter("tag-key", [TOKEN_TAG]));
-            if model::plain(token) {
-                request = request.filters(model::filter(format!("tag:{TOKEN_TAG}"), [token]));
-            }
-            let out = request
+                .set_filters(Some(model::token_filters(token)))
                 .max_results(MAX_VOLUMES_PAGE as i32)
                 .set_next_token(next.take())
                 .send()

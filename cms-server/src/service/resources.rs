@@ -50,6 +50,14 @@ pub struct Shown<T> {
 }
 
 impl<T> Shown<T> {
+    /// The same object as the backend answers it after a change, with its row.
+    fn after(self, item: T) -> Shown<T> {
+        Shown {
+            item,
+            entry: self.entry,
+        }
+    }
+
     /// The row in the id map (present when public ids were asked for).
     pub fn entry(&self) -> &Entry {
         self.entry
@@ -567,7 +575,7 @@ impl Service {
         r: ObjectRef<'_>,
         op: Operation,
     ) -> Result<Shown<Volume>, Error> {
-        self.require(p, op)?;
+        self.require(p, Operation::GetVolume)?;
         self.object(tenant, p, r, op, |id| async move {
             p.cloud.get_volume(&VolumeId::new(id)).await
         })
@@ -623,6 +631,7 @@ impl Service {
         r: ObjectRef<'_>,
     ) -> Result<Shown<Volume>, Error> {
         let op = Operation::DeleteVolume;
+        self.require(p, op)?;
         let v = self.volume(tenant, p, r, op).await?;
         p.cloud
             .delete_volume(&v.item.id)
@@ -641,6 +650,7 @@ impl Service {
         device: Option<&str>,
     ) -> Result<Shown<Volume>, Error> {
         let op = Operation::AttachVolume;
+        self.require(p, op)?;
         let v = self.volume(tenant, p, r, op).await?;
         if let Some(d) = device {
             cms_core::check_device(d).map_err(|e| e.with_operation(op))?;
@@ -654,10 +664,7 @@ impl Service {
                 e.renamed(v.item.id.as_str(), r.shown())
                     .renamed(i.instance.id.as_str(), instance.shown())
             })?;
-        Ok(Shown {
-            item: after,
-            entry: v.entry,
-        })
+        Ok(v.after(after))
     }
 
     /// Detaches a volume the tenant may see.
@@ -668,16 +675,14 @@ impl Service {
         r: ObjectRef<'_>,
     ) -> Result<Shown<Volume>, Error> {
         let op = Operation::DetachVolume;
+        self.require(p, op)?;
         let v = self.volume(tenant, p, r, op).await?;
         let after = p
             .cloud
             .detach_volume(&v.item.id)
             .await
             .map_err(|e| e.renamed(v.item.id.as_str(), r.shown()))?;
-        Ok(Shown {
-            item: after,
-            entry: v.entry,
-        })
+        Ok(v.after(after))
     }
 
     // ---- snapshots ----
@@ -999,10 +1004,7 @@ impl Service {
             c.remove_security_rules(&g.item.id, rules).await
         }
         .map_err(|e| e.renamed(g.item.id.as_str(), r.shown()))?;
-        Ok(Shown {
-            item: after,
-            entry: g.entry,
-        })
+        Ok(g.after(after))
     }
 
     // ---- addresses ----
@@ -1097,10 +1099,7 @@ impl Service {
                 e.renamed(a.item.id.as_str(), r.shown())
                     .renamed(i.instance.id.as_str(), instance.shown())
             })?;
-        Ok(Shown {
-            item: after,
-            entry: a.entry,
-        })
+        Ok(a.after(after))
     }
 
     /// Disassociates an address the tenant holds.
@@ -1118,10 +1117,7 @@ impl Service {
             .disassociate_address(&a.item.id)
             .await
             .map_err(|e| e.renamed(a.item.id.as_str(), r.shown()))?;
-        Ok(Shown {
-            item: after,
-            entry: a.entry,
-        })
+        Ok(a.after(after))
     }
 
     // ---- what an instance create names ----
