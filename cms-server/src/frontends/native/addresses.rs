@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use warp::reply::Response;
 
-use super::handlers::{empty, items_of, json_response, with_location, Ctx, ListResponse};
+use super::handlers::{empty, json_response, page_response, with_location, Ctx, ListResponse};
 use super::openapi::{BodyProblems, ProviderProblems};
 use super::problem::ApiError;
 use super::query::{no_query, page_query, PageQuery};
@@ -56,12 +56,7 @@ pub async fn list_addresses(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .service
         .list_addresses(cx.tenant()?, p, &AddressFilter::default(), &page, false)
         .await?;
-    let cap = 128 + page.items.len() * 256;
-    Ok(json_response(
-        StatusCode::OK,
-        &ListResponse::from(items_of(page)),
-        cap,
-    ))
+    Ok(page_response(page, 256))
 }
 
 /// Allocates a public address to the caller (403 `quota_exceeded` when the provider

@@ -43,12 +43,17 @@ impl<T> From<Page<T>> for ListResponse<T> {
     }
 }
 
-/// The objects of a page of shown objects.
-pub(super) fn items_of<T>(page: Page<crate::service::Shown<T>>) -> Page<T> {
-    Page {
+/// A listing's answer: a page of shown objects, about `per_item` bytes each.
+pub(super) fn page_response<T: Serialize>(
+    page: Page<crate::service::Shown<T>>,
+    per_item: usize,
+) -> Response {
+    let cap = 128 + page.items.len() * per_item;
+    let listing = ListResponse {
         items: page.items.into_iter().map(|s| s.item).collect(),
-        next: page.next,
-    }
+        next_page_token: page.next,
+    };
+    json_response(StatusCode::OK, &listing, cap)
 }
 
 impl<T> ListResponse<T> {
@@ -795,12 +800,7 @@ pub async fn list_images(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .service
         .list_images(cx.tenant()?, p, &ImageFilter::default(), &page, false)
         .await?;
-    let cap = 128 + page.items.len() * 256;
-    Ok(json_response(
-        StatusCode::OK,
-        &ListResponse::from(items_of(page)),
-        cap,
-    ))
+    Ok(page_response(page, 256))
 }
 
 /// One image.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use warp::reply::Response;
 
-use super::handlers::{empty, items_of, json_response, with_location, Ctx, ListResponse};
+use super::handlers::{empty, json_response, page_response, with_location, Ctx, ListResponse};
 use super::openapi::{BodyProblems, ProviderProblems};
 use super::problem::ApiError;
 use super::query::{no_query, page_query, PageQuery};
@@ -75,12 +75,7 @@ pub async fn list_security_groups(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             false,
         )
         .await?;
-    let cap = 128 + page.items.len() * 512;
-    Ok(json_response(
-        StatusCode::OK,
-        &ListResponse::from(items_of(page)),
-        cap,
-    ))
+    Ok(page_response(page, 512))
 }
 
 /// Creates a security group, with the rules the provider gives every new group.

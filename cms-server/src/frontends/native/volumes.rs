@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::reply::Response;
 
-use super::handlers::{empty, items_of, json_response, with_location, Ctx, ListResponse};
+use super::handlers::{empty, json_response, page_response, with_location, Ctx, ListResponse};
 use super::openapi::{BodyProblems, ProviderProblems};
 use super::problem::ApiError;
 use super::query::{no_query, page_query, PageQuery};
@@ -85,12 +85,7 @@ pub async fn list_volumes(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         .service
         .list_volumes(cx.tenant()?, p, &VolumeFilter::default(), &page, false)
         .await?;
-    let cap = 128 + page.items.len() * 384;
-    Ok(json_response(
-        StatusCode::OK,
-        &ListResponse::from(items_of(page)),
-        cap,
-    ))
+    Ok(page_response(page, 384))
 }
 
 /// Creates a volume, `creating` at first, then `available`. With an
