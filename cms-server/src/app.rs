@@ -23,6 +23,7 @@ pub struct App {
     pub(crate) metrics: HttpMetrics,
     pub(crate) aggregate_timeout: Duration,
     pub(crate) openapi: Bytes,
+    pub(crate) jobs: crate::jobs::Jobs,
     request_prefix: u32,
     request_counter: AtomicU64,
 }
@@ -217,6 +218,7 @@ impl App {
             metrics: HttpMetrics::new(),
             aggregate_timeout: Duration::from_millis(config.aggregate_timeout_ms),
             openapi,
+            jobs: crate::jobs::Jobs::new(config.jobs),
             request_prefix: rand::thread_rng().gen(),
             request_counter: AtomicU64::new(0),
         };

@@ -26,6 +26,11 @@
 //! read = { per_second = 100, burst = 200 }   # GET/HEAD, EC2 Describe*/Get*
 //! write = { per_second = 10, burst = 20 }    # everything else
 //!
+//! [jobs]                           # optional: durable jobs and deployments (JobsConfig)
+//! workers = 16                     # jobs one replica runs at once
+//! creates_per_provider = 16        # a deployment's creates at once on one provider
+//! check_interval_ms = 30000        # how often deployments are checked for healing
+//!
 //! [[tenants]]
 //! name = "team-a"
 //! api_key_env = "TEAM_A_KEY"       # or api_key = "…" (at most one of them)
@@ -98,6 +103,69 @@ pub struct Config {
     /// Every tenant's request rate limits, per route class (see [`crate::limits`]).
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
+    /// Durable jobs and deployments (see [`crate::jobs`]).
+    #[serde(default)]
+    pub jobs: JobsConfig,
+}
+
+/// `[jobs]`: how a replica runs durable jobs and watches deployments.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs one replica runs at once (default 16).
+    pub workers: usize,
+    /// How often an idle replica looks for due jobs (default 500).
+    pub poll_ms: u64,
+    /// A running job's lease (default 10000): a job whose replica died is taken over
+    /// this long after its last renewal.
+    pub lease_ms: u64,
+    /// The first pause before an attempt after a temporary error (default 500); it
+    /// doubles with each attempt, with jitter, up to `backoff_max_ms` (default 60000).
+    pub backoff_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Instances a deployment creates at once on one provider (default 16).
+    pub creates_per_provider: usize,
+    /// How often each deployment's instances are checked for healing (default 30000).
+    pub check_interval_ms: u64,
+    /// How often a job waiting for instances looks at them again (default 500).
+    pub wait_poll_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 16,
+            poll_ms: 500,
+            lease_ms: 10_000,
+            backoff_ms: 500,
+            backoff_max_ms: 60_000,
+            creates_per_provider: 16,
+            check_interval_ms: 30_000,
+            wait_poll_ms: 500,
+        }
+    }
+}
+
+impl JobsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v, min) in [
+            ("workers", self.workers as u64, 1),
+            ("poll_ms", self.poll_ms, 10),
+            ("lease_ms", self.lease_ms, 100),
+            ("backoff_ms", self.backoff_ms, 1),
+            ("backoff_max_ms", self.backoff_max_ms, self.backoff_ms),
+            ("creates_per_provider", self.creates_per_provider as u64, 1),
+            ("check_interval_ms", self.check_interval_ms, 100),
+            ("wait_poll_ms", self.wait_poll_ms, 10),
+        ] {
+            if v < min {
+                return Err(ConfigError::new(format!(
+                    "`jobs.{key}` must be at least {min}, not {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A token bucket: bursts of up to `burst` requests, `per_second` on average.
@@ -161,6 +229,7 @@ impl Default for Config {
             lease_ms: default_lease_ms(),
             cached_objects: default_cached_objects(),
             rate_limits: RateLimitsConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -456,6 +525,7 @@ impl Config {
             return Err(ConfigError::new("`cached_objects` must be at least 1000"));
         }
         self.rate_limits.validate("`rate_limits")?;
+        self.jobs.validate()?;
         let mut names = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}] (`{}`)", p.name);

@@ -70,6 +70,7 @@ pub mod auth;
 pub mod config;
 pub mod frontends;
 pub mod fuzz;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -147,15 +147,26 @@ pub async fn serve(
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = {
         let app = app.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             app.service
                 .maintain(async {
-                    let _ = stopped.await;
+                    let _ = stopped.wait_for(|s| *s).await;
                 })
                 .await
+        })
+    };
+    let jobs = {
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            crate::jobs::run(app, async {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
         })
     };
     match tls {
@@ -168,8 +179,9 @@ pub async fn serve(
         }
         Some(tls) => serve_tls(app, listener, &tls, shutdown).await,
     }
-    let _ = stop.send(());
+    let _ = stop.send(true);
     let _ = background.await;
+    let _ = jobs.await;
 }
 
 /// How long a client has to finish its TLS handshake.

@@ -353,6 +353,22 @@ impl Service {
         })
     }
 
+    /// The public ids the store has for instances of `p` (by backend id), in order;
+    /// `None` for one it has none for (made outside this server, never listed).
+    pub async fn public_ids_of_instances(
+        &self,
+        p: &Provider,
+        backend_ids: &[&str],
+    ) -> Result<Vec<Option<String>>, Error> {
+        Ok(self
+            .store
+            .lookup(&p.name, Kind::Instance, backend_ids)
+            .await?
+            .into_iter()
+            .map(|e| e.map(|e| e.public_id.to_string()))
+            .collect())
+    }
+
     /// One instance the tenant may see, by the id the client named: `NotFound` (naming
     /// that id) for an unknown one and for one the tenant may not see, alike.
     pub async fn instance(

@@ -38,7 +38,9 @@
 //! ```
 
 pub mod creates;
+pub mod deployments;
 pub mod details;
+pub mod jobs;
 pub mod objects;
 pub mod tokens;
 
@@ -50,7 +52,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 pub use creates::{Begin, CreateSlot, PendingCreate, Quota, QuotaScope};
+pub use deployments::{DeploymentRow, HistoryEntry, MemberRow};
 pub use details::{CREATED, FINGERPRINT, USER_DATA};
+pub use jobs::{JobEnd, JobPage, JobRow, JobState, NewJob};
 pub use objects::{Entry, Record, Resolved, Seen};
 pub use tokens::TokenClaim;
 
@@ -137,6 +141,72 @@ const MIGRATIONS: &[&str] = &[
         tag_value TEXT NOT NULL,
         PRIMARY KEY (tenant, public_id, tag_key)
     )",
+    // 4: durable jobs (one active job per deduplication key), deployments, their
+    // instances, and the history of deployments and instances.
+    "CREATE TABLE cms_jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        input TEXT NOT NULL,
+        result TEXT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        deadline BIGINT,
+        error_kind TEXT,
+        error_message TEXT,
+        progress BIGINT NOT NULL DEFAULT 0,
+        message TEXT,
+        cancel_requested BIGINT NOT NULL DEFAULT 0,
+        dedupe TEXT,
+        lease_owner TEXT,
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX cms_jobs_active ON cms_jobs (dedupe)
+        WHERE dedupe IS NOT NULL AND state IN ('queued', 'running');
+    CREATE INDEX cms_jobs_due ON cms_jobs (state, next_attempt_at);
+    CREATE INDEX cms_jobs_tenant ON cms_jobs (tenant, created_at);
+    CREATE INDEX cms_jobs_target ON cms_jobs (target);
+    CREATE TABLE cms_deployments (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        next_index BIGINT NOT NULL,
+        expires_at BIGINT,
+        checked_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX cms_deployments_tenant ON cms_deployments (tenant, id);
+    CREATE TABLE cms_members (
+        deployment TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        part BIGINT NOT NULL,
+        provider TEXT NOT NULL,
+        public_id TEXT,
+        backend_id TEXT,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (deployment, idx)
+    );
+    CREATE INDEX cms_members_public ON cms_members (public_id);
+    CREATE TABLE cms_history (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX cms_history_subject ON cms_history (subject, at)",
 ];
 
 /// A key no other program takes: PostgreSQL's advisory lock around migrations.
@@ -247,7 +317,7 @@ impl std::error::Error for StoreError {
 }
 
 impl StoreError {
-    fn plain(what: impl Into<String>) -> StoreError {
+    pub(crate) fn plain(what: impl Into<String>) -> StoreError {
         StoreError {
             what: what.into(),
             source: None,
@@ -391,6 +461,17 @@ impl Store {
     pub fn with_cached_objects(self, objects: usize) -> Store {
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = objects::Cache::new(objects);
         self
+    }
+
+    /// Another handle on the same database (the same connections), with a small
+    /// cache of its own: for tasks that outlive a request (a stream of a job's
+    /// progress).
+    pub fn handle(&self) -> Store {
+        Store {
+            pool: self.pool.clone(),
+            dialect: self.dialect,
+            cache: RwLock::new(objects::Cache::new(64)),
+        }
     }
 
     /// Which SQL this store speaks.

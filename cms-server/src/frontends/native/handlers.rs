@@ -20,7 +20,7 @@ use super::query::{
     instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
 };
 use super::routes::{percent_encode_segment, Params, RouteId};
-use super::{addresses, images, security_groups, snapshots, volumes};
+use super::{addresses, deployments, images, jobs, security_groups, snapshots, volumes};
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::service::{CreateRequest, Idempotency, InstanceRef, ObjectRef, Provider};
@@ -148,6 +148,10 @@ pub struct CreateInstanceRequest {
     /// the instance unless `delete_on_termination` is false.
     #[serde(default)]
     pub volumes: Vec<BlockDevice>,
+    /// When the instance is terminated (RFC 3339): a job does it then.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
 }
 
 impl CreateInstanceRequest {
@@ -250,7 +254,18 @@ impl Ctx<'_> {
 
     async fn act(&self, action: InstanceAction) -> Result<Response, ApiError> {
         let p = self.provider()?;
-        no_query(self.query)?;
+        if wait_query(self.query)? {
+            // Seen by the caller now (404 otherwise), then followed by a job.
+            let vm = self.instance(p, action.operation()).await?;
+            let input = crate::jobs::instances::InstanceJob {
+                provider: p.name.to_string(),
+                id: Some(vm.id.as_str().to_owned()),
+                spec: None,
+                expires_at: None,
+                idempotency: None,
+            };
+            return job_accepted(self, Some(action), vm.id.as_str(), input).await;
+        }
         let (_, after) = self
             .app
             .service
@@ -262,6 +277,19 @@ impl Ctx<'_> {
     /// The body as JSON of type `T`, checked for media type and shape.
     pub(super) fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         parse_json(self.headers, &self.body)
+    }
+
+    /// The body as a JSON object read as `T` (serde would also read a struct from an
+    /// array of its fields, which the document does not allow).
+    pub(super) fn json_object<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let first = self.body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::server(
+                ServerKind::MalformedBody,
+                "the body must be a JSON object",
+            ));
+        }
+        self.json()
     }
 
     /// The request's `Idempotency-Key`, with the fingerprint of `request` (what it
@@ -311,6 +339,9 @@ pub fn reads_body(id: RouteId) -> bool {
             | RouteId::RemoveSecurityRules
             | RouteId::AllocateAddress
             | RouteId::AssociateAddress
+            | RouteId::UpdateInstance
+            | RouteId::CreateDeployment
+            | RouteId::UpdateDeployment
     )
 }
 
@@ -472,6 +503,17 @@ pub async fn dispatch(id: RouteId, cx: &Ctx<'_>) -> Result<Response, ApiError> {
         RouteId::ReleaseAddress => addresses::release_address(cx).await,
         RouteId::AssociateAddress => addresses::associate_address(cx).await,
         RouteId::DisassociateAddress => addresses::disassociate_address(cx).await,
+        RouteId::UpdateInstance => update_instance(cx).await,
+        RouteId::GetInstanceHistory => get_instance_history(cx).await,
+        RouteId::ListJobs => jobs::list_jobs(cx).await,
+        RouteId::GetJob => jobs::get_job(cx).await,
+        RouteId::CancelJob => jobs::cancel_job(cx).await,
+        RouteId::JobEvents => jobs::job_events(cx).await,
+        RouteId::ListDeployments => deployments::list_deployments(cx).await,
+        RouteId::CreateDeployment => deployments::create_deployment(cx).await,
+        RouteId::GetDeployment => deployments::get_deployment(cx).await,
+        RouteId::UpdateDeployment => deployments::update_deployment(cx).await,
+        RouteId::DeleteDeployment => deployments::delete_deployment(cx).await,
     }
 }
 
@@ -610,13 +652,34 @@ pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         ("Idempotency-Key" = Option<String>, Header,
             description = "Makes the create idempotent per tenant (1 to 255 visible ASCII characters)")),
     request_body = CreateInstanceRequest,
-    responses((status = 201, description = "The instance, usually pending", body = Instance,
-        headers(("Location" = String, description = "The instance's URL"))), ProviderProblems, BodyProblems))]
+    responses((status = 201, description = "The instance, usually pending", body = InstanceView,
+        headers(("Location" = String, description = "The instance's URL"))),
+        (status = 202, description = "With `wait=false`: the job that creates the instance and follows it until it runs", body = super::jobs::JobView,
+        headers(("Location" = String, description = "The job's URL"))),
+        ProviderProblems, BodyProblems))]
 pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
-    no_query(cx.query)?;
-    let spec = cx.json::<CreateInstanceRequest>()?.into_spec();
+    let background = wait_query(cx.query)?;
+    let req = cx.json::<CreateInstanceRequest>()?;
+    let expires_at = req
+        .expires_at
+        .as_deref()
+        .map(|v| time_field("expires_at", v))
+        .transpose()?;
+    let spec = req.into_spec();
     let idempotency = cx.idempotency(&spec)?;
+    if background {
+        cms_core::check_instance_spec(&spec)
+            .map_err(|e| ApiError::from(e.with_provider(p.name.to_string())))?;
+        let input = crate::jobs::instances::InstanceJob {
+            provider: p.name.to_string(),
+            id: None,
+            spec: Some(spec),
+            expires_at,
+            idempotency: idempotency.map(|i| (i.key, i.fingerprint)),
+        };
+        return job_accepted(cx, None, &p.name, input).await;
+    }
     let launch = cx
         .app
         .service
@@ -631,21 +694,218 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             },
         )
         .await?;
-    let vm = launch
+    let made = launch
         .instances
         .into_iter()
         .next()
-        .map(|o| o.instance)
         .ok_or_else(|| ApiError::server(ServerKind::Internal, "the create made no instance"))?;
+    if let (Some(at), Some(e)) = (expires_at, &made.entry) {
+        crate::jobs::instances::set_expiry(
+            cx.app,
+            cx.tenant()?,
+            &p.name,
+            &e.public_id,
+            made.instance.id.as_str(),
+            Some(at),
+        )
+        .await?;
+    }
+    let vm = made.instance;
     let location = format!(
         "/v1/providers/{}/instances/{}",
         percent_encode_segment(&p.name),
         percent_encode_segment(vm.id.as_str())
     );
+    let view = InstanceView {
+        instance: &vm,
+        expires_at: expires_at.map(crate::jobs::instances::rfc3339),
+    };
     Ok(with_location(
-        json_response(StatusCode::CREATED, &vm, 1024),
+        json_response(StatusCode::CREATED, &view, 1024),
         location,
     ))
+}
+
+/// An instance, with when it expires (if it does).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceView<'a> {
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub instance: &'a Instance,
+    /// When a job terminates it (RFC 3339); absent when it does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A change of an instance: when it expires (`null`: never).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInstanceRequest {
+    /// When a job terminates it (RFC 3339); `null` removes the expiry.
+    #[schema(format = DateTime, nullable)]
+    pub expires_at: Option<String>,
+}
+
+/// An RFC 3339 time of a body field, in ms since the epoch.
+pub(super) fn time_field(field: &str, v: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            ApiError::server(
+                ServerKind::MalformedBody,
+                format!("`{field}` must be an RFC 3339 time, as 2030-01-31T12:00:00Z: {e}"),
+            )
+        })
+}
+
+/// Whether the request asks to be answered with a job (`wait=false`); no other
+/// query parameter is taken.
+pub(super) fn wait_query(q: &str) -> Result<bool, ApiError> {
+    let mut background = false;
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        match (&*super::routes::query_decode(k), &*super::routes::query_decode(v)) {
+            ("wait", "false") if !background => background = true,
+            ("wait", "false") => {
+                return Err(ApiError::server(
+                    ServerKind::InvalidQuery,
+                    "query parameter `wait` is given more than once",
+                ))
+            }
+            ("wait", other) => {
+                return Err(ApiError::server(
+                    ServerKind::InvalidQuery,
+                    format!(
+                        "query parameter `wait` takes only `false` (answer 202 with a job that                          follows the operation to its end), not `{other}`; without it the answer                          comes when the provider has accepted the operation"
+                    ),
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::server(
+                    ServerKind::InvalidQuery,
+                    format!("unknown query parameter `{other}`; expected one of: wait"),
+                ))
+            }
+        }
+    }
+    Ok(background)
+}
+
+/// Adds an instance job and answers 202 with it.
+async fn job_accepted(
+    cx: &Ctx<'_>,
+    action: Option<InstanceAction>,
+    target: &str,
+    input: crate::jobs::instances::InstanceJob,
+) -> Result<Response, ApiError> {
+    let tenant = cx.tenant()?;
+    let job = crate::store::NewJob {
+        kind: crate::jobs::instances::kind_of(action),
+        tenant: tenant.name.to_string(),
+        target: target.to_owned(),
+        input: crate::jobs::result_json(&input),
+        not_before: None,
+        deadline: None,
+        dedupe: None,
+    };
+    let (job, _) = crate::jobs::enqueue(cx.app, &job).await?;
+    Ok(with_location(
+        json_response(
+            StatusCode::ACCEPTED,
+            &super::jobs::JobView::from(&job),
+            1024,
+        ),
+        format!("/v1/jobs/{}", job.id),
+    ))
+}
+
+/// The public id of a native instance the caller may see (404 otherwise).
+async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), ApiError> {
+    let o = cx
+        .app
+        .service
+        .instance(
+            cx.tenant()?,
+            p,
+            InstanceRef::Backend(cx.id()),
+            Operation::GetInstance,
+        )
+        .await?;
+    let id = match &o.entry {
+        Some(e) => Some(e.public_id.to_string()),
+        None => cx
+            .app
+            .service
+            .public_ids_of_instances(p, &[o.instance.id.as_str()])
+            .await?
+            .pop()
+            .flatten(),
+    };
+    let id = id.ok_or_else(|| {
+        ApiError::from(cms_core::Error::new(
+            cms_core::ErrorKind::InvalidState,
+            format!(
+                "instance {} was not made through this server: it has no expiry or history here",
+                cx.id()
+            ),
+        ))
+    })?;
+    Ok((o.instance, id))
+}
+
+/// Sets or removes when an instance expires: a job terminates it then (exactly once,
+/// on one of the replicas, after restarts too); its history says so.
+#[utoipa::path(patch, path = "/v1/providers/{provider}/instances/{id}", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    request_body = UpdateInstanceRequest,
+    responses((status = 200, description = "The instance", body = InstanceView), ProviderProblems, BodyProblems))]
+pub async fn update_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let req: UpdateInstanceRequest = cx.json_object()?;
+    let at = req
+        .expires_at
+        .as_deref()
+        .map(|v| time_field("expires_at", v))
+        .transpose()?;
+    let (vm, public_id) = public_id_of(cx, p).await?;
+    crate::jobs::instances::set_expiry(
+        cx.app,
+        cx.tenant()?,
+        &p.name,
+        &public_id,
+        vm.id.as_str(),
+        at,
+    )
+    .await?;
+    let view = InstanceView {
+        instance: &vm,
+        expires_at: at.map(crate::jobs::instances::rfc3339),
+    };
+    Ok(json_response(StatusCode::OK, &view, 1024))
+}
+
+/// What happened to an instance: made for a deployment, replaced, expiry set,
+/// expired, deleted by a deployment (oldest first, the latest 100).
+#[utoipa::path(get, path = "/v1/providers/{provider}/instances/{id}/history", tag = "instances",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id (percent-encoded)")),
+    responses((status = 200, description = "The instance's history", body = Vec<crate::store::HistoryEntry>), ProviderProblems))]
+pub async fn get_instance_history(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let p = cx.provider()?;
+    no_query(cx.query)?;
+    let (_, public_id) = public_id_of(cx, p).await?;
+    let h = cx
+        .app
+        .service
+        .store()
+        .history(&public_id, 100)
+        .await
+        .map_err(cms_core::Error::from)?;
+    Ok(json_response(StatusCode::OK, &h, 256 * h.len() + 2))
 }
 
 /// Whether an `Idempotency-Key` is 1 to 255 visible ASCII characters.
@@ -662,12 +922,39 @@ fn hex(bytes: &[u8]) -> String {
     security(("bearer" = [])),
     params(("provider" = String, Path, description = "The provider's name"),
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
-    responses((status = 200, description = "The instance", body = Instance), ProviderProblems))]
+    responses((status = 200, description = "The instance", body = InstanceView), ProviderProblems))]
 pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let vm = cx.instance(p, Operation::GetInstance).await?;
-    Ok(json_response(StatusCode::OK, &vm, 1024))
+    let o = cx
+        .app
+        .service
+        .instance(
+            cx.tenant()?,
+            p,
+            InstanceRef::Backend(cx.id()),
+            Operation::GetInstance,
+        )
+        .await?;
+    let expires_at = match &o.entry {
+        Some(e) => crate::jobs::instances::expiry(cx.app, &e.public_id).await?,
+        None => match cx
+            .app
+            .service
+            .public_ids_of_instances(p, &[o.instance.id.as_str()])
+            .await?
+            .pop()
+            .flatten()
+        {
+            Some(id) => crate::jobs::instances::expiry(cx.app, &id).await?,
+            None => None,
+        },
+    };
+    let view = InstanceView {
+        instance: &o.instance,
+        expires_at: expires_at.map(crate::jobs::instances::rfc3339),
+    };
+    Ok(json_response(StatusCode::OK, &view, 1024))
 }
 
 /// What the instance's console showed: the latest part the backend keeps (at most

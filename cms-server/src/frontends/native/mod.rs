@@ -7,9 +7,11 @@
 //! ([`problem`]).
 
 pub mod addresses;
+pub mod deployments;
 pub mod fastjson;
 pub mod handlers;
 pub mod images;
+pub mod jobs;
 pub mod openapi;
 pub mod problem;
 pub mod query;

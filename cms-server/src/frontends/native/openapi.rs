@@ -74,6 +74,17 @@ use super::problem::{Problem, PROBLEM_JSON};
         super::addresses::release_address,
         super::addresses::associate_address,
         super::addresses::disassociate_address,
+        handlers::update_instance,
+        handlers::get_instance_history,
+        super::jobs::list_jobs,
+        super::jobs::get_job,
+        super::jobs::cancel_job,
+        super::jobs::job_events,
+        super::deployments::list_deployments,
+        super::deployments::create_deployment,
+        super::deployments::get_deployment,
+        super::deployments::update_deployment,
+        super::deployments::delete_deployment,
     ),
     components(schemas(Problem)),
     modifiers(&Common),
@@ -86,6 +97,8 @@ use super::problem::{Problem, PROBLEM_JSON};
         (name = "snapshots", description = "Point-in-time copies of volumes"),
         (name = "security-groups", description = "Firewall rules instances are put in"),
         (name = "addresses", description = "Public addresses that move between instances"),
+        (name = "jobs", description = "Durable background work: deployments, operations followed to their end, expiries"),
+        (name = "deployments", description = "Instances of one template spread over providers, kept at their count"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -235,6 +248,35 @@ impl IntoResponses for ProviderProblems {
             (502, "The provider failed (backend)"),
             (503, "The provider is unavailable (unavailable)"),
             (504, "The provider did not answer in time (timeout)"),
+        ])
+    }
+}
+
+/// Problems of the routes of jobs and deployments (the server's own state, and the
+/// providers a deployment names).
+pub struct JobProblems;
+
+impl IntoResponses for JobProblems {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        problems(&[
+            (400, BAD_REQUEST),
+            (401, UNAUTHENTICATED),
+            (
+                403,
+                "The tenant may not use a provider the deployment names (permission_denied)",
+            ),
+            (
+                404,
+                "No such job or deployment of the caller, or provider (not_found), or a page token this listing did not hand out (page_not_found)",
+            ),
+            (
+                409,
+                "The job has ended, or the deployment is being deleted or its count would go below its `min` (invalid_state)",
+            ),
+            (429, TENANT_RATE_LIMITED),
+            (431, HEADERS_TOO_LARGE),
+            (500, INTERNAL),
+            (503, "The server could not read or write its state (unavailable)"),
         ])
     }
 }
@@ -440,6 +482,42 @@ fn constrain(doc: &mut Value) {
             p.extend(e.clone());
         }
     }
+    // A deployment's template and partitions take what an instance's create takes.
+    let of_create = |names: &[&str]| -> Vec<(&'static str, Value)> {
+        fields
+            .iter()
+            .filter(|(s, f, _)| *s == "CreateInstanceRequest" && names.contains(f))
+            .map(|(_, f, v)| (*f, v.clone()))
+            .collect()
+    };
+    let common = [
+        "image_id",
+        "flavor_id",
+        "key_name",
+        "network_ids",
+        "security_group_ids",
+    ];
+    let mut template_fields = of_create(&common);
+    template_fields.extend(of_create(&["name", "user_data"]));
+    let mut partition_fields = of_create(&common);
+    partition_fields.extend(of_create(&["location_id"]));
+    partition_fields.push(("provider", text(1, MAX_NAME, None)));
+    for (schema, list) in [
+        ("Template", template_fields),
+        ("Partition", partition_fields),
+    ] {
+        for (field, extra) in list {
+            let prop = &mut schemas[schema]["properties"][field];
+            if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {
+                p.extend(e.clone());
+            }
+        }
+    }
+    if let Some(p) = schemas["CreateDeploymentRequest"]["properties"]["name"].as_object_mut() {
+        if let Some(e) = text(1, MAX_NAME, Some(NOT_BLANK)).as_object() {
+            p.extend(e.clone());
+        }
+    }
     // A volume is made of a size, or of a snapshot (either given, not null).
     for schema in ["CreateVolumeRequest", "BlockDevice"] {
         schemas[schema]["anyOf"] = json!([
@@ -468,6 +546,7 @@ fn constrain(doc: &mut Value) {
         "CaptureImageRequest",
         "CreateSecurityGroupRequest",
         "AllocateAddressRequest",
+        "Template",
     ] {
         let t = &mut schemas[schema]["properties"]["tags"];
         let description = t["description"].clone();

@@ -91,6 +91,17 @@ pub enum RouteId {
     ReleaseAddress,
     AssociateAddress,
     DisassociateAddress,
+    UpdateInstance,
+    GetInstanceHistory,
+    ListJobs,
+    GetJob,
+    CancelJob,
+    JobEvents,
+    ListDeployments,
+    CreateDeployment,
+    GetDeployment,
+    UpdateDeployment,
+    DeleteDeployment,
 }
 
 /// One route: a method, a path template (`{name}` segments are parameters) and
@@ -352,6 +363,27 @@ pub const ROUTES: &[Route] = &[
         "/v1/providers/{provider}/addresses/{id}/disassociate",
         true,
     ),
+    r(
+        UpdateInstance,
+        Patch,
+        "/v1/providers/{provider}/instances/{id}",
+        true,
+    ),
+    r(
+        GetInstanceHistory,
+        Get,
+        "/v1/providers/{provider}/instances/{id}/history",
+        true,
+    ),
+    r(ListJobs, Get, "/v1/jobs", true),
+    r(GetJob, Get, "/v1/jobs/{id}", true),
+    r(CancelJob, Delete, "/v1/jobs/{id}", true),
+    r(JobEvents, Get, "/v1/jobs/{id}/events", true),
+    r(ListDeployments, Get, "/v1/deployments", true),
+    r(CreateDeployment, Post, "/v1/deployments", true),
+    r(GetDeployment, Get, "/v1/deployments/{id}", true),
+    r(UpdateDeployment, Patch, "/v1/deployments/{id}", true),
+    r(DeleteDeployment, Delete, "/v1/deployments/{id}", true),
 ];
 
 /// The label of requests that matched no route.

@@ -1,0 +1,356 @@
+//! Jobs: list, get, cancel, and a job's progress as server-sent events.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use warp::reply::{Reply, Response};
+
+use super::handlers::{json_response, Ctx};
+use super::openapi::JobProblems;
+use super::problem::{ApiError, ServerKind};
+use super::query::no_query;
+use super::routes::query_decode;
+use crate::jobs::instances::rfc3339;
+use crate::store::{JobRow, JobState, Store};
+
+/// How often the event stream looks at its job.
+const EVENT_POLL: Duration = Duration::from_millis(200);
+/// How long one event stream lasts at most (the client reconnects for more).
+const EVENT_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The error of a job's last attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobError {
+    /// Its kind (`unavailable`, `quota_exceeded`, …).
+    pub kind: String,
+    /// What the server or the provider said.
+    pub message: String,
+}
+
+/// A durable job: work the server carries out and repeats until it is done.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// `job-` and 17 hex digits.
+    pub id: String,
+    /// What it does: `deployment.apply`, `deployment.delete`, `deployment.expire`,
+    /// `instance.create`, `instance.start`, `instance.stop`, `instance.reboot`,
+    /// `instance.delete`, `instance.expire`.
+    pub kind: String,
+    /// What it works on: a deployment's id, an instance's public id, a provider.
+    pub target: String,
+    pub state: JobState,
+    /// Attempts begun so far (an attempt interrupted by a server's death counts).
+    pub attempts: u32,
+    /// 0 to 100.
+    pub progress: u32,
+    /// What it is doing now.
+    pub message: Option<String>,
+    /// The error of its last failed attempt (kept while it is tried again).
+    pub error: Option<JobError>,
+    /// What it made, once it succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Whether it was asked to stop.
+    pub cancel_requested: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+    /// When it is due again, while it is queued.
+    pub next_attempt_at: Option<String>,
+    /// After this it is not tried again.
+    pub deadline: Option<String>,
+}
+
+impl From<&JobRow> for JobView {
+    fn from(j: &JobRow) -> Self {
+        JobView {
+            id: j.id.clone(),
+            kind: j.kind.clone(),
+            target: j.target.clone(),
+            state: j.state,
+            attempts: j.attempts,
+            progress: j.progress,
+            message: j.message.clone(),
+            error: j.error.as_ref().map(|(k, m)| JobError {
+                kind: k.clone(),
+                message: m.clone(),
+            }),
+            result: j
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            cancel_requested: j.cancel_requested,
+            created_at: rfc3339(j.created_at),
+            updated_at: rfc3339(j.updated_at),
+            next_attempt_at: (j.state == JobState::Queued).then(|| rfc3339(j.next_attempt_at)),
+            deadline: j.deadline.map(rfc3339),
+        }
+    }
+}
+
+/// One server-sent event of a job's stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobEvent {
+    /// Always `job`.
+    pub event: String,
+    /// The job as `GET /v1/jobs/{id}` shows it, as JSON text.
+    pub data: String,
+    /// Grows with every change of the job.
+    pub id: String,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub items: Vec<JobView>,
+    /// Pass as `page_token` for the next page; `null` on the last.
+    pub next_page_token: Option<String>,
+}
+
+/// Paging and filter of the job listing.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct JobQuery {
+    /// Only the jobs of this target (a deployment's id, an instance's public id).
+    #[param(min_length = 1, max_length = 255)]
+    target: Option<String>,
+    /// At most this many (1 to 1000; 100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The `next_page_token` of the previous page.
+    page_token: Option<String>,
+}
+
+/// Parses `limit`, `page_token` and (when `target`) `target`.
+pub(super) fn list_query(
+    q: &str,
+    target: bool,
+) -> Result<(u32, Option<String>, Option<String>), ApiError> {
+    let (mut limit, mut token, mut tgt) = (None, None, None);
+    let expected = if target {
+        "target, limit, page_token"
+    } else {
+        "limit, page_token"
+    };
+    let invalid = |d: String| ApiError::server(ServerKind::InvalidQuery, d);
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let (k, v) = (query_decode(k), query_decode(v));
+        let slot_taken =
+            |k: &str| invalid(format!("query parameter `{k}` is given more than once"));
+        match &*k {
+            "limit" => {
+                let n = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "query parameter `limit` must be an integer from 1 to 1000, not `{v}`"
+                        ))
+                    })?;
+                if limit.replace(n).is_some() {
+                    return Err(slot_taken("limit"));
+                }
+            }
+            "page_token" => {
+                if v.is_empty()
+                    || v.len() > 64
+                    || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(ApiError::server(
+                        ServerKind::PageNotFound,
+                        "query parameter `page_token` is not a token this listing handed out",
+                    ));
+                }
+                if token.replace(v.into_owned()).is_some() {
+                    return Err(slot_taken("page_token"));
+                }
+            }
+            "target" if target => {
+                if v.is_empty() || v.len() > 255 {
+                    return Err(invalid(
+                        "query parameter `target` must be 1 to 255 characters".into(),
+                    ));
+                }
+                if tgt.replace(v.into_owned()).is_some() {
+                    return Err(slot_taken("target"));
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown query parameter `{other}`; expected one of: {expected}"
+                )))
+            }
+        }
+    }
+    Ok((limit.unwrap_or(100), token, tgt))
+}
+
+fn not_found(id: &str) -> ApiError {
+    cms_core::Error::not_found("job", id).into()
+}
+
+async fn job_of(cx: &Ctx<'_>) -> Result<JobRow, ApiError> {
+    let id = cx.params.get(0);
+    cx.app
+        .service
+        .store()
+        .job(id, Some(&cx.tenant()?.name))
+        .await
+        .map_err(cms_core::Error::from)?
+        .ok_or_else(|| not_found(id))
+}
+
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    security(("bearer" = [])),
+    params(JobQuery),
+    responses((status = 200, description = "One page of jobs", body = JobList), JobProblems))]
+pub async fn list_jobs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let tenant = cx.tenant()?;
+    let (limit, token, target) = list_query(cx.query, true)?;
+    let store = cx.app.service.store();
+    if let Some(t) = &token {
+        if store
+            .job(t, Some(&tenant.name))
+            .await
+            .map_err(cms_core::Error::from)?
+            .is_none()
+        {
+            return Err(ApiError::server(
+                ServerKind::PageNotFound,
+                "query parameter `page_token` is not a token this listing handed out",
+            ));
+        }
+    }
+    let page = store
+        .list_jobs(&tenant.name, target.as_deref(), token.as_deref(), limit)
+        .await
+        .map_err(cms_core::Error::from)?;
+    let list = JobList {
+        items: page.jobs.iter().map(JobView::from).collect(),
+        next_page_token: page.next,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &list,
+        512 * list.items.len() + 64,
+    ))
+}
+
+/// One job: its state, progress, attempts and the error of its last attempt.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "The job", body = JobView), JobProblems))]
+pub async fn get_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    let job = job_of(cx).await?;
+    Ok(json_response(StatusCode::OK, &JobView::from(&job), 1024))
+}
+
+/// Cancels a job: a queued one at once, a running one at its next step (its state
+/// says when). An ended job cannot be canceled (409).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 202, description = "Cancel asked for: the job as it is now", body = JobView),
+        JobProblems))]
+pub async fn cancel_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    let job = job_of(cx).await?;
+    if job.state.is_final() {
+        return Err(cms_core::Error::new(
+            cms_core::ErrorKind::InvalidState,
+            format!(
+                "job {} has ended ({}); there is nothing to cancel",
+                job.id,
+                job.state.as_str()
+            ),
+        )
+        .into());
+    }
+    let after = cx
+        .app
+        .service
+        .store()
+        .cancel_job(&job.id, &job.tenant)
+        .await
+        .map_err(cms_core::Error::from)?
+        .ok_or_else(|| not_found(&job.id))?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &JobView::from(&after),
+        1024,
+    ))
+}
+
+/// A job's progress as server-sent events (`text/event-stream`): an event `job`
+/// with the job (as `GET /v1/jobs/{id}` shows it) now and after every change; the
+/// stream ends after the event that shows the job ended.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "Events `job`, each with the job as JSON, until it ends",
+        content_type = "text/event-stream", body = JobEvent), JobProblems))]
+pub async fn job_events(cx: &Ctx<'_>) -> Result<Response, ApiError> {
+    no_query(cx.query)?;
+    let first = job_of(cx).await?;
+    let store = cx.app.service.store().handle();
+    let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(8);
+    tokio::spawn(follow(store, first, tx));
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    let mut r = warp::sse::reply(events).into_response();
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    Ok(r)
+}
+
+fn event_of(job: &JobRow) -> warp::sse::Event {
+    let data = serde_json::to_string(&JobView::from(job)).unwrap_or_default();
+    warp::sse::Event::default()
+        .event("job")
+        .id(job.version.to_string())
+        .data(data)
+}
+
+/// Sends the job's events until it ends, the client goes, or the stream's time is up.
+async fn follow(store: Store, first: JobRow, tx: tokio::sync::mpsc::Sender<warp::sse::Event>) {
+    let started = Instant::now();
+    let mut last = first.version;
+    if tx.send(event_of(&first)).await.is_err() || first.state.is_final() {
+        return;
+    }
+    while started.elapsed() < EVENT_LIMIT {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(EVENT_POLL) => {}
+        }
+        let job = match store.job(&first.id, Some(&first.tenant)).await {
+            Ok(Some(j)) => j,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job = %first.id, error = %e, "could not read a job for its event stream");
+                continue;
+            }
+        };
+        if job.version != last {
+            last = job.version;
+            if tx.send(event_of(&job)).await.is_err() {
+                return;
+            }
+        }
+        if job.state.is_final() {
+            return;
+        }
+    }
+}
