@@ -231,17 +231,28 @@ async fn deployments_scale_heal_expire_and_jobs_cancel_and_stream() {
         name = "slow"
         driver = "memory"
         boot_delay_ms = 600000
+        [[providers]]
+        name = "broken"
+        driver = "memory"
+        retry_attempts = 1
+        [providers.chaos]
+        fault_rate = 1.0
         [[tenants]]
         name = "alice"
         api_key = "{KEY}"
         providers = ["*"]
         "#
     );
-    let s = Server::start(Options {
-        config: Some(config),
-        key: Some(KEY.into()),
-        ..Options::default()
-    });
+    let state = StateDb::new("deploy-life");
+    let start = || {
+        Server::start(Options {
+            config: Some(config.clone()),
+            key: Some(KEY.into()),
+            state: Some(state.url.clone()),
+            ..Options::default()
+        })
+    };
+    let mut s = start();
     let template = json!({"image_id": "img-debian-12", "flavor_id": "flv-1cpu-1gb"});
     let (id, job) = create_deployment(
         &s,
@@ -524,6 +535,56 @@ async fn deployments_scale_heal_expire_and_jobs_cancel_and_stream() {
     let on_a = live(&all_instances(&s, "a").await).len();
     let on_b = live(&all_instances(&s, "b").await).len();
     assert_eq!(on_a + on_b, 1, "only the job's instance remains");
+
+    // A job that keeps meeting temporary errors stops at its deadline.
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let (_, job) = create_deployment(
+        &s,
+        json!({
+            "name": "doomed", "count": 1, "template": template, "deadline": soon,
+            "partitions": [{"provider": "broken"}],
+        }),
+    )
+    .await;
+    let j = wait_job(&s, &job, Duration::from_secs(30)).await;
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["attempts"].as_u64().unwrap() >= 2, "{j}");
+    assert!(
+        j["error"]["message"].as_str().unwrap().contains("deadline"),
+        "{j}"
+    );
+
+    // At shutdown a server gives its running jobs up: the next one takes them at once
+    // (not a lease later), and they go on.
+    let (slow2, job) = create_deployment(
+        &s,
+        json!({
+            "name": "slow-2", "count": 1, "template": template,
+            "partitions": [{"provider": "slow"}],
+        }),
+    )
+    .await;
+    wait_deployment(&s, &slow2, Duration::from_secs(10), "instance made", |d| {
+        d["instances"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert!(
+        s.terminate(Duration::from_secs(10)).is_some(),
+        "the server did not stop"
+    );
+    let s = start();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let j = get_ok(&s, &format!("/v1/jobs/{job}")).await;
+        if j["state"] == "running" && j["attempts"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was not taken over at once: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Bad input is refused, clearly.
     for (body, needle) in [

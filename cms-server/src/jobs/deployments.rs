@@ -996,6 +996,12 @@ pub async fn delete(cx: &JobCx<'_>) -> Result<String, Stop> {
     delete_members(cx, &d, &mut members, &targets, "the deployment was deleted").await?;
     store.drop_scheduled_job(&expire_key(id)).await?;
     store.remove_deployment(id).await?;
+    cx.app
+        .jobs
+        .unavailable
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(d, _), _| d != id);
     tracing::info!(deployment = %id, instances = targets.len(), "deployment deleted");
     Ok(result_json(&serde_json::json!({
         "deployment": id,

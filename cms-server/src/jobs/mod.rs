@@ -25,6 +25,7 @@
 
 pub mod deployments;
 pub mod instances;
+pub mod requests;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +40,10 @@ use tokio::sync::Notify;
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::config::JobsConfig;
-use crate::store::{now_ms, JobEnd, JobRow, NewJob, StoreError};
+use crate::store::{now_ms, JobEnd, StoreError};
+
+/// What frontends show of jobs and deployments (they never touch the store).
+pub use crate::store::{DeploymentRow, HistoryEntry, JobRow, JobState, MemberRow, NewJob};
 
 /// A replica's job runner: its settings and what it runs now.
 #[derive(Debug)]

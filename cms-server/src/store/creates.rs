@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AnyConnection, Executor, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::objects::{record_on, Entry, Record, Resolved};
 use super::{err, ms, now_ms, placeholders, Kind, Store, StoreError};
@@ -114,14 +114,7 @@ impl Store {
             .execute(self.pool())
             .await
             .map_err(err("cannot prepare the tenant's lock"))?;
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(err("cannot connect to journal a create"))?;
-        conn.execute("BEGIN")
-            .await
-            .map_err(err("cannot begin a transaction"))?;
+        let mut conn = self.begin_tx("BEGIN", "journal a create").await?;
         let r = self
             .begin_on(
                 &mut conn,
@@ -139,7 +132,7 @@ impl Store {
             Ok(Begin::Slots(_)) => "COMMIT",
             _ => "ROLLBACK",
         };
-        let ended = conn.execute(end).await;
+        let ended = conn.end(end).await;
         let r = r?;
         ended.map_err(err("cannot commit the journal"))?;
         Ok(r)
@@ -339,13 +332,8 @@ impl Store {
         rec: &Record<'_>,
     ) -> Result<Entry, StoreError> {
         let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(err("cannot connect to record a create"))?;
-        conn.execute(self.dialect().begin_write())
-            .await
-            .map_err(err("cannot begin a transaction"))?;
+            .begin_tx(self.dialect().begin_write(), "record a create")
+            .await?;
         let r: Result<Resolved, StoreError> = async {
             let r = record_on(&mut conn, provider, Kind::Instance, backend_id, rec).await?;
             sqlx::query("DELETE FROM cms_creates WHERE provider = $1 AND token = $2")
@@ -358,7 +346,7 @@ impl Store {
         }
         .await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = conn.execute(end).await;
+        let ended = conn.end(end).await;
         let r = r?;
         ended.map_err(err("cannot commit a create"))?;
         self.remember_resolved(&r);

@@ -6,7 +6,7 @@
 //! another, finds the same index and asks again with the same client token instead
 //! of making a second instance.
 
-use sqlx::{AnyConnection, Executor, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::jobs::{add_job_on, JobRow, NewJob};
 use super::{err, now_ms, Store, StoreError};
@@ -125,17 +125,10 @@ impl Store {
             &'c mut AnyConnection,
         ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>,
     {
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(err(format!("cannot connect to {what}")))?;
-        conn.execute(self.dialect().begin_write())
-            .await
-            .map_err(err("cannot begin a transaction"))?;
+        let mut conn = self.begin_tx(self.dialect().begin_write(), what).await?;
         let r = f(&mut conn).await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = conn.execute(end).await;
+        let ended = conn.end(end).await;
         let r = r?;
         ended.map_err(err(format!("cannot commit ({what})")))?;
         Ok(r)

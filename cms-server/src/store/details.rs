@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cms_core::{TagChanges, Tags};
-use sqlx::{AnyConnection, Executor, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::{err, placeholders, Store, StoreError, BATCH};
 
@@ -173,13 +173,8 @@ impl Store {
             }
         }
         let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(err("cannot connect to write tags"))?;
-        conn.execute(self.dialect().begin_write())
-            .await
-            .map_err(err("cannot begin a transaction"))?;
+            .begin_tx(self.dialect().begin_write(), "write tags")
+            .await?;
         let r: Result<(), StoreError> = async {
             for (id, before, after) in &plans {
                 for key in before.keys().filter(|k| !after.contains_key(*k)) {
@@ -201,7 +196,7 @@ impl Store {
         }
         .await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = conn.execute(end).await;
+        let ended = conn.end(end).await;
         r?;
         ended.map_err(err("cannot commit tags"))?;
         Ok(Ok(()))

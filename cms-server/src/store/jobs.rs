@@ -16,7 +16,7 @@
 //!   (`queued` or `running`) at a time; adding another answers the active one.
 
 use serde::Serialize;
-use sqlx::{AnyConnection, Executor, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::{err, now_ms, random_id, Dialect, Store, StoreError};
 
@@ -311,16 +311,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(err("cannot connect to take jobs"))?;
-        conn.execute(self.dialect().begin_write())
-            .await
-            .map_err(err("cannot begin a transaction"))?;
+            .begin_tx(self.dialect().begin_write(), "take jobs")
+            .await?;
         let r = self.take_on(&mut conn, replica, n, lease_ms).await;
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = conn.execute(end).await;
+        let ended = conn.end(end).await;
         let r = r?;
         ended.map_err(err("cannot commit taken jobs"))?;
         Ok(r)

@@ -352,6 +352,48 @@ impl Dialect {
     }
 }
 
+/// A connection inside a transaction. [`end`](TxConn::end) commits or rolls it back;
+/// one dropped before that (the task carrying it was canceled mid-transaction: a
+/// client gone, a job stopped at shutdown) is closed instead of going back to the
+/// pool, so its transaction rolls back with it and no lock it took outlives it.
+pub(crate) struct TxConn {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    open: bool,
+}
+
+impl TxConn {
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`).
+    pub(crate) async fn end(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        let conn = self.conn.as_mut().expect("a transaction's connection");
+        conn.execute(sql).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for TxConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("a transaction's connection")
+    }
+}
+
+impl std::ops::DerefMut for TxConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a transaction's connection")
+    }
+}
+
+impl Drop for TxConn {
+    fn drop(&mut self) {
+        if self.open {
+            if let Some(c) = self.conn.take() {
+                drop(c.detach());
+            }
+        }
+    }
+}
+
 /// The server's SQL store, with the process's cache of what never changes in it.
 pub struct Store {
     pool: AnyPool,
@@ -481,6 +523,23 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A connection in a transaction begun with `begin` (see [`TxConn`]); `what` names
+    /// the work in errors.
+    pub(crate) async fn begin_tx(&self, begin: &str, what: &str) -> Result<TxConn, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(err(format!("cannot connect to {what}")))?;
+        conn.execute(begin)
+            .await
+            .map_err(err("cannot begin a transaction"))?;
+        Ok(TxConn {
+            conn: Some(conn),
+            open: true,
+        })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -737,6 +796,36 @@ mod tests {
                 let s = s.unwrap_or_else(|e| panic!("{}: {e}", redact(&db.url)));
                 assert_eq!(s.schema_version().await.unwrap(), MIGRATIONS.len() as i64);
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_midway_holds_no_lock() {
+        for db in testing::all("dropped-tx").await {
+            let store = Store::open(&db.url).await.unwrap();
+            store.add_history("x", "e", "d").await.unwrap();
+            {
+                // A task canceled mid-transaction, after its first write.
+                let mut tx = store
+                    .begin_tx(store.dialect().begin_write(), "test")
+                    .await
+                    .unwrap();
+                sqlx::query("UPDATE cms_history SET detail = 'changed' WHERE subject = 'x'")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            // Others write at once (not after SQLite's busy timeout), and the
+            // abandoned write is gone.
+            let started = std::time::Instant::now();
+            store.add_history("y", "e", "d").await.unwrap();
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+            let h = store.history("x", 10).await.unwrap();
+            assert_eq!(h[0].detail, "d");
         }
     }
 

@@ -1,9 +1,8 @@
 //! Deployments: create, list, get, scale (and change expiry), delete. Each change
 //! answers 202 with the job that carries it out (see [`crate::jobs::deployments`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use cms_core::{Error, ErrorKind, InstanceState};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,11 +14,12 @@ use super::openapi::{BodyProblems, JobProblems};
 use super::problem::{ApiError, ServerKind};
 use super::query::no_query;
 use crate::jobs::deployments::{
-    apply_job, delete_job, expire_job, expire_key, DeploymentSpec, MemberView, Partition, Policy,
-    Template, DEFAULT_BURST_AFTER_MS, DEFAULT_HEAL_LIMIT,
+    DeploymentSpec, MemberView, Partition, Policy, Template, DEFAULT_BURST_AFTER_MS,
+    DEFAULT_HEAL_LIMIT,
 };
 use crate::jobs::instances::rfc3339;
-use crate::store::{now_ms, random_id, DeploymentRow, HistoryEntry, JobRow};
+use crate::jobs::requests;
+use crate::jobs::{DeploymentRow, HistoryEntry, JobRow};
 
 /// The most instances one deployment may want.
 pub const MAX_COUNT: u32 = 1000;
@@ -198,50 +198,19 @@ fn desired(spec: &DeploymentSpec, count: u32) -> Vec<u32> {
     c
 }
 
-async fn view(cx: &Ctx<'_>, d: &DeploymentRow, live: bool) -> Result<DeploymentView, ApiError> {
-    let store = cx.app.service.store();
-    let spec: DeploymentSpec = serde_json::from_str(&d.spec).map_err(|e| {
-        ApiError::server(
-            ServerKind::Internal,
-            format!("deployment {} cannot be read: {e}", d.id),
-        )
-    })?;
-    let members = store.members(&d.id).await.map_err(Error::from)?;
-    let states: HashMap<String, InstanceState> = if live {
-        crate::jobs::deployments::live_states(cx.app, cx.tenant()?, &members).await
-    } else {
-        HashMap::new()
-    };
-    let instances: Vec<MemberView> = crate::jobs::deployments::member_views(&members, &states);
-    let mut actual = vec![0u32; spec.partitions.len()];
+async fn view(cx: &Ctx<'_>, d: DeploymentRow, live: bool) -> Result<DeploymentView, ApiError> {
+    let det = requests::detail(cx.app, cx.tenant()?, d, live).await?;
+    let instances: Vec<MemberView> =
+        crate::jobs::deployments::member_views(&det.members, &det.states);
+    let mut actual = vec![0u32; det.spec.partitions.len()];
     for m in &instances {
         if let Some(a) = actual.get_mut(m.partition as usize) {
             *a += 1;
         }
     }
-    let want = desired(&spec, d.count);
-    let job = store
-        .latest_job(
-            &d.id,
-            &[
-                crate::jobs::deployments::APPLY,
-                crate::jobs::deployments::DELETE,
-            ],
-        )
-        .await
-        .map_err(Error::from)?;
-    let status = match &job {
-        _ if d.state != "active" => "deleting",
-        Some(j) if !j.state.is_final() => "applying",
-        Some(j) if j.state == crate::store::JobState::Failed => "failed",
-        Some(j) if j.state == crate::store::JobState::Canceled => "canceled",
-        _ => "ready",
-    };
-    let history = if live {
-        store.history(&d.id, 100).await.map_err(Error::from)?
-    } else {
-        Vec::new()
-    };
+    let want = desired(&det.spec, det.row.count);
+    let status = det.status();
+    let (d, spec) = (&det.row, &det.spec);
     Ok(DeploymentView {
         id: d.id.clone(),
         name: d.name.clone(),
@@ -269,9 +238,9 @@ async fn view(cx: &Ctx<'_>, d: &DeploymentRow, live: bool) -> Result<DeploymentV
         expires_at: d.expires_at.map(rfc3339),
         created_at: rfc3339(d.created_at),
         updated_at: rfc3339(d.updated_at),
-        job: job.as_ref().map(JobView::from),
+        job: det.job.as_ref().map(JobView::from),
         instances,
-        history,
+        history: det.history,
     })
 }
 
@@ -290,14 +259,7 @@ fn accepted(v: &DeploymentView, job: Option<&JobRow>) -> Response {
 }
 
 async fn deployment_of(cx: &Ctx<'_>) -> Result<DeploymentRow, ApiError> {
-    let id = cx.params.get(0);
-    cx.app
-        .service
-        .store()
-        .deployment(id, Some(&cx.tenant()?.name))
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| Error::not_found("deployment", id).into())
+    Ok(requests::deployment(cx.app, cx.tenant()?, cx.params.get(0)).await?)
 }
 
 /// Creates a deployment: `count` instances of `template` over `partitions` by
@@ -373,30 +335,11 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             })?;
         drop(s);
     }
-    let now = now_ms();
-    let row = DeploymentRow {
-        id: random_id("dep-"),
-        tenant: tenant.name.to_string(),
-        name: req.name,
-        spec: serde_json::to_string(&spec)
-            .map_err(|e| ApiError::server(ServerKind::Internal, e.to_string()))?,
-        count: req.count,
-        state: "active".into(),
-        generation: 1,
-        expires_at,
-        created_at: now,
-        updated_at: now,
-    };
-    let store = cx.app.service.store();
-    let job = store
-        .add_deployment(&row, &apply_job(&tenant.name, &row.id, deadline))
-        .await
-        .map_err(Error::from)?;
-    if let Some(at) = expires_at {
-        crate::jobs::enqueue(cx.app, &expire_job(&tenant.name, &row.id, at)).await?;
-    }
-    cx.app.jobs.wake();
-    let mut v = view(cx, &row, false).await?;
+    let (row, job) = requests::create_deployment(
+        cx.app, tenant, req.name, req.count, &spec, expires_at, deadline,
+    )
+    .await?;
+    let mut v = view(cx, row, false).await?;
     v.job = Some(JobView::from(&job));
     Ok(accepted(&v, Some(&job)))
 }
@@ -410,26 +353,16 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_deployments(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
     let (limit, token, _) = list_query(cx.query, false)?;
-    let store = cx.app.service.store();
-    if let Some(t) = &token {
-        if store
-            .deployment(t, Some(&tenant.name))
-            .await
-            .map_err(Error::from)?
-            .is_none()
-        {
-            return Err(ApiError::server(
+    let (rows, next) = requests::list_deployments(cx.app, tenant, token.as_deref(), limit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::server(
                 ServerKind::PageNotFound,
                 "query parameter `page_token` is not a token this listing handed out",
-            ));
-        }
-    }
-    let (rows, next) = store
-        .list_deployments(&tenant.name, token.as_deref(), limit)
-        .await
-        .map_err(Error::from)?;
+            )
+        })?;
     let mut items = Vec::with_capacity(rows.len());
-    for d in &rows {
+    for d in rows {
         items.push(view(cx, d, false).await?);
     }
     let list = DeploymentList {
@@ -448,7 +381,7 @@ pub async fn list_deployments(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn get_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let d = deployment_of(cx).await?;
-    let v = view(cx, &d, true).await?;
+    let v = view(cx, d, true).await?;
     Ok(json_response(StatusCode::OK, &v, 8192))
 }
 
@@ -466,27 +399,8 @@ pub async fn update_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
     let req: UpdateDeploymentRequest = cx.json_object()?;
     let d = deployment_of(cx).await?;
-    if d.state != "active" {
-        return Err(Error::new(
-            ErrorKind::InvalidState,
-            format!("deployment {} is being deleted", d.id),
-        )
-        .into());
-    }
     if let Some(c) = req.count {
         check_count("count", c)?;
-        let spec: DeploymentSpec = serde_json::from_str(&d.spec)
-            .map_err(|e| ApiError::server(ServerKind::Internal, e.to_string()))?;
-        if let Some(m) = spec.min.filter(|m| c < *m) {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "deployment {} has `min` {m}: its count cannot go below it (asked: {c})",
-                    d.id
-                ),
-            )
-            .into());
-        }
     }
     let expires = match &req.expires_at {
         None => None,
@@ -495,49 +409,11 @@ pub async fn update_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     };
     if req.count.is_none() && expires.is_none() {
         // An empty merge patch changes nothing.
-        let v = view(cx, &d, false).await?;
+        let v = view(cx, d, false).await?;
         return Ok(json_response(StatusCode::OK, &v, 4096));
     }
-    let store = cx.app.service.store();
-    let event = match (req.count, expires) {
-        (Some(c), _) => ("scaled", format!("count {} -> {c}", d.count)),
-        (None, Some(Some(at))) => ("expiry", format!("expires at {}", rfc3339(at))),
-        (None, _) => ("expiry", "expiry removed".to_owned()),
-    };
-    let job = req.count.map(|_| apply_job(&tenant.name, &d.id, None));
-    let (after, job) = store
-        .change_deployment(
-            &d.id,
-            req.count,
-            None,
-            expires,
-            (event.0, &event.1),
-            job.as_ref(),
-        )
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| ApiError::from(Error::not_found("deployment", &d.id)))?;
-    match expires {
-        Some(Some(at)) => {
-            let (_, new) =
-                crate::jobs::enqueue(cx.app, &expire_job(&tenant.name, &d.id, at)).await?;
-            if !new {
-                store
-                    .reschedule_job(&expire_key(&d.id), at)
-                    .await
-                    .map_err(Error::from)?;
-            }
-        }
-        Some(None) => {
-            store
-                .drop_scheduled_job(&expire_key(&d.id))
-                .await
-                .map_err(Error::from)?;
-        }
-        None => {}
-    }
-    cx.app.jobs.wake();
-    let v = view(cx, &after, false).await?;
+    let (after, job) = requests::update_deployment(cx.app, tenant, &d, req.count, expires).await?;
+    let v = view(cx, after, false).await?;
     Ok(match &job {
         Some(j) => accepted(&v, Some(j)),
         None => json_response(StatusCode::OK, &v, 4096),
@@ -555,23 +431,8 @@ pub async fn delete_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let tenant = cx.tenant()?;
     let d = deployment_of(cx).await?;
-    let (after, job) = cx
-        .app
-        .service
-        .store()
-        .change_deployment(
-            &d.id,
-            None,
-            Some("deleting"),
-            None,
-            ("delete", "deletion asked for"),
-            Some(&delete_job(&tenant.name, &d.id)),
-        )
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| ApiError::from(Error::not_found("deployment", &d.id)))?;
-    cx.app.jobs.wake();
-    let mut v = view(cx, &after, false).await?;
+    let (after, job) = requests::delete_deployment(cx.app, tenant, &d).await?;
+    let mut v = view(cx, after, false).await?;
     v.job = job.as_ref().map(JobView::from);
     Ok(accepted(&v, job.as_ref()))
 }

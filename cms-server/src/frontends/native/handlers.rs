@@ -799,7 +799,7 @@ async fn job_accepted(
     input: crate::jobs::instances::InstanceJob,
 ) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
-    let job = crate::store::NewJob {
+    let job = crate::jobs::NewJob {
         kind: crate::jobs::instances::kind_of(action),
         tenant: tenant.name.to_string(),
         target: target.to_owned(),
@@ -893,18 +893,12 @@ pub async fn update_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     security(("bearer" = [])),
     params(("provider" = String, Path, description = "The provider's name"),
         ("id" = String, Path, description = "The instance id (percent-encoded)")),
-    responses((status = 200, description = "The instance's history", body = Vec<crate::store::HistoryEntry>), ProviderProblems))]
+    responses((status = 200, description = "The instance's history", body = Vec<crate::jobs::HistoryEntry>), ProviderProblems))]
 pub async fn get_instance_history(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
     let (_, public_id) = public_id_of(cx, p).await?;
-    let h = cx
-        .app
-        .service
-        .store()
-        .history(&public_id, 100)
-        .await
-        .map_err(cms_core::Error::from)?;
+    let h = crate::jobs::requests::instance_history(cx.app, &public_id).await?;
     Ok(json_response(StatusCode::OK, &h, 256 * h.len() + 2))
 }
 

@@ -1,7 +1,6 @@
 //! Jobs: list, get, cancel, and a job's progress as server-sent events.
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde::Serialize;
@@ -14,12 +13,8 @@ use super::problem::{ApiError, ServerKind};
 use super::query::no_query;
 use super::routes::query_decode;
 use crate::jobs::instances::rfc3339;
-use crate::store::{JobRow, JobState, Store};
-
-/// How often the event stream looks at its job.
-const EVENT_POLL: Duration = Duration::from_millis(200);
-/// How long one event stream lasts at most (the client reconnects for more).
-const EVENT_LIMIT: Duration = Duration::from_secs(3600);
+use crate::jobs::requests;
+use crate::jobs::{JobRow, JobState};
 
 /// The error of a job's last attempt.
 #[derive(Debug, Serialize, ToSchema)]
@@ -191,21 +186,6 @@ pub(super) fn list_query(
     Ok((limit.unwrap_or(100), token, tgt))
 }
 
-fn not_found(id: &str) -> ApiError {
-    cms_core::Error::not_found("job", id).into()
-}
-
-async fn job_of(cx: &Ctx<'_>) -> Result<JobRow, ApiError> {
-    let id = cx.params.get(0);
-    cx.app
-        .service
-        .store()
-        .job(id, Some(&cx.tenant()?.name))
-        .await
-        .map_err(cms_core::Error::from)?
-        .ok_or_else(|| not_found(id))
-}
-
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     security(("bearer" = [])),
@@ -214,24 +194,14 @@ async fn job_of(cx: &Ctx<'_>) -> Result<JobRow, ApiError> {
 pub async fn list_jobs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
     let (limit, token, target) = list_query(cx.query, true)?;
-    let store = cx.app.service.store();
-    if let Some(t) = &token {
-        if store
-            .job(t, Some(&tenant.name))
-            .await
-            .map_err(cms_core::Error::from)?
-            .is_none()
-        {
-            return Err(ApiError::server(
+    let page = requests::list_jobs(cx.app, tenant, target.as_deref(), token.as_deref(), limit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::server(
                 ServerKind::PageNotFound,
                 "query parameter `page_token` is not a token this listing handed out",
-            ));
-        }
-    }
-    let page = store
-        .list_jobs(&tenant.name, target.as_deref(), token.as_deref(), limit)
-        .await
-        .map_err(cms_core::Error::from)?;
+            )
+        })?;
     let list = JobList {
         items: page.jobs.iter().map(JobView::from).collect(),
         next_page_token: page.next,
@@ -250,7 +220,7 @@ pub async fn list_jobs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     responses((status = 200, description = "The job", body = JobView), JobProblems))]
 pub async fn get_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
-    let job = job_of(cx).await?;
+    let job = requests::job(cx.app, cx.tenant()?, cx.params.get(0)).await?;
     Ok(json_response(StatusCode::OK, &JobView::from(&job), 1024))
 }
 
@@ -263,26 +233,7 @@ pub async fn get_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         JobProblems))]
 pub async fn cancel_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
-    let job = job_of(cx).await?;
-    if job.state.is_final() {
-        return Err(cms_core::Error::new(
-            cms_core::ErrorKind::InvalidState,
-            format!(
-                "job {} has ended ({}); there is nothing to cancel",
-                job.id,
-                job.state.as_str()
-            ),
-        )
-        .into());
-    }
-    let after = cx
-        .app
-        .service
-        .store()
-        .cancel_job(&job.id, &job.tenant)
-        .await
-        .map_err(cms_core::Error::from)?
-        .ok_or_else(|| not_found(&job.id))?;
+    let after = requests::cancel(cx.app, cx.tenant()?, cx.params.get(0)).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &JobView::from(&after),
@@ -300,12 +251,12 @@ pub async fn cancel_job(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         content_type = "text/event-stream", body = JobEvent), JobProblems))]
 pub async fn job_events(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
-    let first = job_of(cx).await?;
-    let store = cx.app.service.store().handle();
-    let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(8);
-    tokio::spawn(follow(store, first, tx));
+    let first = requests::job(cx.app, cx.tenant()?, cx.params.get(0)).await?;
+    let rx = requests::follow(cx.app, first);
     let events = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+        rx.recv()
+            .await
+            .map(|job| (Ok::<_, Infallible>(event_of(&job)), rx))
     });
     let mut r = warp::sse::reply(events).into_response();
     r.headers_mut().insert(
@@ -321,36 +272,4 @@ fn event_of(job: &JobRow) -> warp::sse::Event {
         .event("job")
         .id(job.version.to_string())
         .data(data)
-}
-
-/// Sends the job's events until it ends, the client goes, or the stream's time is up.
-async fn follow(store: Store, first: JobRow, tx: tokio::sync::mpsc::Sender<warp::sse::Event>) {
-    let started = Instant::now();
-    let mut last = first.version;
-    if tx.send(event_of(&first)).await.is_err() || first.state.is_final() {
-        return;
-    }
-    while started.elapsed() < EVENT_LIMIT {
-        tokio::select! {
-            _ = tx.closed() => return,
-            _ = tokio::time::sleep(EVENT_POLL) => {}
-        }
-        let job = match store.job(&first.id, Some(&first.tenant)).await {
-            Ok(Some(j)) => j,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(job = %first.id, error = %e, "could not read a job for its event stream");
-                continue;
-            }
-        };
-        if job.version != last {
-            last = job.version;
-            if tx.send(event_of(&job)).await.is_err() {
-                return;
-            }
-        }
-        if job.state.is_final() {
-            return;
-        }
-    }
 }
