@@ -198,20 +198,40 @@ pub async fn list_deployments(
     ))
 }
 
+/// The id of the deployment `tenant` creates with idempotency key `key`.
+fn keyed_id(tenant: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["deployment", tenant, key] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex: String = h.finalize()[..9]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("dep-{}", &hex[..17])
+}
+
 /// Records a new deployment and its apply job (and its expiry); the job starts at
-/// once.
+/// once. With an idempotency key, the deployment's id derives from it: the same
+/// request again (same name and template, partitions and policy) answers the
+/// deployment it made and its latest job; another request is an idempotency
+/// conflict.
+#[allow(clippy::too_many_arguments)]
 pub async fn create_deployment(
     app: &App,
     tenant: &Tenant,
+    key: Option<&str>,
     name: String,
     count: u32,
     spec: &DeploymentSpec,
     expires_at: Option<i64>,
     deadline: Option<i64>,
-) -> Result<(DeploymentRow, JobRow), Error> {
+) -> Result<(DeploymentRow, Option<JobRow>), Error> {
     let now = now_ms();
     let row = DeploymentRow {
-        id: random_id("dep-"),
+        id: key.map_or_else(|| random_id("dep-"), |k| keyed_id(&tenant.name, k)),
         tenant: tenant.name.to_string(),
         name,
         spec: serde_json::to_string(spec)
@@ -223,16 +243,39 @@ pub async fn create_deployment(
         created_at: now,
         updated_at: now,
     };
-    let job = app
-        .service
-        .store()
+    let store = app.service.store();
+    let Some(job) = store
         .add_deployment(&row, &apply_job(&tenant.name, &row.id, deadline))
-        .await?;
+        .await?
+    else {
+        // Made before with this key.
+        let Some(first) = store.deployment(&row.id, Some(&tenant.name)).await? else {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the deployment of this idempotency key is changing; repeat the request",
+            ));
+        };
+        if first.name != row.name || first.spec != row.spec {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the idempotency key `{}` made deployment {} with other parameters; \
+                     repeat that request unchanged, or use a new key for a new deployment",
+                    key.unwrap_or_default(),
+                    first.id
+                ),
+            )
+            .with_context("argument", "idempotency_key")
+            .with_context("reason", "idempotent_parameter_mismatch"));
+        }
+        let job = store.latest_job(&first.id, &[APPLY, DELETE]).await?;
+        return Ok((first, job));
+    };
     if let Some(at) = expires_at {
         super::enqueue(app, &expire_job(&tenant.name, &row.id, at)).await?;
     }
     app.jobs.wake();
-    Ok((row, job))
+    Ok((row, Some(job)))
 }
 
 /// Changes a deployment's count (a job applies it) and its expiry (`Some(None)`

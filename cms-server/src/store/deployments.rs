@@ -134,21 +134,23 @@ impl Store {
         Ok(r)
     }
 
-    /// Records a new deployment and the job that carries it out, in one transaction.
+    /// Records a new deployment and the job that carries it out, in one transaction;
+    /// `None` (and nothing written) when a deployment with its id exists.
     pub async fn add_deployment(
         &self,
         d: &DeploymentRow,
         job: &NewJob,
-    ) -> Result<JobRow, StoreError> {
+    ) -> Result<Option<JobRow>, StoreError> {
         let d = d.clone();
         let job = job.clone();
         self.in_transaction("add a deployment", move |conn| {
             Box::pin(async move {
-                sqlx::query(
+                let r = sqlx::query(
                     "INSERT INTO cms_deployments
                        (id, tenant, name, spec, count, state, generation, next_index, expires_at,
                         checked_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, 'active', 1, 0, $6, $7, $7, $7)",
+                     VALUES ($1, $2, $3, $4, $5, 'active', 1, 0, $6, $7, $7, $7)
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(&d.id)
                 .bind(&d.tenant)
@@ -160,6 +162,9 @@ impl Store {
                 .execute(&mut *conn)
                 .await
                 .map_err(err("cannot add a deployment"))?;
+                if r.rows_affected() == 0 {
+                    return Ok(None);
+                }
                 history_on(
                     conn,
                     &d.id,
@@ -167,7 +172,7 @@ impl Store {
                     &format!("deployment `{}` of {} instances", d.name, d.count),
                 )
                 .await?;
-                Ok(add_job_on(conn, &job).await?.0)
+                Ok(Some(add_job_on(conn, &job).await?.0))
             })
         })
         .await

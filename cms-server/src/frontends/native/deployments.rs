@@ -267,6 +267,8 @@ async fn deployment_of(cx: &Ctx<'_>) -> Result<DeploymentRow, ApiError> {
 /// `Cms-Job` header).
 #[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes the create idempotent per tenant (1 to 255 visible ASCII characters): the same request again answers the same deployment, another one 409")),
     request_body = CreateDeploymentRequest,
     responses((status = 202, description = "The deployment, its job under way", body = DeploymentView,
         headers(("Location" = String, description = "The deployment's URL"),
@@ -276,6 +278,7 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let tenant = cx.tenant()?;
     let req: CreateDeploymentRequest = cx.json_object()?;
+    let key = cx.idempotency(&())?.map(|i| i.key);
     check_name(&req.name)?;
     check_count("count", req.count)?;
     if let Some(m) = req.min {
@@ -336,12 +339,19 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
         drop(s);
     }
     let (row, job) = requests::create_deployment(
-        cx.app, tenant, req.name, req.count, &spec, expires_at, deadline,
+        cx.app,
+        tenant,
+        key.as_deref(),
+        req.name,
+        req.count,
+        &spec,
+        expires_at,
+        deadline,
     )
     .await?;
     let mut v = view(cx, row, false).await?;
-    v.job = Some(JobView::from(&job));
-    Ok(accepted(&v, Some(&job)))
+    v.job = job.as_ref().map(JobView::from);
+    Ok(accepted(&v, job.as_ref()))
 }
 
 /// The caller's deployments (instances as last recorded; `GET` one for their
