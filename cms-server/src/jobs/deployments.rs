@@ -40,7 +40,7 @@ use utoipa::ToSchema;
 use super::{result_json, JobCx, Stop};
 use crate::app::App;
 use crate::auth::Tenant;
-use crate::service::{CreateRequest, Idempotency, InstanceRef};
+use crate::service::{CreateRequest, InstanceRef};
 use crate::store::{now_ms, DeploymentRow, JobRow, JobState, MemberRow, NewJob};
 
 /// Brings a deployment to what it wants.
@@ -455,7 +455,8 @@ async fn mark_lost(
     Ok(())
 }
 
-/// Creates (or finds, when an earlier attempt made it) a member's instance.
+/// Creates (or finds, when an earlier attempt made it) a member's instance: the member
+/// as it is now, to be written down by the caller (see [`made_notes`]).
 async fn create_member(
     app: &App,
     tenant: &Tenant,
@@ -474,11 +475,8 @@ async fn create_member(
                 spec: instance,
                 min: 1,
                 max: 1,
-                idempotency: Some(Idempotency {
-                    scope: "deployment",
-                    key: format!("{}/{}", d.id, m.index),
-                    fingerprint: "deployment".into(),
-                }),
+                idempotency: None,
+                seed: Some(format!("{}/{}", d.id, m.index)),
             },
         )
         .await?;
@@ -490,20 +488,24 @@ async fn create_member(
     m.public_id = o.entry.as_ref().map(|e| e.public_id.to_string());
     m.backend_id = Some(o.instance.id.as_str().to_owned());
     m.state = "created".into();
-    let detail = format!(
-        "instance {} (index {}) made on provider `{}`",
-        m.public_id.as_deref().unwrap_or("?"),
-        m.index,
-        m.provider
-    );
-    app.service.store().set_member(&d.id, &m, None).await?;
-    if let Some(pid) = &m.public_id {
-        app.service
-            .store()
-            .add_history(pid, "created", &format!("{detail} for deployment {}", d.id))
-            .await?;
-    }
     Ok(m)
+}
+
+/// The history entries of made members: each instance's own `created`.
+fn made_notes(d: &DeploymentRow, made: &[MemberRow]) -> Vec<(String, String, String)> {
+    made.iter()
+        .filter_map(|m| {
+            let pid = m.public_id.as_ref()?;
+            Some((
+                pid.clone(),
+                "created".to_owned(),
+                format!(
+                    "instance {pid} (index {}) made on provider `{}` for deployment {}",
+                    m.index, m.provider, d.id
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn counts(spec: &DeploymentSpec, members: &[MemberRow]) -> Vec<u32> {
@@ -582,6 +584,7 @@ async fn create_pending(
         let mut to_move = Vec::new();
         let mut temporary: Option<Error> = None;
         let mut permanent: Option<Error> = None;
+        let mut made = Vec::new();
         for (i, r) in results {
             let part = members[i].partition;
             match r {
@@ -592,7 +595,8 @@ async fn create_pending(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&(d.id.clone(), part));
-                    members[i] = m;
+                    members[i] = m.clone();
+                    made.push(m);
                 }
                 Err(e) if e.kind() == ErrorKind::QuotaExceeded => {
                     closed.insert(part);
@@ -641,6 +645,10 @@ async fn create_pending(
                 }
             }
         }
+        // What was made, written down at once (one transaction per round).
+        store
+            .set_members(&d.id, &made, &made_notes(d, &made))
+            .await?;
         if let Some(e) = permanent {
             return Err(Stop::Error(e.temporary(false)));
         }
@@ -717,27 +725,30 @@ async fn delete_members(
         .await;
     let store = cx.app.service.store();
     let mut first = None;
+    let (mut gone, mut notes) = (Vec::new(), Vec::new());
     for (i, r) in results {
         match r {
             Ok(()) => {
                 let m = &mut members[i];
                 m.state = "deleted".into();
-                let detail = format!(
-                    "instance {} (index {}, provider `{}`) deleted: {why}",
-                    m.public_id.as_deref().unwrap_or("-"),
-                    m.index,
-                    m.provider
-                );
-                store.set_member(&d.id, m, None).await?;
                 if let Some(pid) = &m.public_id {
-                    store.add_history(pid, "deleted", &detail).await?;
+                    notes.push((
+                        pid.clone(),
+                        "deleted".to_owned(),
+                        format!(
+                            "instance {pid} (index {}, provider `{}`) deleted: {why}",
+                            m.index, m.provider
+                        ),
+                    ));
                 }
+                gone.push(m.clone());
             }
             Err(e) => {
                 first.get_or_insert(e);
             }
         }
     }
+    store.set_members(&d.id, &gone, &notes).await?;
     match first {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -813,20 +824,24 @@ pub async fn apply(cx: &JobCx<'_>) -> Result<String, Stop> {
                 .collect();
             made.sort_by_key(|&i| std::cmp::Reverse((members[i].partition, members[i].index)));
             let surplus = live.len() - d.count as usize;
+            let (mut going, mut notes) = (Vec::new(), Vec::new());
             for &i in made.iter().take(surplus) {
                 members[i].state = "deleting".into();
-                let detail = format!(
-                    "scale down to {}: instance {} (index {}, provider `{}`) goes",
-                    d.count,
-                    members[i].public_id.as_deref().unwrap_or("-"),
-                    members[i].index,
-                    members[i].provider
-                );
-                store
-                    .set_member(id, &members[i], Some(("scaled-down", &detail)))
-                    .await?;
+                notes.push((
+                    id.to_owned(),
+                    "scaled-down".to_owned(),
+                    format!(
+                        "scale down to {}: instance {} (index {}, provider `{}`) goes",
+                        d.count,
+                        members[i].public_id.as_deref().unwrap_or("-"),
+                        members[i].index,
+                        members[i].provider
+                    ),
+                ));
+                going.push(members[i].clone());
                 victims.push(i);
             }
+            store.set_members(id, &going, &notes).await?;
         }
         if !victims.is_empty() {
             cx.progress(
@@ -976,7 +991,16 @@ pub async fn delete(cx: &JobCx<'_>) -> Result<String, Stop> {
     // token finds what an interrupted attempt made), then deleted with the rest.
     for m in members.iter_mut().filter(|m| m.state == "creating") {
         match create_member(cx.app, cx.tenant, &d, &spec, m.clone()).await {
-            Ok(made) => *m = made,
+            Ok(made) => {
+                store
+                    .set_members(
+                        id,
+                        std::slice::from_ref(&made),
+                        &made_notes(&d, std::slice::from_ref(&made)),
+                    )
+                    .await?;
+                *m = made;
+            }
             Err(e) if !super::retryable(&e) => {
                 m.state = "deleted".into();
                 store.set_member(id, m, None).await?;

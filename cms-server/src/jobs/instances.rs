@@ -217,6 +217,7 @@ pub async fn operate(cx: &JobCx<'_>) -> Result<String, Stop> {
                                 fingerprint: "job".into(),
                             },
                         }),
+                        seed: None,
                     },
                 )
                 .await?;

@@ -70,6 +70,10 @@ pub struct CreateRequest {
     pub max: u32,
     /// The client's idempotency key.
     pub idempotency: Option<Idempotency>,
+    /// Without an idempotency key: the client tokens derive from this, unclaimed (the
+    /// caller makes sure a repeat asks for the same: a deployment, whose instances'
+    /// places are written down before they are made).
+    pub seed: Option<String>,
 }
 
 /// What a create made: one reservation, its instances in launch order.
@@ -227,7 +231,9 @@ impl Service {
             }
             reservation = claim.reservation;
         }
-        let seed = scoped_key.unwrap_or_else(|| reservation.clone());
+        let seed = scoped_key
+            .or_else(|| req.seed.as_ref().map(|s| format!("seed:{s}")))
+            .unwrap_or_else(|| reservation.clone());
         let tokens: Vec<CreateToken> = (0..req.max)
             .map(|i| CreateToken {
                 token: derived_token(&tenant.name, &p.name, &seed, i),

@@ -421,6 +421,50 @@ impl Store {
         .await
     }
 
+    /// Updates members at once (see [`set_member`](Self::set_member)), with the
+    /// history entries `notes` (subject, event, detail), in one transaction.
+    pub async fn set_members(
+        &self,
+        deployment: &str,
+        members: &[MemberRow],
+        notes: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        if members.is_empty() && notes.is_empty() {
+            return Ok(());
+        }
+        let deployment = deployment.to_owned();
+        let members = members.to_vec();
+        let notes = notes.to_vec();
+        self.in_transaction("update a deployment's instances", move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                for m in &members {
+                    sqlx::query(
+                        "UPDATE cms_members SET part = $3, provider = $4, public_id = $5,
+                            backend_id = $6, state = $7, updated_at = $8
+                         WHERE deployment = $1 AND idx = $2",
+                    )
+                    .bind(&deployment)
+                    .bind(i64::from(m.index))
+                    .bind(i64::from(m.partition))
+                    .bind(&m.provider)
+                    .bind(m.public_id.as_deref())
+                    .bind(m.backend_id.as_deref())
+                    .bind(&m.state)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err("cannot update a deployment's instance"))?;
+                }
+                for (subject, event, detail) in &notes {
+                    history_on(conn, subject, event, detail).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// The deployment and member an instance (by public id) belongs to.
     pub async fn member_of(
         &self,

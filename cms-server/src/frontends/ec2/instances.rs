@@ -1280,6 +1280,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         min: min as u32,
         max: max as u32,
         idempotency: idem,
+        seed: None,
     };
     let launch = s
         .create_instances(c.tenant, c.provider, &req)

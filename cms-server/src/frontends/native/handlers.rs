@@ -691,6 +691,7 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
                 min: 1,
                 max: 1,
                 idempotency,
+                seed: None,
             },
         )
         .await?;
