@@ -90,6 +90,12 @@ async fn create_deployment(s: &Server, body: Value) -> (String, String) {
     (id, v["job"]["id"].as_str().unwrap().to_owned())
 }
 
+/// The job an answer names in its `Cms-Job` header.
+fn job_in(r: &reqwest::Response) -> String {
+    let url = r.headers()["cms-job"].to_str().unwrap();
+    url.strip_prefix("/v1/jobs/").unwrap().to_owned()
+}
+
 /// Every instance of `provider` the caller sees (all pages), with retries.
 async fn all_instances(s: &Server, provider: &str) -> Vec<Value> {
     let v = get_ok(s, &format!("/v1/providers/{provider}/instances?limit=1000")).await;
@@ -308,13 +314,7 @@ async fn deployments_scale_heal_expire_and_jobs_cancel_and_stream() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 202);
-            let job = r.headers()["cms-job"]
-                .to_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned();
+            let job = job_in(&r);
             let j = wait_job(s, &job, Duration::from_secs(60)).await;
             assert_eq!(j["state"], "succeeded", "{j}");
             get_ok(s, &format!("/v1/deployments/{id}")).await
@@ -513,13 +513,7 @@ async fn deployments_scale_heal_expire_and_jobs_cancel_and_stream() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let del = r.headers()["cms-job"]
-        .to_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let del = job_in(&r);
     let j = wait_job(&s, &del, Duration::from_secs(30)).await;
     assert_eq!(
         (j["state"].as_str(), j["result"]["deleted"].as_u64()),
@@ -647,27 +641,6 @@ async fn deployments_scale_heal_expire_and_jobs_cancel_and_stream() {
         .await
         .unwrap();
     expect_problem(r, 404, "not_found").await;
-}
-
-/// Runs boto3 against moto and parses what it prints as JSON.
-fn boto3(moto: &cms_driver_ec2::moto::MotoServer, script: &str) -> Value {
-    use cms_driver_ec2::moto::REGION;
-    let out = Command::new(python_env().join("python"))
-        .arg("-c")
-        .arg(format!(
-            "import boto3, json\n\
-             ec2 = boto3.client('ec2', region_name='{REGION}', endpoint_url='{}',\n\
-                 aws_access_key_id='testing', aws_secret_access_key='testing')\n{script}",
-            moto.endpoint()
-        ))
-        .output()
-        .expect("run boto3");
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("boto3 printed JSON")
 }
 
 /// The instances moto holds that are not terminated, with their tags.

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,27 +17,6 @@ use common::*;
 use serde_json::{json, Value};
 
 const KEY: &str = "ec2-e2e-key-0123456789abcdef01234";
-
-/// Runs a boto3 script against moto and parses what it prints as JSON.
-fn boto3(moto: &MotoServer, script: &str) -> Value {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(format!(
-            "import boto3, json\n\
-             ec2 = boto3.client('ec2', region_name='{REGION}', endpoint_url='{}',\n\
-                 aws_access_key_id='testing', aws_secret_access_key='testing')\n{script}",
-            moto.endpoint()
-        ))
-        .output()
-        .expect("run boto3 (installed by scripts/python-env)");
-    assert!(
-        out.status.success(),
-        "boto3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("boto3 printed JSON")
-}
 
 fn describe(moto: &MotoServer, id: &str) -> Value {
     boto3(

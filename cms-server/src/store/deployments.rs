@@ -391,34 +391,12 @@ impl Store {
         m: &MemberRow,
         event: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        let deployment = deployment.to_owned();
-        let m = m.clone();
-        let event = event.map(|(e, d)| (e.to_owned(), d.to_owned()));
-        self.in_transaction("update a deployment's instance", move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE cms_members SET part = $3, provider = $4, public_id = $5,
-                        backend_id = $6, state = $7, updated_at = $8
-                     WHERE deployment = $1 AND idx = $2",
-                )
-                .bind(&deployment)
-                .bind(i64::from(m.index))
-                .bind(i64::from(m.partition))
-                .bind(&m.provider)
-                .bind(m.public_id.as_deref())
-                .bind(m.backend_id.as_deref())
-                .bind(&m.state)
-                .bind(now_ms())
-                .execute(&mut *conn)
-                .await
-                .map_err(err("cannot update a deployment's instance"))?;
-                if let Some((e, d)) = event {
-                    history_on(conn, &deployment, &e, &d).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        let notes: Vec<(String, String, String)> = event
+            .map(|(e, d)| (deployment.to_owned(), e.to_owned(), d.to_owned()))
+            .into_iter()
+            .collect();
+        self.set_members(deployment, std::slice::from_ref(m), &notes)
+            .await
     }
 
     /// Updates members at once (see [`set_member`](Self::set_member)), with the

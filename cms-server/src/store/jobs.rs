@@ -168,6 +168,14 @@ fn row_to_job(row: &sqlx::any::AnyRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
+/// The job of an optional row.
+fn maybe_job(row: Option<sqlx::any::AnyRow>) -> Result<Option<JobRow>, StoreError> {
+    row.as_ref()
+        .map(row_to_job)
+        .transpose()
+        .map_err(err("cannot read a job"))
+}
+
 /// A page of a tenant's jobs, newest first.
 #[derive(Clone, Debug)]
 pub struct JobPage {
@@ -196,11 +204,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(err("cannot read a job"))?;
-        let job = row
-            .as_ref()
-            .map(row_to_job)
-            .transpose()
-            .map_err(err("cannot read a job"))?;
+        let job = maybe_job(row)?;
         Ok(job.filter(|j| tenant.is_none_or(|t| j.tenant == t)))
     }
 
@@ -213,10 +217,7 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(err("cannot read a job"))?;
-        row.as_ref()
-            .map(row_to_job)
-            .transpose()
-            .map_err(err("cannot read a job"))
+        maybe_job(row)
     }
 
     /// The newest job of one of `kinds` on `target`.
@@ -238,10 +239,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(err("cannot read a job"))?;
-        row.as_ref()
-            .map(row_to_job)
-            .transpose()
-            .map_err(err("cannot read a job"))
+        maybe_job(row)
     }
 
     /// A page of `tenant`'s jobs, newest first, at most `limit`, after the job

@@ -749,3 +749,25 @@ memory_mib = 512
 pub fn opennebula_env(oned: &cms_driver_opennebula::fake::FakeOned) -> (String, String) {
     ("CMS_TEST_ONE_PASSWORD".into(), oned.password().into())
 }
+
+/// Runs a boto3 script against moto (`ec2` is its client) and parses what it prints
+/// as JSON.
+pub fn boto3(moto: &cms_driver_ec2::moto::MotoServer, script: &str) -> Value {
+    use cms_driver_ec2::moto::REGION;
+    let out = Command::new(python_env().join("python"))
+        .arg("-c")
+        .arg(format!(
+            "import boto3, json\n\
+             ec2 = boto3.client('ec2', region_name='{REGION}', endpoint_url='{}',\n\
+                 aws_access_key_id='testing', aws_secret_access_key='testing')\n{script}",
+            moto.endpoint()
+        ))
+        .output()
+        .expect("run boto3 (installed by scripts/python-env)");
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("boto3 printed JSON")
+}

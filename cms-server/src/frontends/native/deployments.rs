@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use warp::reply::Response;
 
 use super::handlers::{json_response, with_location, Ctx};
-use super::jobs::{list_query, JobView};
+use super::jobs::{list_query, unknown_page, JobView};
 use super::openapi::{BodyProblems, JobProblems};
 use super::problem::{ApiError, ServerKind};
 use super::query::no_query;
@@ -365,12 +365,7 @@ pub async fn list_deployments(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (limit, token, _) = list_query(cx.query, false)?;
     let (rows, next) = requests::list_deployments(cx.app, tenant, token.as_deref(), limit)
         .await?
-        .ok_or_else(|| {
-            ApiError::server(
-                ServerKind::PageNotFound,
-                "query parameter `page_token` is not a token this listing handed out",
-            )
-        })?;
+        .ok_or_else(unknown_page)?;
     let mut items = Vec::with_capacity(rows.len());
     for d in rows {
         items.push(view(cx, d, false).await?);

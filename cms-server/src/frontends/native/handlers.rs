@@ -820,8 +820,9 @@ async fn job_accepted(
     ))
 }
 
-/// The public id of a native instance the caller may see (404 otherwise).
-async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), ApiError> {
+/// A native instance the caller may see (404 otherwise), and its public id when the
+/// store has one.
+async fn seen_instance(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, Option<String>), ApiError> {
     let o = cx
         .app
         .service
@@ -842,6 +843,13 @@ async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), 
             .pop()
             .flatten(),
     };
+    Ok((o.instance, id))
+}
+
+/// The public id of a native instance the caller may see (404 otherwise); an
+/// instance made outside this server has none here (409).
+async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), ApiError> {
+    let (vm, id) = seen_instance(cx, p).await?;
     let id = id.ok_or_else(|| {
         ApiError::from(cms_core::Error::new(
             cms_core::ErrorKind::InvalidState,
@@ -851,7 +859,7 @@ async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), 
             ),
         ))
     })?;
-    Ok((o.instance, id))
+    Ok((vm, id))
 }
 
 /// Sets or removes when an instance expires: a job terminates it then (exactly once,
@@ -921,32 +929,13 @@ fn hex(bytes: &[u8]) -> String {
 pub async fn get_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let o = cx
-        .app
-        .service
-        .instance(
-            cx.tenant()?,
-            p,
-            InstanceRef::Backend(cx.id()),
-            Operation::GetInstance,
-        )
-        .await?;
-    let expires_at = match &o.entry {
-        Some(e) => crate::jobs::instances::expiry(cx.app, &e.public_id).await?,
-        None => match cx
-            .app
-            .service
-            .public_ids_of_instances(p, &[o.instance.id.as_str()])
-            .await?
-            .pop()
-            .flatten()
-        {
-            Some(id) => crate::jobs::instances::expiry(cx.app, &id).await?,
-            None => None,
-        },
+    let (vm, public_id) = seen_instance(cx, p).await?;
+    let expires_at = match &public_id {
+        Some(id) => crate::jobs::instances::expiry(cx.app, id).await?,
+        None => None,
     };
     let view = InstanceView {
-        instance: &o.instance,
+        instance: &vm,
         expires_at: expires_at.map(crate::jobs::instances::rfc3339),
     };
     Ok(json_response(StatusCode::OK, &view, 1024))

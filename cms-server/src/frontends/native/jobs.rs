@@ -120,6 +120,14 @@ pub struct JobQuery {
     page_token: Option<String>,
 }
 
+/// A `page_token` that names nothing of the caller's: not one a listing handed out.
+pub(super) fn unknown_page() -> ApiError {
+    ApiError::server(
+        ServerKind::PageNotFound,
+        "query parameter `page_token` is not a token this listing handed out",
+    )
+}
+
 /// Parses `limit`, `page_token` and (when `target`) `target`.
 pub(super) fn list_query(
     q: &str,
@@ -157,10 +165,7 @@ pub(super) fn list_query(
                     || v.len() > 64
                     || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 {
-                    return Err(ApiError::server(
-                        ServerKind::PageNotFound,
-                        "query parameter `page_token` is not a token this listing handed out",
-                    ));
+                    return Err(unknown_page());
                 }
                 if token.replace(v.into_owned()).is_some() {
                     return Err(slot_taken("page_token"));
@@ -196,12 +201,7 @@ pub async fn list_jobs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (limit, token, target) = list_query(cx.query, true)?;
     let page = requests::list_jobs(cx.app, tenant, target.as_deref(), token.as_deref(), limit)
         .await?
-        .ok_or_else(|| {
-            ApiError::server(
-                ServerKind::PageNotFound,
-                "query parameter `page_token` is not a token this listing handed out",
-            )
-        })?;
+        .ok_or_else(unknown_page)?;
     let list = JobList {
         items: page.jobs.iter().map(JobView::from).collect(),
         next_page_token: page.next,
