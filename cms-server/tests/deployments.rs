@@ -848,3 +848,93 @@ async fn a_deployment_over_opennebula_and_ec2_survives_sigkill_and_heals() {
     }
     assert!(live(&all_instances(&second, "onprem").await).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_expires_once_across_two_replicas() {
+    use cms_driver_opennebula::fake::{FakeConfig, FakeDelays, FakeOned};
+    let oned = FakeOned::start(FakeConfig {
+        delays: FakeDelays::uniform(Duration::from_millis(20)),
+        ..FakeConfig::default()
+    });
+    let config = format!(
+        r#"
+        [jobs]
+        poll_ms = 50
+        [[tenants]]
+        name = "alice"
+        api_key = "{KEY}"
+        providers = ["*"]
+        {}
+        "#,
+        opennebula_provider(&oned, "")
+    );
+    // Two replicas on one store (PostgreSQL when the run has a server), both running
+    // their job workers.
+    let state = StateDb::shared("expire-once");
+    let start = || {
+        Server::start(Options {
+            config: Some(config.clone()),
+            env: vec![opennebula_env(&oned)],
+            key: Some(KEY.into()),
+            state: Some(state.url.clone()),
+            ..Options::default()
+        })
+    };
+    let (a, b) = (start(), start());
+    let (image, flavor) = image_and_flavor(&a, "onprem").await;
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let mut made = Vec::new();
+    for i in 0..4 {
+        let r = a
+            .post("/v1/providers/onprem/instances")
+            .json(&json!({"name": format!("short-{i}"), "image_id": image, "flavor_id": flavor, "expires_at": soon}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["expires_at"].is_string(), "{v}");
+        made.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let actions_before = oned.calls("one.vm.action");
+    for id in &made {
+        // The other replica shows the expiry too: it is in the shared store.
+        let v = get_ok(&b, &format!("/v1/providers/onprem/instances/{id}")).await;
+        assert!(v["expires_at"].is_string(), "{v}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &made {
+        loop {
+            let h = get_ok(&b, &format!("/v1/providers/onprem/instances/{id}/history")).await;
+            if h.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["event"] == "expired")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {id} did not expire: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Settle, then count: one terminate per instance, whichever replica sent it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(oned.calls("one.vm.action") - actions_before, made.len());
+    let jobs = get_ok(&a, "/v1/jobs?limit=100").await;
+    let expiries: Vec<&Value> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "instance.expire")
+        .collect();
+    assert_eq!(expiries.len(), made.len());
+    assert!(
+        expiries
+            .iter()
+            .all(|j| j["state"] == "succeeded" && j["attempts"] == 1),
+        "{expiries:?}"
+    );
+}
