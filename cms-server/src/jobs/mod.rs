@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::config::JobsConfig;
-use crate::store::{now_ms, JobEnd, StoreError};
+use crate::store::{now_ms, Held, JobEnd, StoreError};
 
 /// What frontends show of jobs and deployments (they never touch the store).
 pub use crate::store::{DeploymentRow, HistoryEntry, JobRow, JobState, MemberRow, NewJob};
@@ -119,20 +119,20 @@ impl JobCx<'_> {
     /// Records progress (0 to 100) and what the job is doing; stops the job when it
     /// was canceled or its lease lost.
     pub async fn progress(&self, progress: u32, message: &str) -> Result<(), Stop> {
-        let store = self.app.service.store();
-        if store.cancel_requested(&self.job.id).await? {
-            return Err(Stop::Canceled);
-        }
-        if !store
+        let held = self
+            .app
+            .service
+            .store()
             .job_progress(&self.job.id, self.app.service.replica(), progress, message)
-            .await?
-        {
+            .await?;
+        match held {
+            Held::Yes => Ok(()),
+            Held::Canceled => Err(Stop::Canceled),
             // Another replica holds it now: this attempt stops quietly.
-            return Err(Stop::Error(
+            Held::Lost => Err(Stop::Error(
                 Error::new(ErrorKind::Unavailable, "the job's lease was lost").temporary(true),
-            ));
+            )),
         }
-        Ok(())
     }
 
     /// Stops when the job was canceled.

@@ -106,6 +106,17 @@ pub struct JobRow {
     pub version: i64,
 }
 
+/// Whether an attempt may carry on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Yes: this replica holds the job.
+    Yes,
+    /// Its tenant asked it to stop.
+    Canceled,
+    /// Another replica holds it now (this one stalled past its lease).
+    Lost,
+}
+
 /// A job to add.
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -409,18 +420,19 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// Records an attempt's progress (0 to 100) and what it is doing, if `replica`
-    /// still holds the job.
+    /// Records an attempt's progress (0 to 100) and what it is doing (written only
+    /// when it changed), if `replica` still holds the job and nobody asked it to stop.
     pub async fn job_progress(
         &self,
         id: &str,
         replica: &str,
         progress: u32,
         message: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Held, StoreError> {
         let r = sqlx::query(
             "UPDATE cms_jobs SET progress = $3, message = $4, updated_at = $5, version = version + 1
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' AND cancel_requested = 0
+               AND (progress <> $3 OR message IS NULL OR message <> $4)",
         )
         .bind(id)
         .bind(replica)
@@ -430,7 +442,29 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(err("cannot record a job's progress"))?;
-        Ok(r.rows_affected() > 0)
+        if r.rows_affected() > 0 {
+            return Ok(Held::Yes);
+        }
+        // Nothing changed, or the job is no longer this attempt's to carry on.
+        let row =
+            sqlx::query("SELECT cancel_requested, lease_owner, state FROM cms_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(err("cannot read a job"))?;
+        let Some(row) = row else {
+            return Ok(Held::Canceled);
+        };
+        let canceled = row.try_get::<i64, _>(0).map_err(err("cannot read a job"))? != 0;
+        let owner: Option<String> = row.try_get(1).map_err(err("cannot read a job"))?;
+        let state: String = row.try_get(2).map_err(err("cannot read a job"))?;
+        Ok(if canceled {
+            Held::Canceled
+        } else if owner.as_deref() != Some(replica) || state != "running" {
+            Held::Lost
+        } else {
+            Held::Yes
+        })
     }
 
     /// Whether the job's tenant asked it to stop.

@@ -54,7 +54,7 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 pub use creates::{Begin, CreateSlot, PendingCreate, Quota, QuotaScope};
 pub use deployments::{DeploymentRow, HistoryEntry, MemberRow};
 pub use details::{CREATED, FINGERPRINT, USER_DATA};
-pub use jobs::{JobEnd, JobPage, JobRow, JobState, NewJob};
+pub use jobs::{Held, JobEnd, JobPage, JobRow, JobState, NewJob};
 pub use objects::{Entry, Record, Resolved, Seen};
 pub use tokens::TokenClaim;
 

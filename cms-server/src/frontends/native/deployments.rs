@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::reply::Response;
 
+use super::handlers::time_field;
 use super::handlers::{json_response, with_location, Ctx};
-use super::jobs::{list_query, unknown_page, JobView};
+use super::jobs::JobView;
 use super::openapi::{BodyProblems, JobProblems};
 use super::problem::{ApiError, ServerKind};
 use super::query::no_query;
+use super::query::{cursor_query, unknown_page};
 use crate::jobs::deployments::{
     DeploymentSpec, MemberView, Partition, Policy, Template, DEFAULT_BURST_AFTER_MS,
     DEFAULT_HEAL_LIMIT,
@@ -154,16 +156,6 @@ fn bad(detail: String) -> ApiError {
     ApiError::server(ServerKind::MalformedBody, detail)
 }
 
-fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(v)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            bad(format!(
-                "`{field}` must be an RFC 3339 time, as 2030-01-31T12:00:00Z: {e}"
-            ))
-        })
-}
-
 fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty()
         || name.chars().count() > cms_core::MAX_NAME
@@ -277,7 +269,7 @@ async fn deployment_of(cx: &Ctx<'_>) -> Result<DeploymentRow, ApiError> {
 pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let tenant = cx.tenant()?;
-    let req: CreateDeploymentRequest = cx.json_object()?;
+    let req: CreateDeploymentRequest = cx.json()?;
     let key = cx.idempotency(&())?.map(|i| i.key);
     check_name(&req.name)?;
     check_count("count", req.count)?;
@@ -306,12 +298,12 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let expires_at = req
         .expires_at
         .as_deref()
-        .map(|v| parse_time("expires_at", v))
+        .map(|v| time_field("expires_at", v))
         .transpose()?;
     let deadline = req
         .deadline
         .as_deref()
-        .map(|v| parse_time("deadline", v))
+        .map(|v| time_field("deadline", v))
         .transpose()?;
     let spec = DeploymentSpec {
         template: req.template,
@@ -362,7 +354,7 @@ pub async fn create_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     responses((status = 200, description = "One page of deployments", body = DeploymentList), JobProblems))]
 pub async fn list_deployments(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
-    let (limit, token, _) = list_query(cx.query, false)?;
+    let (limit, token, _) = cursor_query(cx.query, false)?;
     let (rows, next) = requests::list_deployments(cx.app, tenant, token.as_deref(), limit)
         .await?
         .ok_or_else(unknown_page)?;
@@ -402,7 +394,7 @@ pub async fn get_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn update_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     no_query(cx.query)?;
     let tenant = cx.tenant()?;
-    let req: UpdateDeploymentRequest = cx.json_object()?;
+    let req: UpdateDeploymentRequest = cx.json()?;
     let d = deployment_of(cx).await?;
     if let Some(c) = req.count {
         check_count("count", c)?;
@@ -410,7 +402,7 @@ pub async fn update_deployment(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let expires = match &req.expires_at {
         None => None,
         Some(None) => Some(None),
-        Some(Some(v)) => Some(Some(parse_time("expires_at", v)?)),
+        Some(Some(v)) => Some(Some(time_field("expires_at", v)?)),
     };
     if req.count.is_none() && expires.is_none() {
         // An empty merge patch changes nothing.

@@ -17,7 +17,7 @@ use warp::reply::Response;
 use super::openapi::{AuthProblems, BodyProblems, OpenProblems, ProviderProblems};
 use super::problem::{status_of, type_uri, ApiError, ServerKind};
 use super::query::{
-    instance_query, no_query, page_query, AggregateQuery, InstanceListQuery, PageQuery,
+    instance_query, no_query, page_query, wait_query, AggregateQuery, InstanceListQuery, PageQuery,
 };
 use super::routes::{percent_encode_segment, Params, RouteId};
 use super::{addresses, deployments, images, jobs, security_groups, snapshots, volumes};
@@ -279,19 +279,6 @@ impl Ctx<'_> {
         parse_json(self.headers, &self.body)
     }
 
-    /// The body as a JSON object read as `T` (serde would also read a struct from an
-    /// array of its fields, which the document does not allow).
-    pub(super) fn json_object<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let first = self.body.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_some_and(|b| *b != b'{') {
-            return Err(ApiError::server(
-                ServerKind::MalformedBody,
-                "the body must be a JSON object",
-            ));
-        }
-        self.json()
-    }
-
     /// The request's `Idempotency-Key`, with the fingerprint of `request` (what it
     /// asks for: the same key with another request is refused).
     pub(super) fn idempotency<T: Serialize>(
@@ -375,11 +362,22 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
             ))
         }
     }
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::server(
-            ServerKind::MalformedBody,
-            "the request body is empty; expected a JSON object",
-        ));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::server(
+                ServerKind::MalformedBody,
+                "the request body is empty; expected a JSON object",
+            ))
+        }
+        // Every body is an object; serde alone would also read a struct from an array
+        // of its fields.
+        Some(b) if *b != b'{' && serde_json::from_slice::<serde_json::Value>(body).is_ok() => {
+            return Err(ApiError::server(
+                ServerKind::MalformedBody,
+                "the request body must be a JSON object",
+            ))
+        }
+        Some(_) => {}
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -759,39 +757,6 @@ pub(super) fn time_field(field: &str, v: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// Whether the request asks to be answered with a job (`wait=false`); no other
-/// query parameter is taken.
-pub(super) fn wait_query(q: &str) -> Result<bool, ApiError> {
-    let mut background = false;
-    for part in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        match (&*super::routes::query_decode(k), &*super::routes::query_decode(v)) {
-            ("wait", "false") if !background => background = true,
-            ("wait", "false") => {
-                return Err(ApiError::server(
-                    ServerKind::InvalidQuery,
-                    "query parameter `wait` is given more than once",
-                ))
-            }
-            ("wait", other) => {
-                return Err(ApiError::server(
-                    ServerKind::InvalidQuery,
-                    format!(
-                        "query parameter `wait` takes only `false` (answer 202 with a job that                          follows the operation to its end), not `{other}`; without it the answer                          comes when the provider has accepted the operation"
-                    ),
-                ))
-            }
-            (other, _) => {
-                return Err(ApiError::server(
-                    ServerKind::InvalidQuery,
-                    format!("unknown query parameter `{other}`; expected one of: wait"),
-                ))
-            }
-        }
-    }
-    Ok(background)
-}
-
 /// Adds an instance job and answers 202 with it.
 async fn job_accepted(
     cx: &Ctx<'_>,
@@ -873,7 +838,7 @@ async fn public_id_of(cx: &Ctx<'_>, p: &Provider) -> Result<(Instance, String), 
 pub async fn update_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let p = cx.provider()?;
     no_query(cx.query)?;
-    let req: UpdateInstanceRequest = cx.json_object()?;
+    let req: UpdateInstanceRequest = cx.json()?;
     let at = req
         .expires_at
         .as_deref()

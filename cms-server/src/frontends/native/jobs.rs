@@ -9,9 +9,8 @@ use warp::reply::{Reply, Response};
 
 use super::handlers::{json_response, Ctx};
 use super::openapi::JobProblems;
-use super::problem::{ApiError, ServerKind};
-use super::query::no_query;
-use super::routes::query_decode;
+use super::problem::ApiError;
+use super::query::{cursor_query, no_query, unknown_page};
 use crate::jobs::instances::rfc3339;
 use crate::jobs::requests;
 use crate::jobs::{JobRow, JobState};
@@ -120,77 +119,6 @@ pub struct JobQuery {
     page_token: Option<String>,
 }
 
-/// A `page_token` that names nothing of the caller's: not one a listing handed out.
-pub(super) fn unknown_page() -> ApiError {
-    ApiError::server(
-        ServerKind::PageNotFound,
-        "query parameter `page_token` is not a token this listing handed out",
-    )
-}
-
-/// Parses `limit`, `page_token` and (when `target`) `target`.
-pub(super) fn list_query(
-    q: &str,
-    target: bool,
-) -> Result<(u32, Option<String>, Option<String>), ApiError> {
-    let (mut limit, mut token, mut tgt) = (None, None, None);
-    let expected = if target {
-        "target, limit, page_token"
-    } else {
-        "limit, page_token"
-    };
-    let invalid = |d: String| ApiError::server(ServerKind::InvalidQuery, d);
-    for part in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        let (k, v) = (query_decode(k), query_decode(v));
-        let slot_taken =
-            |k: &str| invalid(format!("query parameter `{k}` is given more than once"));
-        match &*k {
-            "limit" => {
-                let n = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "query parameter `limit` must be an integer from 1 to 1000, not `{v}`"
-                        ))
-                    })?;
-                if limit.replace(n).is_some() {
-                    return Err(slot_taken("limit"));
-                }
-            }
-            "page_token" => {
-                if v.is_empty()
-                    || v.len() > 64
-                    || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(unknown_page());
-                }
-                if token.replace(v.into_owned()).is_some() {
-                    return Err(slot_taken("page_token"));
-                }
-            }
-            "target" if target => {
-                if v.is_empty() || v.len() > 255 {
-                    return Err(invalid(
-                        "query parameter `target` must be 1 to 255 characters".into(),
-                    ));
-                }
-                if tgt.replace(v.into_owned()).is_some() {
-                    return Err(slot_taken("target"));
-                }
-            }
-            other => {
-                return Err(invalid(format!(
-                    "unknown query parameter `{other}`; expected one of: {expected}"
-                )))
-            }
-        }
-    }
-    Ok((limit.unwrap_or(100), token, tgt))
-}
-
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     security(("bearer" = [])),
@@ -198,7 +126,7 @@ pub(super) fn list_query(
     responses((status = 200, description = "One page of jobs", body = JobList), JobProblems))]
 pub async fn list_jobs(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let tenant = cx.tenant()?;
-    let (limit, token, target) = list_query(cx.query, true)?;
+    let (limit, token, target) = cursor_query(cx.query, true)?;
     let page = requests::list_jobs(cx.app, tenant, target.as_deref(), token.as_deref(), limit)
         .await?
         .ok_or_else(unknown_page)?;

@@ -223,6 +223,73 @@ pub fn page_query(q: &str) -> Result<PageRequest, ApiError> {
     Ok(page)
 }
 
+/// A `page_token` that names nothing of the caller's: not one a listing handed out.
+pub fn unknown_page() -> ApiError {
+    ApiError::server(
+        ServerKind::PageNotFound,
+        "query parameter `page_token` is not a token this listing handed out",
+    )
+}
+
+/// Parses the paging of the server's own listings (jobs, deployments): `limit` (100
+/// when absent), `page_token` (the last id of the previous page) and, with `target`,
+/// the job listing's `target`.
+pub fn cursor_query(
+    q: &str,
+    target: bool,
+) -> Result<(u32, Option<String>, Option<String>), ApiError> {
+    let (mut limit, mut token, mut tgt) = (None, None, None);
+    let expected = if target {
+        "target, limit, page_token"
+    } else {
+        "limit, page_token"
+    };
+    for (k, v) in pairs(q) {
+        match &*k {
+            "limit" => set_once(&mut limit, "limit", parse_limit(&v)?)?,
+            "page_token" => {
+                if v.is_empty()
+                    || v.len() > 64
+                    || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(unknown_page());
+                }
+                set_once(&mut token, "page_token", v.into_owned())?;
+            }
+            "target" if target => {
+                if v.is_empty() || v.len() > 255 {
+                    return Err(invalid(
+                        "query parameter `target` must be 1 to 255 characters".into(),
+                    ));
+                }
+                set_once(&mut tgt, "target", v.into_owned())?;
+            }
+            _ => return Err(unknown(&k, expected)),
+        }
+    }
+    Ok((limit.unwrap_or(100), token, tgt))
+}
+
+/// Whether an instance operation asks to be answered with a job (`wait=false`); no
+/// other query parameter is taken.
+pub fn wait_query(q: &str) -> Result<bool, ApiError> {
+    let mut wait = None;
+    for (k, v) in pairs(q) {
+        match (&*k, &*v) {
+            ("wait", "false") => set_once(&mut wait, "wait", false)?,
+            ("wait", other) => {
+                return Err(invalid(format!(
+                    "query parameter `wait` takes only `false` (answer 202 with a job that \
+                     follows the operation to its end), not `{other}`; without it the answer \
+                     comes when the provider has accepted the operation"
+                )))
+            }
+            _ => return Err(unknown(&k, "wait")),
+        }
+    }
+    Ok(wait == Some(false))
+}
+
 /// Checks that there are no query parameters.
 pub fn no_query(q: &str) -> Result<(), ApiError> {
     match pairs(q).next() {
@@ -234,6 +301,23 @@ pub fn no_query(q: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_cursors_and_wait() {
+        assert_eq!(
+            cursor_query("limit=5&page_token=job-0abc&target=dep-1", true).unwrap(),
+            (5, Some("job-0abc".into()), Some("dep-1".into()))
+        );
+        assert_eq!(cursor_query("", false).unwrap(), (100, None, None));
+        assert!(cursor_query("target=x", false).is_err());
+        assert!(cursor_query("limit=5&limit=6", false).is_err());
+        assert!(cursor_query("page_token=a%20b", false).is_err());
+        assert!(!wait_query("").unwrap());
+        assert!(wait_query("wait=false").unwrap());
+        assert!(wait_query("wait=true").is_err());
+        assert!(wait_query("wait=false&wait=false").is_err());
+        assert!(wait_query("other=1").is_err());
+    }
 
     #[test]
     fn parses_filters() {
