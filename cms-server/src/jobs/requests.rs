@@ -152,31 +152,39 @@ pub async fn detail(
     d: DeploymentRow,
     live: bool,
 ) -> Result<Detail, Error> {
+    let mut det = details(app, vec![d]).await?.remove(0);
+    if live {
+        det.states = super::deployments::live_states(app, tenant, &det.members).await;
+        det.history = app.service.store().history(&det.row.id, 100).await?;
+    }
+    Ok(det)
+}
+
+/// What the store knows of deployments (as recorded: no states now, no history),
+/// read for all of them at once.
+pub async fn details(app: &App, rows: Vec<DeploymentRow>) -> Result<Vec<Detail>, Error> {
     let store = app.service.store();
-    let spec: DeploymentSpec = serde_json::from_str(&d.spec).map_err(|e| {
-        Error::new(
-            ErrorKind::Backend,
-            format!("deployment {} cannot be read: {e}", d.id),
-        )
-    })?;
-    let members = store.members(&d.id).await?;
-    let (states, history) = if live {
-        (
-            super::deployments::live_states(app, tenant, &members).await,
-            store.history(&d.id, 100).await?,
-        )
-    } else {
-        (HashMap::new(), Vec::new())
-    };
-    let job = store.latest_job(&d.id, &[APPLY, DELETE]).await?;
-    Ok(Detail {
-        row: d,
-        spec,
-        members,
-        states,
-        job,
-        history,
-    })
+    let ids: Vec<&str> = rows.iter().map(|d| d.id.as_str()).collect();
+    let mut members = store.members_of(&ids).await?;
+    let mut jobs = store.latest_jobs(&ids, &[APPLY, DELETE]).await?;
+    rows.into_iter()
+        .map(|d| {
+            let spec: DeploymentSpec = serde_json::from_str(&d.spec).map_err(|e| {
+                Error::new(
+                    ErrorKind::Backend,
+                    format!("deployment {} cannot be read: {e}", d.id),
+                )
+            })?;
+            Ok(Detail {
+                members: members.remove(&d.id).unwrap_or_default(),
+                job: jobs.remove(&d.id),
+                row: d,
+                spec,
+                states: HashMap::new(),
+                history: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// A page of the tenant's deployments, oldest first; `None` when `after` names none

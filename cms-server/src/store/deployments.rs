@@ -6,10 +6,12 @@
 //! another, finds the same index and asks again with the same client token instead
 //! of making a second instance.
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, Row};
 
 use super::jobs::{add_job_on, JobRow, NewJob};
-use super::{err, now_ms, Store, StoreError};
+use super::{err, now_ms, placeholders, Store, StoreError, BATCH};
 
 /// A deployment as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,18 +315,42 @@ impl Store {
 
     /// A deployment's members, by index.
     pub async fn members(&self, deployment: &str) -> Result<Vec<MemberRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, part, provider, public_id, backend_id, state, created_at
-             FROM cms_members WHERE deployment = $1 ORDER BY idx",
-        )
-        .bind(deployment)
-        .fetch_all(self.pool())
-        .await
-        .map_err(err("cannot read a deployment's instances"))?;
-        rows.iter()
-            .map(row_to_member)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err("cannot read a deployment's instances"))
+        Ok(self
+            .members_of(&[deployment])
+            .await?
+            .remove(deployment)
+            .unwrap_or_default())
+    }
+
+    /// The members of several deployments, by deployment, each by index.
+    pub async fn members_of(
+        &self,
+        deployments: &[&str],
+    ) -> Result<HashMap<String, Vec<MemberRow>>, StoreError> {
+        let mut out: HashMap<String, Vec<MemberRow>> = HashMap::new();
+        for chunk in deployments.chunks(BATCH) {
+            let sql = format!(
+                "SELECT deployment, idx, part, provider, public_id, backend_id, state, created_at
+                 FROM cms_members WHERE deployment IN ({}) ORDER BY deployment, idx",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q.bind(*d);
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .map_err(err("cannot read deployments' instances"))?;
+            for row in &rows {
+                let d: String = row
+                    .try_get("deployment")
+                    .map_err(err("cannot read deployments' instances"))?;
+                let m = row_to_member(row).map_err(err("cannot read deployments' instances"))?;
+                out.entry(d).or_default().push(m);
+            }
+        }
+        Ok(out)
     }
 
     /// Adds members (state `creating`) on the given partitions, with the next

@@ -15,6 +15,8 @@
 //! - A job may carry a deduplication key: at most one job with a key is active
 //!   (`queued` or `running`) at a time; adding another answers the active one.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
@@ -237,20 +239,41 @@ impl Store {
         target: &str,
         kinds: &[&str],
     ) -> Result<Option<JobRow>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM cms_jobs WHERE target = $1 AND kind IN ({})
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-            super::placeholders(2, kinds.len())
-        );
-        let mut q = sqlx::query(&sql).bind(target);
-        for k in kinds {
-            q = q.bind(*k);
+        Ok(self.latest_jobs(&[target], kinds).await?.remove(target))
+    }
+
+    /// The newest job of one of `kinds` on each of `targets` that has one.
+    pub async fn latest_jobs(
+        &self,
+        targets: &[&str],
+        kinds: &[&str],
+    ) -> Result<HashMap<String, JobRow>, StoreError> {
+        let mut out: HashMap<String, JobRow> = HashMap::new();
+        for chunk in targets.chunks(super::BATCH) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM cms_jobs WHERE target IN ({}) AND kind IN ({})
+                 ORDER BY created_at, id",
+                super::placeholders(1, chunk.len()),
+                super::placeholders(1 + chunk.len(), kinds.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q.bind(*t);
+            }
+            for k in kinds {
+                q = q.bind(*k);
+            }
+            let rows = q
+                .fetch_all(self.pool())
+                .await
+                .map_err(err("cannot read jobs"))?;
+            // Oldest first: the newest of each target is the one left.
+            for row in &rows {
+                let j = row_to_job(row).map_err(err("cannot read jobs"))?;
+                out.insert(j.target.clone(), j);
+            }
         }
-        let row = q
-            .fetch_optional(self.pool())
-            .await
-            .map_err(err("cannot read a job"))?;
-        maybe_job(row)
+        Ok(out)
     }
 
     /// A page of `tenant`'s jobs, newest first, at most `limit`, after the job
@@ -687,11 +710,17 @@ mod tests {
             want.sort();
             assert_eq!(ids, want);
             assert!(store.take_jobs("r3", 5, 60_000).await.unwrap().is_empty());
+            // Which replica got which is the race's: r2 may have taken both.
+            let taken: Vec<(&str, &JobRow)> = x
+                .iter()
+                .map(|j| ("r1", j))
+                .chain(y.iter().map(|j| ("r2", j)))
+                .collect();
+            let ((holder, held), (other_holder, other)) = (taken[0], taken[1]);
 
-            // r1 dies: its lease runs out and r3 takes its job over.
-            let held = &x[0];
+            // The holder dies: its lease runs out and r3 takes its job over.
             assert!(store
-                .renew_jobs("r1", std::slice::from_ref(&held.id), -1)
+                .renew_jobs(holder, std::slice::from_ref(&held.id), -1)
                 .await
                 .unwrap()
                 .contains(&held.id));
@@ -701,22 +730,24 @@ mod tests {
                 (over[0].id.as_str(), over[0].attempts),
                 (held.id.as_str(), 2)
             );
-            // r1 cannot end what it no longer holds.
+            // The old holder cannot end what it no longer holds.
             let done = JobEnd::Succeeded { result: "1".into() };
-            assert!(!store.end_job(&held.id, "r1", &done).await.unwrap());
+            assert!(!store.end_job(&held.id, holder, &done).await.unwrap());
             assert!(store.end_job(&held.id, "r3", &done).await.unwrap());
             let j = store.job(&held.id, Some("t1")).await.unwrap().unwrap();
             assert_eq!((j.state, j.progress), (JobState::Succeeded, 100));
             assert!(store.job(&held.id, Some("t2")).await.unwrap().is_none());
 
             // A retry is due later, with its error kept.
-            let other = &y[0];
             let later = JobEnd::Retry {
                 at: now_ms() + 60_000,
                 kind: "unavailable".into(),
                 message: "busy".into(),
             };
-            assert!(store.end_job(&other.id, "r2", &later).await.unwrap());
+            assert!(store
+                .end_job(&other.id, other_holder, &later)
+                .await
+                .unwrap());
             assert!(store.take_jobs("r2", 5, 60_000).await.unwrap().is_empty());
             let j = store.job(&other.id, None).await.unwrap().unwrap();
             assert_eq!(j.state, JobState::Queued);

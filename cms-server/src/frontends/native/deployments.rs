@@ -191,7 +191,12 @@ fn desired(spec: &DeploymentSpec, count: u32) -> Vec<u32> {
 }
 
 async fn view(cx: &Ctx<'_>, d: DeploymentRow, live: bool) -> Result<DeploymentView, ApiError> {
-    let det = requests::detail(cx.app, cx.tenant()?, d, live).await?;
+    Ok(view_of(
+        requests::detail(cx.app, cx.tenant()?, d, live).await?,
+    ))
+}
+
+fn view_of(det: requests::Detail) -> DeploymentView {
     let instances: Vec<MemberView> =
         crate::jobs::deployments::member_views(&det.members, &det.states);
     let mut actual = vec![0u32; det.spec.partitions.len()];
@@ -203,7 +208,7 @@ async fn view(cx: &Ctx<'_>, d: DeploymentRow, live: bool) -> Result<DeploymentVi
     let want = desired(&det.spec, det.row.count);
     let status = det.status();
     let (d, spec) = (&det.row, &det.spec);
-    Ok(DeploymentView {
+    DeploymentView {
         id: d.id.clone(),
         name: d.name.clone(),
         state: d.state.clone(),
@@ -233,7 +238,7 @@ async fn view(cx: &Ctx<'_>, d: DeploymentRow, live: bool) -> Result<DeploymentVi
         job: det.job.as_ref().map(JobView::from),
         instances,
         history: det.history,
-    })
+    }
 }
 
 fn location(id: &str) -> String {
@@ -358,10 +363,11 @@ pub async fn list_deployments(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     let (rows, next) = requests::list_deployments(cx.app, tenant, token.as_deref(), limit)
         .await?
         .ok_or_else(unknown_page)?;
-    let mut items = Vec::with_capacity(rows.len());
-    for d in rows {
-        items.push(view(cx, d, false).await?);
-    }
+    let items = requests::details(cx.app, rows)
+        .await?
+        .into_iter()
+        .map(view_of)
+        .collect();
     let list = DeploymentList {
         items,
         next_page_token: next,
