@@ -204,6 +204,27 @@ impl DeploymentSpec {
         Ok(spec)
     }
 
+    /// Where the next `n` instances go, in order (fewer when no open partition has
+    /// room): `counts`, the instances on each partition, grows with them.
+    pub fn places(&self, counts: &mut [u32], n: u32, closed: &HashSet<u32>) -> Vec<u32> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let Some(p) = self.place(counts, closed) else {
+                break;
+            };
+            counts[p as usize] += 1;
+            out.push(p);
+        }
+        out
+    }
+
+    /// How `count` instances spread when every partition has room but for its `max`.
+    pub fn desired(&self, count: u32) -> Vec<u32> {
+        let mut c = vec![0; self.partitions.len()];
+        self.places(&mut c, count, &HashSet::new());
+        c
+    }
+
     /// Where the next instance goes: `counts` are the instances on each partition,
     /// `closed` the partitions that take none now.
     pub fn place(&self, counts: &[u32], closed: &HashSet<u32>) -> Option<u32> {
@@ -857,14 +878,11 @@ pub async fn apply(cx: &JobCx<'_>) -> Result<String, Stop> {
         if live < d.count {
             let mut c = counts(&spec, &members);
             let closed = unavailable_too_long(cx, &d, &spec);
-            let mut places = Vec::new();
-            for _ in live..d.count {
-                let Some(part) = spec.place(&c, &closed) else {
-                    break;
-                };
-                c[part as usize] += 1;
-                places.push((part, spec.partitions[part as usize].provider.clone()));
-            }
+            let places: Vec<(u32, String)> = spec
+                .places(&mut c, d.count - live, &closed)
+                .into_iter()
+                .map(|p| (p, spec.partitions[p as usize].provider.clone()))
+                .collect();
             if !places.is_empty() {
                 let added = store.add_members(id, &places).await?;
                 members.extend(added);
@@ -1142,14 +1160,9 @@ mod tests {
         }
     }
 
-    fn spread(s: &DeploymentSpec, n: usize, closed: &HashSet<u32>) -> Vec<u32> {
+    fn spread(s: &DeploymentSpec, n: u32, closed: &HashSet<u32>) -> Vec<u32> {
         let mut c = vec![0; s.partitions.len()];
-        for _ in 0..n {
-            match s.place(&c, closed) {
-                Some(p) => c[p as usize] += 1,
-                None => break,
-            }
-        }
+        s.places(&mut c, n, closed);
         c
     }
 

@@ -1,8 +1,6 @@
 //! Deployments: create, list, get, scale (and change expiry), delete. Each change
 //! answers 202 with the job that carries it out (see [`crate::jobs::deployments`]).
 
-use std::collections::HashSet;
-
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -178,18 +176,6 @@ fn check_count(field: &str, n: u32) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn desired(spec: &DeploymentSpec, count: u32) -> Vec<u32> {
-    let mut c = vec![0; spec.partitions.len()];
-    let none = HashSet::new();
-    for _ in 0..count {
-        match spec.place(&c, &none) {
-            Some(p) => c[p as usize] += 1,
-            None => break,
-        }
-    }
-    c
-}
-
 async fn view(cx: &Ctx<'_>, d: DeploymentRow, live: bool) -> Result<DeploymentView, ApiError> {
     Ok(view_of(
         requests::detail(cx.app, cx.tenant()?, d, live).await?,
@@ -205,7 +191,7 @@ fn view_of(det: requests::Detail) -> DeploymentView {
             *a += 1;
         }
     }
-    let want = desired(&det.spec, det.row.count);
+    let want = det.spec.desired(det.row.count);
     let status = det.status();
     let (d, spec) = (&det.row, &det.spec);
     DeploymentView {
