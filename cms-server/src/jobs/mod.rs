@@ -258,7 +258,8 @@ async fn attempt(app: &App, job: JobRow) {
 }
 
 /// Runs this replica's jobs until `stop` resolves: takes due jobs, renews their
-/// leases, checks deployments; at `stop`, stops what runs and gives the leases up.
+/// leases, checks deployments (in a task of its own); at `stop`, stops what runs and
+/// gives the leases up.
 pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
     let cfg = app.jobs.config;
     let replica = app.service.replica().to_owned();
@@ -268,7 +269,19 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
     let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut last_renew = tokio::time::Instant::now();
-    let mut last_check = tokio::time::Instant::now() - check_every;
+    // Deployments are checked in a task of their own: a slow provider holds up the
+    // checks, never the taking of jobs.
+    let checks = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(check_every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                deployments::check_due(&app).await;
+            }
+        })
+    };
     tokio::pin!(stop);
     loop {
         while running.try_join_next().is_some() {}
@@ -303,10 +316,6 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
                 }
             }
         }
-        if last_check.elapsed() >= check_every {
-            last_check = tokio::time::Instant::now();
-            deployments::check_due(&app).await;
-        }
         let poll = Duration::from_millis(cfg.poll_ms).min(renew_every);
         tokio::select! {
             _ = &mut stop => break,
@@ -315,6 +324,7 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     }
+    checks.abort();
     let n = running.len();
     running.shutdown().await;
     match app.service.store().release_jobs(&replica).await {
