@@ -5,9 +5,10 @@
 //! request the document allows and the server refuses, one it forbids and the server
 //! takes, an answer or status the document does not describe, a server error.
 //!
-//! The memory provider deletes at once (`terminated_retention_ms = 0`): schemathesis
-//! expects a resource gone after its DELETE, where the memory cloud by default keeps a
-//! terminated instance visible for a while, as EC2 does.
+//! The memory provider deletes at once (`terminated_retention_ms = 0`,
+//! `volume_delete_delay_ms = 0`): schemathesis expects a resource gone after its
+//! DELETE, where the memory cloud by default keeps a terminated instance visible for a
+//! while, and a volume `deleting`, as EC2 does.
 
 mod common;
 
@@ -29,6 +30,7 @@ start_delay_ms = 0
 reboot_delay_ms = 0
 terminate_delay_ms = 0
 terminated_retention_ms = 0
+volume_delete_delay_ms = 0
 "#;
 
 #[test]
