@@ -6,6 +6,8 @@
   the target knows (cms_server::fuzz::FUZZ_ACCESS_KEY_ID). Requests are captured
   before they are sent; nothing listens.
 - native: the native API's requests as the README's tour sends them.
+- cimi: CIMI requests in JSON and XML as the README and DMTF's conventions write
+  them, with collection queries.
 - config: the TOML examples of the README and of the server's configuration
   documentation.
 
@@ -408,6 +410,55 @@ def native_seeds():
     )
 
 
+def cimi_seeds():
+    auth = ("Authorization", "Basic ZGV2OmtleQ==")
+    js = ("Content-Type", "application/json")
+    xml = ("Content-Type", "application/xml")
+    base = "http://127.0.0.1:8080/cimi/local/"
+    ns = "http://schemas.dmtf.org/cimi/1"
+    create = {
+        "resourceURI": ns + "/MachineCreate",
+        "name": "web-1",
+        "description": "a machine",
+        "properties": {"tier": "web"},
+        "machineTemplate": {
+            "machineConfig": {"href": base + "machineConfigs/flv-1cpu-1gb"},
+            "machineImage": {"href": base + "machineImages/img-debian-12"},
+            "credential": {"key": ED25519},
+            "networkInterfaces": [{"network": {"href": base + "networks/net-default"}}],
+            "userData": "#cloud-config",
+        },
+    }
+    requests = {
+        "list-filter": ("GET", "/cimi/local/machines?$filter=" + "name%3D%27web-1%27%20and%20(cpu%3E%3D2%20or%20property%5B%27tier%27%5D%3D%27web%27)", [auth], ""),
+        "list-window": ("GET", "/cimi/local/machines?$first=2&$last=5&$orderby=name:desc,created&$select=name,state&$expand=*", [auth], ""),
+        "list-dates": ("GET", "/cimi/local/jobs?$filter=created%3E2026-01-01T00:00:00Z%20and%20state!%3D%27FAILED%27", [auth], ""),
+        "create-json": ("POST", "/cimi/local/machines", [auth, js], json.dumps(create)),
+        "create-by-value": ("POST", "/cimi/local/machines", [auth, js], json.dumps({"name": "v", "machineTemplate": {"machineConfig": {"cpu": 2, "memory": 2097152}, "machineImage": {"href": base + "machineImages/img-debian-12"}}})),
+        "create-xml": (
+            "POST",
+            "/cimi/local/machines",
+            [auth, xml],
+            f'<?xml version="1.0"?>\n<c:MachineCreate xmlns:c="{ns}"><c:name> web-2 </c:name>'
+            f'<c:property key="tier">web &amp; db</c:property><c:machineTemplate>'
+            f'<c:machineConfig href="{base}machineConfigs/flv-1cpu-1gb"/>'
+            f'<c:machineImage href="{base}machineImages/img-debian-12"/>'
+            f'<c:networkInterface><c:network href="{base}networks/n1"/></c:networkInterface>'
+            f"<c:userData><![CDATA[#cloud-config]]></c:userData></c:machineTemplate></c:MachineCreate>",
+        ),
+        "action-xml": ("POST", "/cimi/local/machines/i-1/stop", [auth, xml], f'<Action xmlns="{ns}"><action>{ns}/action/stop</action></Action>'),
+        "action-json": ("POST", "/cimi/local/machines/i-1", [auth, js], json.dumps({"resourceURI": ns + "/Action", "action": ns + "/action/restart"})),
+        "credential": ("POST", "/cimi/local/credentials", [auth, js], json.dumps({"name": "k", "credentialTemplate": {"key": ED25519}})),
+        "volume-xml": ("POST", "/cimi/local/volumes", [auth, xml], f'<VolumeCreate xmlns="{ns}"><name>v</name><volumeTemplate><volumeConfig><capacity>1048576</capacity></volumeConfig></volumeTemplate></VolumeCreate>'),
+        "machine-volume": ("POST", "/cimi/local/machines/i-1/volumes", [auth, xml], f'<MachineVolume xmlns="{ns}"><initialLocation>/dev/sdf</initialLocation><volume href="{base}volumes/vol-1"/></MachineVolume>'),
+    }
+    for name, (method, target, headers, body) in requests.items():
+        write("cimi", f"ok-{name}", framed(method, target, headers, body))
+    write("cimi", "bad-filter", framed("GET", "/cimi/local/machines?$filter=name%3D", [auth], ""))
+    write("cimi", "bad-xml", framed("POST", "/cimi/local/machines", [auth, xml], "<MachineCreate><name>x</MachineCreate>"))
+    write("cimi", "bad-json", framed("POST", "/cimi/local/machines", [auth, js], '["not", "an", "object"]'))
+
+
 def xmlrpc_seeds():
     """XML-RPC as Python's xmlrpc.client writes it (the OpenNebula seeds proper come
     from the driver's tests, which write what the fake oned serves)."""
@@ -439,6 +490,7 @@ def config_seeds():
 if __name__ == "__main__":
     ec2_seeds()
     native_seeds()
+    cimi_seeds()
     xmlrpc_seeds()
     config_seeds()
     print(f"seeds written under {SEEDS}")

@@ -24,6 +24,10 @@ pub struct App {
     pub(crate) aggregate_timeout: Duration,
     pub(crate) openapi: Bytes,
     pub(crate) jobs: crate::jobs::Jobs,
+    /// `public_url` of the configuration: where clients reach the server.
+    pub(crate) public_url: Option<String>,
+    /// Whether the listener speaks TLS (hrefs then start with `https://`).
+    pub tls: bool,
     request_prefix: u32,
     request_counter: AtomicU64,
 }
@@ -219,6 +223,8 @@ impl App {
             aggregate_timeout: Duration::from_millis(config.aggregate_timeout_ms),
             openapi,
             jobs: crate::jobs::Jobs::new(config.jobs),
+            public_url: config.public_url.clone(),
+            tls: false,
             request_prefix: rand::thread_rng().gen(),
             request_counter: AtomicU64::new(0),
         };

@@ -106,6 +106,11 @@ pub struct Config {
     /// Durable jobs and deployments (see [`crate::jobs`]).
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// The URL clients reach the server at (`https://cms.example.com`), when it is not
+    /// what they send as `Host` (behind a proxy, or with several replicas): the CIMI
+    /// frontend's `id`s and `href`s start with it.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// `[jobs]`: how a replica runs durable jobs and watches deployments.
@@ -230,6 +235,7 @@ impl Default for Config {
             cached_objects: default_cached_objects(),
             rate_limits: RateLimitsConfig::default(),
             jobs: JobsConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -526,6 +532,18 @@ impl Config {
         }
         self.rate_limits.validate("`rate_limits")?;
         self.jobs.validate()?;
+        if let Some(u) = &self.public_url {
+            let rest = u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"))
+                .unwrap_or("");
+            let host = rest.trim_end_matches('/');
+            if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+                return Err(ConfigError::new(format!(
+                    "`public_url` must be http:// or https:// and a host (with its port), as https://cms.example.com; not `{u}`"
+                )));
+            }
+        }
         let mut names = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}] (`{}`)", p.name);

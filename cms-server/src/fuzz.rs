@@ -24,6 +24,68 @@ use crate::frontends::native::snapshots::CreateSnapshotRequest;
 use crate::frontends::native::volumes::{AttachVolumeRequest, CreateVolumeRequest};
 use crate::frontends::{body, ec2};
 
+/// The CIMI frontend's readers: a framed request whose query is read as a
+/// collection's (`$filter`, `$orderby`, `$first`, `$last`, `$select`, `$expand`) and
+/// whose body is read as a CIMI document by its `Content-Type` (XML when it says
+/// `xml`, else JSON). An accepted body is filtered, rendered in both representations,
+/// and, when its field names are XML names, read back from its XML: it must read.
+/// Accepted when both the query and the body (if any) are.
+pub fn cimi(data: &[u8]) -> bool {
+    use crate::frontends::cimi::{doc, query as cimi_query};
+    let Some(r) = frame(data) else {
+        return false;
+    };
+    let q = cimi_query::parse(r.query, true);
+    let xml = r
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    let body = if r.body.is_empty() {
+        None
+    } else if xml {
+        Some(doc::read_xml(r.body))
+    } else {
+        Some(doc::read_json(r.body))
+    };
+    let body_ok = match &body {
+        None => true,
+        Some(Ok(d)) => {
+            if let Ok(q) = &q {
+                let _ = q.keeps(d);
+            }
+            let _ = doc::render(d, "Machine", doc::Format::Json);
+            let out = doc::render(d, "Machine", doc::Format::Xml);
+            if names_are_xml(d) {
+                if let Err(e) = doc::read_xml(out.as_bytes()) {
+                    panic!("a rendered document does not read back: {e:?}\n{out}");
+                }
+            }
+            true
+        }
+        Some(Err(_)) => false,
+    };
+    q.is_ok() && body_ok
+}
+
+/// Whether every field name of `d` (at any depth) is a plain XML name.
+fn names_are_xml(d: &crate::frontends::cimi::doc::Obj) -> bool {
+    use crate::frontends::cimi::doc::Node;
+    fn node(n: &Node) -> bool {
+        match n {
+            Node::Obj(o) => names_are_xml(o),
+            Node::List(items) | Node::Members(_, items) => items.iter().all(node),
+            _ => true,
+        }
+    }
+    d.0.iter().all(|(k, v)| {
+        k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && k != "property"
+            && node(v)
+    })
+}
+
 /// The access key id the SigV4 target knows.
 pub const FUZZ_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
 /// Its secret access key (AWS's published example secret).
@@ -266,6 +328,11 @@ mod tests {
     #[test]
     fn native_corpus_replays() {
         replay("native", native);
+    }
+
+    #[test]
+    fn cimi_corpus_replays() {
+        replay("cimi", cimi);
     }
 
     #[test]

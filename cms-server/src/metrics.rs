@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use cms_core::layers::{DriverMetrics, Histogram};
 
-use crate::frontends::{ec2, native::routes};
+use crate::frontends::{cimi, ec2, native::routes};
 
 /// Every path template counted: the native API's routes, then the EC2 frontend's
-/// `/ec2`, then `unmatched`. A template's position is its index in [`HttpMetrics`].
+/// `/ec2`, the CIMI frontend's `/cimi`, then `unmatched`. A template's position is its
+/// index in [`HttpMetrics`].
 pub fn templates() -> Vec<&'static str> {
     let mut t = routes::templates().to_vec();
     t.push(ec2::PREFIX);
+    t.push(cimi::PREFIX);
     t.push(routes::UNMATCHED);
     t
 }
@@ -25,6 +27,7 @@ pub fn template_name(i: usize) -> &'static str {
     match t.get(i) {
         Some(name) => name,
         None if i == t.len() => ec2::PREFIX,
+        None if i == t.len() + 1 => cimi::PREFIX,
         None => routes::UNMATCHED,
     }
 }
@@ -34,9 +37,14 @@ pub fn ec2_template() -> usize {
     routes::templates().len()
 }
 
+/// The metrics index of the CIMI frontend's requests.
+pub fn cimi_template() -> usize {
+    routes::templates().len() + 1
+}
+
 /// The metrics index of requests no route matched.
 pub fn unmatched_template() -> usize {
-    routes::templates().len() + 1
+    routes::templates().len() + 2
 }
 
 /// Methods counted by name; others are counted as `OTHER`.

@@ -1,5 +1,6 @@
 //! The HTTP side: one warp filter that gives every request an id and hands it to its
-//! frontend (the EC2 API under `/ec2`, the native API everywhere else); and the entry
+//! frontend (the EC2 API under `/ec2`, CIMI under `/cimi`, the native API everywhere
+//! else); and the entry
 //! points that bind, serve, keep the service's background work going and shut down
 //! gracefully.
 
@@ -21,7 +22,7 @@ use warp::{Filter, Rejection};
 use crate::app::{App, DevKey, Env, Origin};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::frontends::native::problem::{ApiError, ServerKind};
-use crate::frontends::{body, ec2, native};
+use crate::frontends::{body, cimi, ec2, native};
 use crate::tls::{Tls, TlsFiles};
 
 /// How long a graceful shutdown waits for requests in flight.
@@ -134,6 +135,8 @@ where
     };
     if ec2::is_ec2_request(&method, path, query, &headers) {
         ec2::handle_http(app, method, path, query, headers, body, request_id, started).await
+    } else if cimi::is_cimi_path(path) {
+        cimi::handle_http(app, method, path, query, headers, body, request_id, started).await
     } else {
         native::handle_http(app, method, path, query, headers, body, request_id, started).await
     }
@@ -411,10 +414,11 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
         },
         _ => None,
     };
-    let (app, dev) = match App::new(&config, Env::from_process()).await {
+    let (mut app, dev) = match App::new(&config, Env::from_process()).await {
         Ok(x) => x,
         Err(e) => return fail(2, e),
     };
+    app.tls = tls.is_some();
     let listen = args
         .listen
         .clone()
@@ -489,6 +493,10 @@ pub async fn run(args: Args, config: Config) -> ExitCode {
             out,
             "EC2 API: --endpoint-url {scheme}://{reach}/ec2 (or {scheme}://{reach}), SigV4 region = the provider: {}",
             regions.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "CIMI API: {scheme}://{reach}/cimi/cloudEntryPoint (HTTP Basic tenant:api_key)"
         );
         let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();

@@ -36,6 +36,9 @@ pub struct InstanceJob {
     /// The client's idempotency key and request fingerprint (creates).
     #[serde(default)]
     pub idempotency: Option<(String, String)>,
+    /// Whose idempotency key it is (`cimi`; the native API's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// The job kind of an operation.
@@ -90,6 +93,7 @@ pub async fn set_expiry(
                     spec: None,
                     expires_at: Some(at),
                     idempotency: None,
+                    scope: None,
                 }),
                 not_before: Some(at),
                 deadline: None,
@@ -207,7 +211,10 @@ pub async fn operate(cx: &JobCx<'_>) -> Result<String, Stop> {
                         max: 1,
                         idempotency: Some(match &input.idempotency {
                             Some((key, fingerprint)) => Idempotency {
-                                scope: "native",
+                                scope: match input.scope.as_deref() {
+                                    Some("cimi") => "cimi",
+                                    _ => "native",
+                                },
                                 key: key.clone(),
                                 fingerprint: fingerprint.clone(),
                             },
@@ -282,6 +289,16 @@ pub async fn operate(cx: &JobCx<'_>) -> Result<String, Stop> {
             Err(e) => return Err(e.into()),
         };
         if want.contains(&i.state) {
+            return Ok(result_json(&i));
+        }
+        // A create is done once the instance left `pending`: one stopped (or
+        // rebooted) by its tenant before this job saw it run was made all the same.
+        if action.is_none()
+            && matches!(
+                i.state,
+                InstanceState::Stopping | InstanceState::Stopped | InstanceState::Rebooting
+            )
+        {
             return Ok(result_json(&i));
         }
         if i.state == InstanceState::Error {

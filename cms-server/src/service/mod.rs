@@ -29,6 +29,7 @@ pub mod instances;
 pub mod keys;
 pub mod resources;
 pub mod tags;
+pub mod templates;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -42,6 +42,7 @@ pub mod deployments;
 pub mod details;
 pub mod jobs;
 pub mod objects;
+pub mod templates;
 pub mod tokens;
 
 use std::fmt;
@@ -56,6 +57,7 @@ pub use deployments::{DeploymentRow, HistoryEntry, MemberRow};
 pub use details::{CREATED, FINGERPRINT, USER_DATA};
 pub use jobs::{Held, JobEnd, JobPage, JobRow, JobState, NewJob};
 pub use objects::{Entry, Record, Resolved, Seen};
+pub use templates::TemplateRow;
 pub use tokens::TokenClaim;
 
 /// At most this many values in one `IN (…)` list.
@@ -207,6 +209,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX cms_history_subject ON cms_history (subject, at)",
+    // 5: machine templates a tenant keeps for a provider (CIMI's MachineTemplate).
+    "CREATE TABLE cms_templates (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX cms_templates_tenant ON cms_templates (tenant, provider, id)",
 ];
 
 /// A key no other program takes: PostgreSQL's advisory lock around migrations.

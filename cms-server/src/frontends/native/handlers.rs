@@ -263,6 +263,7 @@ impl Ctx<'_> {
                 spec: None,
                 expires_at: None,
                 idempotency: None,
+                scope: None,
             };
             return job_accepted(self, Some(action), vm.id.as_str(), input).await;
         }
@@ -675,6 +676,7 @@ pub async fn create_instance(cx: &Ctx<'_>) -> Result<Response, ApiError> {
             spec: Some(spec),
             expires_at,
             idempotency: idempotency.map(|i| (i.key, i.fingerprint)),
+            scope: None,
         };
         return job_accepted(cx, None, &p.name, input).await;
     }
