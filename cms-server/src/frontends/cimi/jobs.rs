@@ -173,7 +173,7 @@ async fn job(cx: &Cx<'_>, id: &str) -> Result<JobRow, CimiError> {
 pub async fn list(cx: &Cx<'_>) -> Result<Response, CimiError> {
     let q = query::parse(cx.query, true)?;
     q.check(ATTRIBUTES, &[])?;
-    let mut docs = Vec::new();
+    let mut w = q.window();
     let mut after: Option<String> = None;
     loop {
         let page = requests::list_jobs(cx.app, cx.tenant, None, after.as_deref(), 1000)
@@ -181,7 +181,7 @@ pub async fn list(cx: &Cx<'_>) -> Result<Response, CimiError> {
             .ok_or_else(|| CimiError::bad("the job listing moved under its reader; ask again"))?;
         for j in &page.jobs {
             if provider_of(j).as_deref() == Some(&*cx.provider.name) {
-                docs.push(document(cx, j));
+                w.push(document(cx, j));
             }
         }
         match page.next {
@@ -189,7 +189,7 @@ pub async fn list(cx: &Cx<'_>) -> Result<Response, CimiError> {
             None => break,
         }
     }
-    let doc = q.collection(cx, "jobs", "Job", docs, false);
+    let doc = w.finish(cx, "jobs", "Job", false);
     Ok(respond(StatusCode::OK, &doc, "Collection", cx.format))
 }
 

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use cms_core::{
     Flavor, ImageSpec, Instance, InstanceAction, InstanceFilter, InstanceSpec, InstanceState,
-    Operation,
+    Operation, PageRequest,
 };
 use http::StatusCode;
 use sha2::{Digest, Sha256};
@@ -33,6 +33,7 @@ use super::jobs::{action_uri, document as job_document};
 use super::query::{self, collection_doc, Expand};
 use super::{respond, with_header, CimiError, Cx};
 use crate::jobs::instances::{kind_of, rfc3339, InstanceJob};
+use crate::service::instances::MAX_LIMIT;
 use crate::service::{CreateRequest, Idempotency, InstanceRef};
 
 /// The tag that keeps a machine's description (not shown among its properties).
@@ -380,18 +381,37 @@ pub async fn list(cx: &Cx<'_>) -> Result<Response, CimiError> {
             cx.provider.name
         )));
     }
-    let all = cx
-        .app
-        .service
-        .collect_instances(cx.tenant, cx.provider, &InstanceFilter::default(), false)
-        .await?;
+    // Page by page through the service's exact pages of the tenant's machines: only
+    // one page and the window are held.
     let flavors = flavors(cx).await;
-    let docs = all
-        .iter()
-        .filter(|o| o.instance.state != InstanceState::Terminated)
-        .map(|o| document(cx, &o.instance, &flavors, &q.expand))
-        .collect();
-    let doc = q.collection(cx, "machines", "Machine", docs, caps.instances.create);
+    let mut w = q.window();
+    let mut page = PageRequest::first(MAX_LIMIT);
+    loop {
+        let got = cx
+            .app
+            .service
+            .list_instances(
+                cx.tenant,
+                cx.provider,
+                &InstanceFilter::default(),
+                &page,
+                false,
+                None,
+            )
+            .await?;
+        for o in got
+            .items
+            .iter()
+            .filter(|o| o.instance.state != InstanceState::Terminated)
+        {
+            w.push(document(cx, &o.instance, &flavors, &q.expand));
+        }
+        match got.next {
+            Some(t) => page = PageRequest::after(Some(MAX_LIMIT), t),
+            None => break,
+        }
+    }
+    let doc = w.finish(cx, "machines", "Machine", caps.instances.create);
     Ok(respond(StatusCode::OK, &doc, "Collection", cx.format))
 }
 

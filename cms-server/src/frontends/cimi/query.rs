@@ -240,25 +240,75 @@ impl Query {
         members: Vec<Obj>,
         add: bool,
     ) -> Obj {
-        let mut kept: Vec<Obj> = members.into_iter().filter(|d| self.keeps(d)).collect();
-        if let Some(o) = &self.orderby {
-            kept.sort_by(|a, b| o.compare(&Doc(a), &Doc(b)));
+        let mut w = self.window();
+        for d in members {
+            w.push(d);
         }
-        let count = kept.len();
-        let first = self.first.unwrap_or(1) as usize;
-        let last = self.last.map_or(count, |l| (l as usize).min(count));
-        let window: Vec<Node> = if first > last {
-            Vec::new()
-        } else {
-            kept.into_iter()
-                .skip(first - 1)
-                .take(last + 1 - first)
-                .map(|mut d| {
-                    self.select(&mut d);
-                    Node::Obj(d)
-                })
-                .collect()
-        };
+        w.finish(cx, name, ty, add)
+    }
+
+    /// A collection to fill member by member (see [`Window`]).
+    pub fn window(&self) -> Window<'_> {
+        Window {
+            q: self,
+            count: 0,
+            kept: Vec::new(),
+        }
+    }
+}
+
+/// A collection being filled: members the filter drops are dropped at once and, unless
+/// they must be ordered first, only those inside `$first`..`$last` are kept, so that a
+/// listing read page by page holds one page and the window, not the whole collection.
+pub struct Window<'a> {
+    q: &'a Query,
+    count: usize,
+    kept: Vec<Obj>,
+}
+
+impl Window<'_> {
+    /// Adds the next member.
+    pub fn push(&mut self, d: Obj) {
+        if !self.q.keeps(&d) {
+            return;
+        }
+        self.count += 1;
+        if self.q.orderby.is_some() {
+            self.kept.push(d);
+            return;
+        }
+        let first = self.q.first.unwrap_or(1);
+        let pos = self.count as u64;
+        if pos >= first && self.q.last.is_none_or(|l| pos <= l) {
+            self.kept.push(d);
+        }
+    }
+
+    /// The collection document.
+    pub fn finish(self, cx: &Cx<'_>, name: &str, ty: &'static str, add: bool) -> Obj {
+        let q = self.q;
+        let count = self.count;
+        let mut kept = self.kept;
+        if let Some(o) = &q.orderby {
+            kept.sort_by(|a, b| o.compare(&Doc(a), &Doc(b)));
+            let first = q.first.unwrap_or(1) as usize;
+            let last = q.last.map_or(count, |l| (l as usize).min(count));
+            kept = if first > last {
+                Vec::new()
+            } else {
+                kept.into_iter()
+                    .skip(first - 1)
+                    .take(last + 1 - first)
+                    .collect()
+            };
+        }
+        let window = kept
+            .into_iter()
+            .map(|mut d| {
+                q.select(&mut d);
+                Node::Obj(d)
+            })
+            .collect();
         collection_doc(cx, name, ty, count, window, add)
     }
 }
