@@ -576,7 +576,7 @@ async fn queries_creates_actions_and_errors_in_json_and_xml() {
             .href_of("credential")
             .unwrap()
             .contains("/credentials/cimi-"));
-        assert_eq!(m.ops(), ["stop", "restart", "capture", "delete"]);
+        assert_eq!(m.ops(), ["stop", "restart", "capture", "edit", "delete"]);
         let a = c
             .post(
                 "/cimi/local/machines",
@@ -607,7 +607,7 @@ async fn queries_creates_actions_and_errors_in_json_and_xml() {
         let done = c.wait_job(&a.header("cimi-job-uri")).await;
         assert_eq!(done.str("state").as_deref(), Some("SUCCESS"), "{done:?}");
         let stopped = c.wait_state(&m2, "STOPPED").await;
-        assert_eq!(stopped.ops(), ["start", "capture", "delete"]);
+        assert_eq!(stopped.ops(), ["start", "capture", "edit", "delete"]);
         // Not offered when stopped: 405.
         let a = c
             .post(&format!("{m2}/stop"), "Action", serde_json::json!({}))
@@ -651,6 +651,48 @@ async fn queries_creates_actions_and_errors_in_json_and_xml() {
         let img = a.header("location");
         assert!(img.contains("/cimi/local/machineImages/"), "{img}");
         c.wait_state(&img, "AVAILABLE").await;
+
+        // Edit: properties replaced whole, the description set; with $select, only
+        // what it names (left out of the body: removed); the name stays.
+        let a = c
+            .call(
+                Method::PUT,
+                &m2,
+                Some(c.body(
+                    "Machine",
+                    serde_json::json!({"description": "edited", "properties": {"tier": "db", "k": "v"}}),
+                )),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.doc.str("description").as_deref(), Some("edited"));
+        let mut props = a.doc.props().to_vec();
+        props.sort();
+        assert_eq!(
+            props,
+            [
+                ("k".to_owned(), "v".to_owned()),
+                ("tier".to_owned(), "db".to_owned())
+            ]
+        );
+        let a = c
+            .call(
+                Method::PUT,
+                &format!("{m2}?$select=properties"),
+                Some(c.body("Machine", serde_json::json!({"name": format!("q-{how}-2")}))),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert!(a.doc.props().is_empty(), "{}", a.text);
+        assert_eq!(a.doc.str("description").as_deref(), Some("edited"));
+        let a = c
+            .call(
+                Method::PUT,
+                &m2,
+                Some(c.body("Machine", serde_json::json!({"name": "renamed"}))),
+            )
+            .await;
+        assert_eq!(a.status, 400, "{}", a.text);
 
         // $filter over attributes and properties, $orderby, $first/$last, $select.
         let list = |q: &str| format!("/cimi/local/machines?{q}");
@@ -860,7 +902,7 @@ async fn queries_creates_actions_and_errors_in_json_and_xml() {
             )
             .await;
         assert_eq!(a.status, 400, "{}", a.text);
-        let a = c.call(Method::PUT, &m1, None).await;
+        let a = c.call(Method::PATCH, &m1, None).await;
         assert_eq!(a.status, 405, "{}", a.text);
         assert!(!a.header("allow").is_empty());
         let a = c.call(Method::GET, "/cimi/local/nothing", None).await;

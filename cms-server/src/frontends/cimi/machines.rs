@@ -13,6 +13,8 @@
 //! | terminating | DELETING | (none) |
 //! | error, unknown | ERROR | delete |
 //!
+//! and `edit` (properties and description) in every state but DELETING.
+//!
 //! A terminated machine is gone: it is not listed and reads 404. An operation the
 //! provider's driver does not declare is not offered (and is 501 when asked for); one
 //! the machine does not offer in its state is 405.
@@ -30,7 +32,7 @@ use warp::reply::Response;
 use super::catalog;
 use super::doc::{Node, Obj, NS};
 use super::jobs::{action_uri, document as job_document};
-use super::query::{self, collection_doc, Expand};
+use super::query::{self, Expand, Query};
 use super::{respond, with_header, CimiError, Cx};
 use crate::jobs::instances::{kind_of, rfc3339, InstanceJob};
 use crate::service::instances::MAX_LIMIT;
@@ -126,6 +128,14 @@ fn operations(cx: &Cx<'_>, id: &str, s: InstanceState) -> Node {
             )
         })
         .collect();
+    let live = !matches!(s, InstanceState::Terminating | InstanceState::Terminated);
+    if live && cx.provider.capabilities().instances.update_tags {
+        ops.push(Node::Obj(
+            Obj::new()
+                .text("rel", "edit")
+                .text("href", cx.href(&["machines", id])),
+        ));
+    }
     if delete {
         ops.push(Node::Obj(
             Obj::new()
@@ -148,10 +158,7 @@ pub fn document(cx: &Cx<'_>, vm: &Instance, flavors: &[Flavor], expand: &Expand)
             props.push((k.clone(), v.clone()));
         }
     }
-    let flavor = vm
-        .flavor_id
-        .as_ref()
-        .and_then(|f| flavors.iter().find(|x| x.id == *f));
+    let flavor = flavor_of(vm, flavors);
     let mut doc = Obj::new()
         .text("resourceURI", format!("{NS}/Machine"))
         .text("id", cx.href(&["machines", id]))
@@ -318,16 +325,20 @@ fn part_type(part: &str) -> &'static str {
 }
 
 fn part_collection(cx: &Cx<'_>, vm: &Instance, flavor: Option<&Flavor>, part: &str) -> Obj {
-    let members: Vec<Node> = part_members(cx, vm, flavor, part)
-        .into_iter()
-        .map(Node::Obj)
-        .collect();
+    let mut doc = part_doc(cx, vm, flavor, part, &Query::default());
+    let href = cx.href(&["machines", vm.id.as_str(), part]);
+    doc.0.insert(0, ("href".into(), Node::Str(href)));
+    doc
+}
+
+/// A machine's part as a collection under the machine, `q` applied.
+fn part_doc(cx: &Cx<'_>, vm: &Instance, flavor: Option<&Flavor>, part: &str, q: &Query) -> Obj {
+    let members = part_members(cx, vm, flavor, part);
     let add = part == "volumes" && cx.provider.capabilities().volumes.attach;
-    let mut doc = collection_doc(cx, part, part_type(part), members.len(), members, add);
+    let mut doc = q.collection(cx, part, part_type(part), members, add);
     // The collection's own href is under the machine.
     let href = cx.href(&["machines", vm.id.as_str(), part]);
     doc.set("id", Node::Str(href.clone()));
-    doc.0.insert(0, ("href".into(), Node::Str(href.clone())));
     if add {
         doc.set(
             "operations",
@@ -337,6 +348,13 @@ fn part_collection(cx: &Cx<'_>, vm: &Instance, flavor: Option<&Flavor>, part: &s
         );
     }
     doc
+}
+
+/// The flavor of `vm` among `flavors`.
+fn flavor_of<'a>(vm: &Instance, flavors: &'a [Flavor]) -> Option<&'a Flavor> {
+    vm.flavor_id
+        .as_ref()
+        .and_then(|f| flavors.iter().find(|x| x.id == *f))
 }
 
 /// The instance `id` if the tenant may see it and it is not gone.
@@ -430,23 +448,7 @@ pub async fn part(cx: &Cx<'_>, id: &str, part: &str) -> Result<Response, CimiErr
     let q = query::parse(cx.query, true)?;
     let vm = machine(cx, id, Operation::GetInstance).await?;
     let flavors = flavors(cx).await;
-    let flavor = vm
-        .flavor_id
-        .as_ref()
-        .and_then(|f| flavors.iter().find(|x| x.id == *f));
-    let members = part_members(cx, &vm, flavor, part);
-    let add = part == "volumes" && cx.provider.capabilities().volumes.attach;
-    let mut doc = q.collection(cx, part, part_type(part), members, add);
-    let href = cx.href(&["machines", id, part]);
-    doc.set("id", Node::Str(href.clone()));
-    if add {
-        doc.set(
-            "operations",
-            Node::List(vec![Node::Obj(
-                Obj::new().text("rel", "add").text("href", href),
-            )]),
-        );
-    }
+    let doc = part_doc(cx, &vm, flavor_of(&vm, &flavors), part, &q);
     Ok(respond(StatusCode::OK, &doc, "Collection", cx.format))
 }
 
@@ -455,12 +457,8 @@ pub async fn part_item(cx: &Cx<'_>, id: &str, part: &str, n: &str) -> Result<Res
     query::parse(cx.query, false)?;
     let vm = machine(cx, id, Operation::GetInstance).await?;
     let flavors = flavors(cx).await;
-    let flavor = vm
-        .flavor_id
-        .as_ref()
-        .and_then(|f| flavors.iter().find(|x| x.id == *f));
     let wanted = cx.href(&["machines", id, part, n]);
-    let item = part_members(cx, &vm, flavor, part)
+    let item = part_members(cx, &vm, flavor_of(&vm, &flavors), part)
         .into_iter()
         .find(|d| d.str("id").as_deref() == Some(wanted.as_str()))
         .ok_or_else(|| CimiError::not_found(format!("machine {id} has no {part} `{n}`")))?;
@@ -683,6 +681,90 @@ async fn capture(cx: &Cx<'_>, vm: &Instance, body: &Obj) -> Result<Response, Cim
         "location",
         &href,
     ))
+}
+
+/// `PUT …/machines/{id}` (the `edit` operation): a Machine document. As CIMI
+/// updates, the attributes it may change (`properties`, `description`) are all
+/// replaced by the body's, or, with `$select`, those named: one the body leaves out is
+/// removed. The name is the provider's: a different one is 400.
+pub async fn edit(cx: &Cx<'_>, id: &str) -> Result<Response, CimiError> {
+    let q = query::parse(cx.query, false)?;
+    q.check(ATTRIBUTES, &[])?;
+    const UPDATABLE: [&str; 2] = ["properties", "description"];
+    let updated: Vec<&str> = match &q.select {
+        None => UPDATABLE.to_vec(),
+        Some(sel) => {
+            if let Some(n) = sel
+                .iter()
+                .find(|n| !UPDATABLE.contains(&n.as_str()) && *n != "name")
+            {
+                return Err(CimiError::bad(format!(
+                    "`{n}` of a machine cannot be changed; its {} can",
+                    UPDATABLE.join(" and ")
+                )));
+            }
+            UPDATABLE
+                .into_iter()
+                .filter(|u| sel.iter().any(|n| n == u))
+                .collect()
+        }
+    };
+    if !cx.provider.capabilities().instances.update_tags {
+        return Err(CimiError::unsupported(format!(
+            "provider {} ({}) cannot change a machine's properties",
+            cx.provider.name, cx.provider.driver
+        )));
+    }
+    let body = cx.document()?;
+    if let Some(t) = body.resource_type() {
+        if t != "Machine" {
+            return Err(CimiError::bad(format!(
+                "a machine is edited with a Machine document, not a {t}"
+            )));
+        }
+    }
+    let vm = machine(cx, id, Operation::UpdateInstanceTags).await?;
+    if let Some(n) = body.str("name") {
+        if n.trim() != vm.name {
+            return Err(CimiError::bad(format!(
+                "a machine's name cannot change: {id} is `{}`, not `{}`",
+                vm.name,
+                n.trim()
+            )));
+        }
+    }
+    let mut changes = cms_core::TagChanges::new();
+    if updated.contains(&"properties") {
+        let wanted: BTreeMap<String, String> = body.props().iter().cloned().collect();
+        for k in vm.tags.keys() {
+            if k != DESCRIPTION_TAG && !wanted.contains_key(k) {
+                changes.remove.push(k.clone());
+            }
+        }
+        changes.set.extend(wanted);
+    }
+    if updated.contains(&"description") {
+        match body.str("description").filter(|d| !d.is_empty()) {
+            Some(d) => {
+                changes.set.insert(DESCRIPTION_TAG.into(), d);
+            }
+            None if vm.tags.contains_key(DESCRIPTION_TAG) => {
+                changes.remove.push(DESCRIPTION_TAG.into())
+            }
+            None => {}
+        }
+    }
+    let after = if changes.set.is_empty() && changes.remove.is_empty() {
+        vm
+    } else {
+        cx.app
+            .service
+            .update_tags(cx.tenant, cx.provider, InstanceRef::Backend(id), &changes)
+            .await?
+            .instance
+    };
+    let doc = document(cx, &after, &flavors(cx).await, &Expand::None);
+    Ok(respond(StatusCode::OK, &doc, "Machine", cx.format))
 }
 
 /// `DELETE …/machines/{id}`: 202 with the job that deletes it.

@@ -572,7 +572,7 @@ fn allowed(rest: &[&str]) -> &'static str {
         ["machines"] | ["machineTemplates"] | ["credentials"] | ["networks"] | ["volumes"] => {
             "GET, POST"
         }
-        ["machines", _] => "GET, POST, DELETE",
+        ["machines", _] => "GET, PUT, POST, DELETE",
         ["machines", _, "volumes"] => "GET, POST",
         ["machines", _, "volumes", _] => "GET, DELETE",
         ["machines", _, "disks" | "networkInterfaces", _] => "GET",
@@ -594,6 +594,7 @@ async fn route(cx: &Cx<'_>, method: &Method, rest: &[&str]) -> Result<Response, 
         ["machines"] if post => m::create(cx).await,
         ["machines", id] if get => m::get(cx, id).await,
         ["machines", id] if delete => m::delete(cx, id).await,
+        ["machines", id] if *method == Method::PUT => m::edit(cx, id).await,
         ["machines", id] if post => m::act(cx, id, None).await,
         ["machines", id, part @ ("disks" | "volumes" | "networkInterfaces")] if get => {
             m::part(cx, id, part).await
