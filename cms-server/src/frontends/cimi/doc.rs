@@ -323,8 +323,17 @@ fn xml_field(out: &mut String, k: &str, v: &Node) {
             }
         }
         Node::Members(ty, items) => {
+            // A member's element is named after its type: its `resourceURI` says no
+            // more.
             for item in items {
-                xml_field(out, ty, item);
+                match item {
+                    Node::Obj(o) => {
+                        let mut o = o.clone();
+                        o.retain(|f| f != "resourceURI");
+                        xml_field(out, ty, &Node::Obj(o));
+                    }
+                    other => xml_field(out, ty, other),
+                }
             }
         }
         Node::Obj(o) => {
@@ -332,7 +341,10 @@ fn xml_field(out: &mut String, k: &str, v: &Node) {
             let has_href = o.get("href").is_some();
             let _ = write!(out, "<{k}");
             for (name, value) in &o.0 {
-                if (all_scalar && has_href) || name == "href" {
+                // An embedded collection's `resourceURI` is an attribute, as the
+                // root collection's.
+                let attribute = name == "href" || (name == "resourceURI" && is_scalar(value));
+                if (all_scalar && has_href) || attribute {
                     let _ = write!(out, " {name}=\"");
                     escape(out, &scalar_text(value));
                     out.push('"');
@@ -344,7 +356,7 @@ fn xml_field(out: &mut String, k: &str, v: &Node) {
             }
             out.push('>');
             for (name, value) in &o.0 {
-                if name != "href" {
+                if name != "href" && name != "resourceURI" {
                     xml_field(out, name, value);
                 }
             }
@@ -610,7 +622,15 @@ fn element_obj(el: Element) -> Obj {
             });
         match list {
             Some(field) => {
-                let node = element_node(child);
+                let member = plural(&child.name).is_none() && child.name != "address";
+                let ty = child.name.clone();
+                let mut node = element_node(child);
+                // A collection's member is named after its type, as a root is.
+                if let (true, Node::Obj(o)) = (member, &mut node) {
+                    if o.get("resourceURI").is_none() {
+                        o.0.insert(0, ("resourceURI".into(), Node::Str(format!("{NS}/{ty}"))));
+                    }
+                }
                 match o.0.iter_mut().find(|(k, _)| *k == field) {
                     Some((_, Node::List(items))) => items.push(node),
                     _ => o.0.push((field, Node::List(vec![node]))),
@@ -727,6 +747,37 @@ mod tests {
         assert_eq!(v["memory"], 1024);
         assert_eq!(v["properties"]["k"], "v&w");
         assert_eq!(v["operations"][0]["rel"], "delete");
+    }
+
+    #[test]
+    fn collection_members_are_named_after_their_type() {
+        let member = Obj::new()
+            .text("resourceURI", format!("{NS}/Machine"))
+            .text("id", "http://h/m/1");
+        let doc = Obj::new()
+            .text("resourceURI", format!("{NS}/MachineCollection"))
+            .text("id", "http://h/m")
+            .with("count", Node::Int(1))
+            .with(
+                "machines",
+                Node::Members("Machine", vec![Node::Obj(member)]),
+            );
+        let xml = render(&doc, "Collection", Format::Xml);
+        assert!(xml.contains(&format!(
+            "<Collection xmlns=\"{NS}\" resourceURI=\"{NS}/MachineCollection\">"
+        )));
+        assert!(
+            xml.contains("<Machine><id>http://h/m/1</id></Machine>"),
+            "{xml}"
+        );
+        let back = read_xml(xml.as_bytes()).unwrap();
+        assert_eq!(back.resource_type().as_deref(), Some("MachineCollection"));
+        let Some(Node::List(items)) = back.get("machines") else {
+            panic!("{back:?}")
+        };
+        let Node::Obj(m) = &items[0] else { panic!() };
+        assert_eq!(m.resource_type().as_deref(), Some("Machine"));
+        assert_eq!(m.str("id").as_deref(), Some("http://h/m/1"));
     }
 
     #[test]
