@@ -127,6 +127,21 @@ where
     }
 }
 
+/// The request's media type: its `Content-Type` without parameters such as
+/// `charset`, lower case; `None` without one.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
 /// Whether a `Content-Type` is `application/x-www-form-urlencoded` (parameters such
 /// as `charset` aside).
 pub fn is_form(content_type: &str) -> bool {

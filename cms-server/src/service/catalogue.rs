@@ -11,6 +11,9 @@ use super::{Provider, Service};
 use crate::auth::Tenant;
 use crate::store::Kind;
 
+/// How long flavors read from a backend are used before they are read again.
+const FLAVORS_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Service {
     /// One page of flavors.
     pub async fn list_flavors(
@@ -21,9 +24,19 @@ impl Service {
         p.cloud.list_flavors(page).await
     }
 
-    /// Every flavor.
+    /// Every flavor. They are read from the backend at most once a minute: a
+    /// backend's sizes change rarely, and the frontends need them on hot paths (every
+    /// CIMI machine shows its CPUs and memory, every EC2 launch checks its type).
     pub async fn collect_flavors(&self, p: &Provider) -> Result<Vec<Flavor>, Error> {
-        p.cloud.collect_flavors().await
+        if let Some((at, flavors)) = &*p.flavors.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < FLAVORS_KEPT {
+                return Ok(flavors.to_vec());
+            }
+        }
+        let flavors = p.cloud.collect_flavors().await?;
+        *p.flavors.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), flavors.as_slice().into()));
+        Ok(flavors)
     }
 
     /// One page of networks.

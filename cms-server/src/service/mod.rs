@@ -59,6 +59,8 @@ pub struct Provider {
     cloud: Cloud,
     /// Its position in the configuration.
     index: usize,
+    /// Its flavors as last read, and when (see [`Service::collect_flavors`]).
+    flavors: std::sync::Mutex<Option<(std::time::Instant, Arc<[cms_core::Flavor]>)>>,
 }
 
 impl Provider {
@@ -69,6 +71,7 @@ impl Provider {
             driver,
             cloud,
             index,
+            flavors: std::sync::Mutex::new(None),
         }
     }
 

@@ -320,14 +320,6 @@ fn network_config_doc(cx: &Cx<'_>) -> Obj {
         .text("networkType", "PRIVATE")
 }
 
-/// The origin (`http://host:port`) of the base.
-fn origin<'a>(cx: &'a Cx<'_>) -> &'a str {
-    match cx.base.find("/cimi/") {
-        Some(i) => &cx.base[..i],
-        None => &cx.base,
-    }
-}
-
 /// A stored template as a document: its references made absolute.
 fn template_doc(cx: &Cx<'_>, row: &crate::store::TemplateRow) -> Obj {
     let href = cx.href(&["machineTemplates", &row.id]);
@@ -341,7 +333,7 @@ fn template_doc(cx: &Cx<'_>, row: &crate::store::TemplateRow) -> Obj {
         if matches!(k.as_str(), "resourceURI" | "id" | "name" | "created") {
             continue;
         }
-        doc.0.push((k, absolute(origin(cx), v)));
+        doc.0.push((k, absolute(&cx.origin, v)));
     }
     doc.with("operations", delete_op(&href))
 }
@@ -557,10 +549,7 @@ pub async fn delete(cx: &Cx<'_>, f: Family, id: &str) -> Result<Response, CimiEr
                 .await?;
         }
         Family::Templates => s.delete_template(cx.tenant, cx.provider, id).await?,
-        Family::Credentials => {
-            credential(cx, id).await?;
-            s.delete_key_pair(cx.tenant, cx.provider, id).await?;
-        }
+        Family::Credentials => s.delete_key_pair(cx.tenant, cx.provider, id).await?,
         Family::Networks => s.delete_network(cx.provider, &id.into()).await?,
         Family::Volumes => {
             s.delete_volume(cx.tenant, cx.provider, InstanceRef::Backend(id))
@@ -692,10 +681,8 @@ pub async fn create_template(cx: &Cx<'_>) -> Result<Response, CimiError> {
     let r = machines::read_template(cx, &t, "machineTemplate")?;
     // The references must name what exists now.
     let s = &cx.app.service;
-    let rel = |parts: &[&str]| -> String {
-        let full = cx.href(parts);
-        full[origin(cx).len()..].to_owned()
-    };
+    // References are kept as paths: the origin is each request's.
+    let rel = |parts: &[&str]| cx.path(parts);
     let mut stored = Obj::new();
     if let Some(d) = body.str("description").filter(|d| !d.is_empty()) {
         stored = stored.text("description", d);

@@ -102,11 +102,7 @@ pub fn document(cx: &Cx<'_>, j: &JobRow) -> Obj {
         (JobState::Succeeded, _) => (0, "completed".to_owned()),
         (JobState::Canceled, _) => (1, "stopped at its tenant's request".to_owned()),
         (JobState::Failed, Some((kind, msg))) => (
-            i64::from(
-                CimiError::from(cms_core::Error::new(error_kind(kind), ""))
-                    .status
-                    .as_u16(),
-            ),
+            i64::from(super::status_of(error_kind(kind)).as_u16()),
             format!("{kind}: {msg}"),
         ),
         (JobState::Failed, None) => (500, "failed".to_owned()),

@@ -961,11 +961,12 @@ pub async fn create(cx: &Cx<'_>) -> Result<Response, CimiError> {
     let image = r.image.ok_or_else(|| {
         CimiError::bad("the machine's template names no image: give `machineImage: {href}`")
     })?;
+    // Read once: for a configuration given by value, and for the answer.
+    let all_flavors = flavors(cx).await;
     let flavor = match (r.flavor, r.config) {
         (Some(f), _) => f,
         (None, Some((cpu, memory))) => {
-            let all = flavors(cx).await;
-            fitting_flavor(&all, cpu, memory)
+            fitting_flavor(&all_flavors, cpu, memory)
                 .map(|f| f.id.as_str().to_owned())
                 .ok_or_else(|| {
                     CimiError::bad(format!(
@@ -1036,7 +1037,7 @@ pub async fn create(cx: &Cx<'_>) -> Result<Response, CimiError> {
         )
     })?;
     let vm = made.instance;
-    let doc = document(cx, &vm, &flavors(cx).await, &Expand::None);
+    let doc = document(cx, &vm, &all_flavors, &Expand::None);
     let input = InstanceJob {
         provider: cx.provider.name.to_string(),
         id: None,

@@ -112,20 +112,25 @@ impl CimiError {
     }
 }
 
+/// The status of an error of `kind`.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::InvalidState => StatusCode::CONFLICT,
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PermissionDenied | ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Backend => StatusCode::BAD_GATEWAY,
+    }
+}
+
 impl From<cms_core::Error> for CimiError {
     fn from(e: cms_core::Error) -> CimiError {
-        let status = match e.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists | ErrorKind::InvalidState => StatusCode::CONFLICT,
-            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::PermissionDenied | ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
-            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Backend => StatusCode::BAD_GATEWAY,
-        };
+        let status = status_of(e.kind());
         let mut message = e.message().to_owned();
         if let Some(p) = e.provider() {
             if !message.contains(p) {
@@ -153,7 +158,9 @@ pub struct Cx<'a> {
     pub app: &'a App,
     pub tenant: &'a Tenant,
     pub provider: &'a Provider,
-    /// `…/cimi/{provider}/`: the base of every href.
+    /// Where clients reach the server (`http://host:port`).
+    pub origin: String,
+    /// `{origin}/cimi/{provider}/`: the base of every href.
     pub base: String,
     pub format: Format,
     pub query: &'a str,
@@ -164,11 +171,15 @@ pub struct Cx<'a> {
 impl Cx<'_> {
     /// The href of `parts` under the base, each percent-encoded.
     pub fn href(&self, parts: &[&str]) -> String {
-        let mut s = self.base.clone();
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                s.push('/');
-            }
+        format!("{}{}", self.origin, self.path(parts))
+    }
+
+    /// The path of [`href`](Self::href) (`/cimi/{provider}/…`), what the server keeps
+    /// of a reference: the origin may differ from one request to the next.
+    pub fn path(&self, parts: &[&str]) -> String {
+        let mut s = format!("{PREFIX}/{}", percent_encode_segment(&self.provider.name));
+        for p in parts {
+            s.push('/');
             s.push_str(&percent_encode_segment(p));
         }
         s
@@ -179,18 +190,7 @@ impl Cx<'_> {
         if self.body.is_empty() {
             return Err(CimiError::bad("the request needs a body (a CIMI document)"));
         }
-        let ct = self
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        let format = match ct.as_deref() {
+        let format = match body::media_type(self.headers).as_deref() {
             Some("application/json") | Some("text/json") => Format::Json,
             Some(t) if t.ends_with("+json") => Format::Json,
             Some("application/xml") | Some("text/xml") => Format::Xml,
@@ -429,10 +429,16 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
 {
-    let format = negotiate(&headers).unwrap_or(Format::Json);
+    // Errors are answered in JSON when `Accept` names no representation served.
+    let (format, unacceptable) = match negotiate(&headers) {
+        Ok(f) => (f, None),
+        Err(e) => (Format::Json, Some(e)),
+    };
     let mut tenant_name: Option<std::sync::Arc<str>> = None;
     let result = async {
-        let format = negotiate(&headers)?;
+        if let Some(e) = unacceptable {
+            return Err(e);
+        }
         if let Some(detail) = body::headers_too_large(&headers) {
             return Err(CimiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -491,15 +497,16 @@ where
         } else {
             Bytes::new()
         };
+        let origin = origin(app, &headers);
         let base = format!(
-            "{}{PREFIX}/{}/",
-            origin(app, &headers),
+            "{origin}{PREFIX}/{}/",
             percent_encode_segment(&provider.name)
         );
         let cx = Cx {
             app,
             tenant,
             provider,
+            origin,
             base,
             format,
             query,
@@ -559,28 +566,38 @@ where
     response
 }
 
-/// The methods a path answers, for 405.
-fn allowed(rest: &[&str]) -> &'static str {
-    match rest {
-        ["cloudEntryPoint"]
-        | ["machineImages"]
-        | ["machineConfigs"]
-        | ["networkConfigs"]
-        | ["volumeConfigs"]
-        | ["jobs"]
-        | ["resourceMetadata"] => "GET",
-        ["machines"] | ["machineTemplates"] | ["credentials"] | ["networks"] | ["volumes"] => {
-            "GET, POST"
-        }
+/// The methods a path answers (for 405), when it names a resource.
+fn allowed(rest: &[&str]) -> Option<&'static str> {
+    const COLLECTIONS: &[&str] = &[
+        "machines",
+        "machineTemplates",
+        "credentials",
+        "networks",
+        "volumes",
+    ];
+    const READ_ONLY: &[&str] = &[
+        "cloudEntryPoint",
+        "machineImages",
+        "machineConfigs",
+        "networkConfigs",
+        "volumeConfigs",
+        "jobs",
+        "resourceMetadata",
+    ];
+    Some(match rest {
+        [c] if READ_ONLY.contains(c) => "GET",
+        [c] if COLLECTIONS.contains(c) => "GET, POST",
         ["machines", _] => "GET, PUT, POST, DELETE",
+        ["jobs", _] => "GET, DELETE",
+        ["cloudEntryPoint", _] => return None,
+        [c, _] if READ_ONLY.contains(c) || COLLECTIONS.contains(c) => "GET, DELETE",
         ["machines", _, "volumes"] => "GET, POST",
+        ["machines", _, _] => "GET, POST",
         ["machines", _, "volumes", _] => "GET, DELETE",
         ["machines", _, "disks" | "networkInterfaces", _] => "GET",
-        ["machines", _, _] => "GET, POST",
-        ["jobs", _] => "GET, DELETE",
         ["jobs", _, "stop"] => "POST",
-        _ => "GET, DELETE",
-    }
+        _ => return None,
+    })
 }
 
 async fn route(cx: &Cx<'_>, method: &Method, rest: &[&str]) -> Result<Response, CimiError> {
@@ -643,43 +660,21 @@ async fn route(cx: &Cx<'_>, method: &Method, rest: &[&str]) -> Result<Response, 
         ["jobs", id, "stop"] if post => jobs::stop(cx, id).await,
         ["resourceMetadata"] if get => catalog::list(cx, catalog::Family::Metadata).await,
         ["resourceMetadata", id] if get => catalog::get(cx, catalog::Family::Metadata, id).await,
-        _ if known(rest) => Err(CimiError::not_allowed(
-            format!(
-                "{} is not an operation of `{}{}`",
-                method,
+        _ => Err(match allowed(rest) {
+            Some(allow) => CimiError::not_allowed(
+                format!(
+                    "{} is not an operation of `{}{}`",
+                    method,
+                    cx.base,
+                    rest.join("/")
+                ),
+                allow,
+            ),
+            None => CimiError::not_found(format!(
+                "no CIMI resource at `{}{}`",
                 cx.base,
                 rest.join("/")
-            ),
-            allowed(rest),
-        )),
-        _ => Err(CimiError::not_found(format!(
-            "no CIMI resource at `{}{}`",
-            cx.base,
-            rest.join("/")
-        ))),
-    }
-}
-
-/// Whether `rest` names a resource (so that another method there is 405, not 404).
-fn known(rest: &[&str]) -> bool {
-    const COLLECTIONS: &[&str] = &[
-        "cloudEntryPoint",
-        "machines",
-        "machineImages",
-        "machineConfigs",
-        "machineTemplates",
-        "credentials",
-        "networks",
-        "networkConfigs",
-        "volumes",
-        "volumeConfigs",
-        "jobs",
-        "resourceMetadata",
-    ];
-    match rest {
-        [c] | [c, _] => COLLECTIONS.contains(c),
-        ["machines", _, _] | ["jobs", _, "stop"] => true,
-        ["machines", _, "volumes" | "disks" | "networkInterfaces", _] => true,
-        _ => false,
+            )),
+        }),
     }
 }

@@ -336,16 +336,7 @@ pub fn reads_body(id: RouteId) -> bool {
 /// Parses a JSON body: `application/json` (or `+json`), well-formed, of type `T`;
 /// errors name what is wrong and where.
 pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+    let ctype = crate::frontends::body::media_type(headers);
     match ctype.as_deref() {
         Some("application/json") => {}
         Some(t) if t.starts_with("application/") && t.ends_with("+json") => {}
