@@ -42,6 +42,26 @@ pub trait Driver: Send + Sync + Debug + 'static {
         page: &PageRequest,
     ) -> Result<Page<Instance>>;
 
+    /// [`list_instances`](Driver::list_instances), each instance behind an `Arc`.
+    ///
+    /// A driver that keeps its instances in memory (the memory cloud) answers views it
+    /// shares between calls: the same `Arc` comes back, listing after listing, until
+    /// the instance changes. A caller may therefore keep what it derived from a view
+    /// (its JSON, say) for as long as [`Arc::ptr_eq`] holds, and a listing moves no
+    /// instance's data. Others answer [`list_instances`](Driver::list_instances)'s
+    /// instances, each in a new `Arc` (the default).
+    async fn list_instances_shared(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<std::sync::Arc<Instance>>> {
+        let page = self.list_instances(filter, page).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(std::sync::Arc::new).collect(),
+            next: page.next,
+        })
+    }
+
     /// One instance; `NotFound` when unknown.
     async fn get_instance(&self, id: &InstanceId) -> Result<Instance>;
 

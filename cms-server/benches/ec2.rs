@@ -45,7 +45,7 @@ const DESCRIBE: &str = "Action=DescribeInstances&Version=2016-11-15";
 /// Signatures are reused for the whole row; the server accepts them for 15 minutes.
 const MAX_SECONDS: f64 = 600.0;
 const AIM_MOTO: f64 = 300.0;
-const AIM_NGINX: f64 = 0.25;
+const AIM_NGINX: f64 = 0.5;
 
 /// Launches `INSTANCES` instances with one signed RunInstances.
 async fn seed(addr: SocketAddr, path: &str, region: &str, keys: (&str, &str), extra: &str) {

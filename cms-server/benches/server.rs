@@ -143,8 +143,13 @@ fn main() {
         .unwrap_or(0.0);
     match rate_of(&rows, "nginx") {
         Some(n) if n > 0.0 => println!(
-            "cms / nginx at 64 connections: {:.2}    (aim >= {AIM_NGINX})",
-            at64 / n
+            "cms / nginx at 64 connections: {:.2}    (aim >= {AIM_NGINX}: {})",
+            at64 / n,
+            if at64 / n >= AIM_NGINX {
+                "met"
+            } else {
+                "NOT met"
+            }
         ),
         _ => println!("cms / nginx: n/a"),
     }

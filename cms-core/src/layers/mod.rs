@@ -126,6 +126,17 @@ impl<I: Interceptor> Driver for Layered<I> {
             .await
     }
 
+    async fn list_instances_shared(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Arc<Instance>>> {
+        self.run(Operation::ListInstances, |d| {
+            d.list_instances_shared(filter, page)
+        })
+        .await
+    }
+
     async fn get_instance(&self, id: &InstanceId) -> Result<Instance> {
         self.run(Operation::GetInstance, |d| d.get_instance(id))
             .await

@@ -268,6 +268,17 @@ impl Driver for MemoryCloud {
         self.read(now).list_instances(filter, page, limit, now)
     }
 
+    async fn list_instances_shared(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Arc<Instance>>> {
+        let now = Instant::now();
+        let limit = self.page_limit(page);
+        self.read(now)
+            .list_instances_shared(filter, page, limit, now)
+    }
+
     async fn get_instance(&self, id: &InstanceId) -> Result<Instance> {
         let now = Instant::now();
         self.read(now).get_instance(id, now)

@@ -16,10 +16,11 @@
 //! `images`, `groups`, `addresses`), each adding its methods to [`State`]; `family`
 //! holds what they share: ids, the owner index and exact pages.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
-use std::ops::Bound;
-use std::sync::Arc;
+use std::ops::{Bound, Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -164,6 +165,59 @@ struct Stored {
     /// Security groups named at creation, volumes, addresses (`None` for the many
     /// instances in their network's default group with neither: one word each).
     extras: Option<Box<Extras>>,
+}
+
+/// How many instances keep their shared views (see [`Kept`]) once the purge has run:
+/// listing 100,000 instances leaves no more than this many behind.
+pub(super) const VIEWS_KEPT: usize = 10_000;
+
+/// A stored instance and the shared views it has handed out
+/// ([`State::list_instances_shared`]): one for before its phase completes, one for
+/// after, each made at the first listing that needs it and read without a lock. Any
+/// mutable access (`DerefMut`) forgets them, so a view never outlives what it shows,
+/// whichever method changed the instance; so does the purge, for all but the
+/// [`VIEWS_KEPT`] instances viewed last.
+#[derive(Debug)]
+struct Kept {
+    stored: Stored,
+    views: [OnceLock<Arc<Instance>>; 2],
+}
+
+impl Kept {
+    fn new(stored: Stored) -> Kept {
+        Kept {
+            stored,
+            views: Default::default(),
+        }
+    }
+
+    fn forget_views(&mut self) {
+        self.views = Default::default();
+    }
+
+    /// Whether its view is shown from what it stores alone (and the static default
+    /// group of its network): attached volumes and associated addresses change with
+    /// their own families and with time, so such instances are viewed afresh.
+    fn shareable(&self) -> bool {
+        self.extras
+            .as_ref()
+            .is_none_or(|x| x.volumes.is_empty() && x.addresses.is_empty())
+    }
+}
+
+impl Deref for Kept {
+    type Target = Stored;
+
+    fn deref(&self) -> &Stored {
+        &self.stored
+    }
+}
+
+impl DerefMut for Kept {
+    fn deref_mut(&mut self) -> &mut Stored {
+        self.forget_views();
+        &mut self.stored
+    }
 }
 
 /// What only some instances have.
@@ -316,7 +370,7 @@ pub(super) struct NetRecord {
 pub(super) struct State {
     config: MemoryConfig,
     // Boxed: map nodes stay small and full, which halves the memory per instance.
-    instances: BTreeMap<u64, Box<Stored>>,
+    instances: BTreeMap<u64, Box<Kept>>,
     instance_keys: KeyClock,
     /// The keys of each owner's instances: an owner's listing costs the same however
     /// many instances others have.
@@ -339,6 +393,11 @@ pub(super) struct State {
     addresses: Family<AddressId, AddressRecord>,
     /// Free public addresses.
     public_pool: AddressPool,
+    /// The instances that made a shared view, oldest first (an instance may be in it
+    /// twice); the purge keeps the last [`VIEWS_KEPT`].
+    viewed: Mutex<VecDeque<u64>>,
+    /// Its length, read without the lock.
+    viewed_count: AtomicUsize,
 }
 
 impl State {
@@ -362,6 +421,8 @@ impl State {
             groups: Family::new("sg-"),
             addresses: Family::new("eipalloc-"),
             public_pool: super::catalogue::public_addresses().pool(),
+            viewed: Mutex::new(VecDeque::new()),
+            viewed_count: AtomicUsize::new(0),
         };
         state.insert_network(network, cidr);
         state
@@ -386,7 +447,8 @@ impl State {
 
     /// Whether an expired instance or a deleted volume waits to be removed.
     pub(super) fn needs_purge(&self, now: Instant) -> bool {
-        self.expiries.first().is_some_and(|(at, _)| *at <= now)
+        self.viewed_count.load(Ordering::Relaxed) > VIEWS_KEPT
+            || self.expiries.first().is_some_and(|(at, _)| *at <= now)
             || self
                 .volume_expiries
                 .first()
@@ -395,6 +457,13 @@ impl State {
 
     /// Removes the instances whose retention is over and the volumes deleted.
     pub(super) fn purge(&mut self, now: Instant) {
+        let viewed = self.viewed.get_mut().unwrap_or_else(|p| p.into_inner());
+        while viewed.len() > VIEWS_KEPT {
+            if let Some(k) = viewed.pop_front().and_then(|k| self.instances.get_mut(&k)) {
+                k.forget_views();
+            }
+        }
+        *self.viewed_count.get_mut() = viewed.len();
         while let Some(&(at, key)) = self.expiries.first() {
             if at > now {
                 break;
@@ -519,13 +588,62 @@ impl State {
         limit: usize,
         now: Instant,
     ) -> Result<Page<Instance>> {
+        self.page_of_instances(filter, page, limit, now, |_, s| self.view(s, now))
+    }
+
+    /// [`list_instances`](State::list_instances) with views shared between listings:
+    /// an instance's view is made once per phase and handed out until the instance
+    /// changes (see [`Kept`]).
+    pub(super) fn list_instances_shared(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Page<Arc<Instance>>> {
+        self.page_of_instances(filter, page, limit, now, |key, s| {
+            if !s.shareable() {
+                return Arc::new(self.view(s, now));
+            }
+            let after = s.phase.at.is_some_and(|at| now >= at);
+            let slot = &s.views[usize::from(after)];
+            if let Some(view) = slot.get() {
+                return view.clone();
+            }
+            let mut made = false;
+            let view = slot
+                .get_or_init(|| {
+                    made = true;
+                    Arc::new(self.view(s, now))
+                })
+                .clone();
+            if made {
+                // Remembered, so that the purge can let go of the oldest views.
+                self.viewed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(key);
+                self.viewed_count.fetch_add(1, Ordering::Relaxed);
+            }
+            view
+        })
+    }
+
+    fn page_of_instances<T>(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+        limit: usize,
+        now: Instant,
+        view: impl Fn(u64, &Kept) -> T,
+    ) -> Result<Page<T>> {
         let after = parse_token(
             page.token.as_ref(),
             Operation::ListInstances,
             parse_instance_id,
         )?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let candidates: Box<dyn Iterator<Item = (u64, &Stored)> + '_> = if !filter.ids.is_empty() {
+        let candidates: Box<dyn Iterator<Item = (u64, &Kept)> + '_> = if !filter.ids.is_empty() {
             self.by_ids(filter, after)
         } else if let Some(owner) = &filter.owner {
             // The owner's index: the page costs what the owner has, not what all have.
@@ -566,7 +684,7 @@ impl State {
             let state = s.phase.state(now);
             // `may_match` checks everything of the filter but the ids, which chose the
             // candidates: no view is made of an instance that does not match.
-            let view = s.may_match(filter, state).then(|| self.view(s, now));
+            let view = s.may_match(filter, state).then(|| view(key, s));
             let Some(view) = view else {
                 last_scanned = Some(key);
                 continue;
@@ -592,7 +710,7 @@ impl State {
         &'s self,
         filter: &InstanceFilter,
         after: Option<u64>,
-    ) -> Box<dyn Iterator<Item = (u64, &'s Stored)> + 's> {
+    ) -> Box<dyn Iterator<Item = (u64, &'s Kept)> + 's> {
         let mut keys: Vec<u64> = filter
             .ids
             .iter()
@@ -792,7 +910,7 @@ impl State {
         }
         let id = stored.id.clone();
         let location_id = stored.location_id.clone();
-        self.instances.insert(key, Box::new(stored));
+        self.instances.insert(key, Box::new(Kept::new(stored)));
         for g in &groups {
             if let Some(r) = self.groups.get_mut(g) {
                 r.members.insert(key);

@@ -1052,3 +1052,104 @@ fn debug_shows_the_config() {
         "{text}"
     );
 }
+
+/// Shared views: the same `Arc` while nothing changed; a new one when the instance
+/// changes and when its phase completes. Each equals the copied view.
+#[tokio::test]
+async fn shared_views_last_while_held_and_the_instance_is_unchanged() {
+    let cloud = MemoryCloud::with_config(config());
+    let id = cloud.create_instance(&spec("a")).await.unwrap().id;
+    let all = InstanceFilter::default();
+    let first = PageRequest::default();
+    let shared = |n: usize| {
+        let cloud = cloud.clone();
+        let (all, first) = (all.clone(), first.clone());
+        async move {
+            let page = cloud.list_instances_shared(&all, &first).await.unwrap();
+            assert_eq!(page.items.len(), n);
+            let copied = cloud.list_instances(&all, &first).await.unwrap();
+            for (s, c) in page.items.iter().zip(&copied.items) {
+                assert_eq!(**s, *c, "a shared view is the instance as listed");
+            }
+            page.items
+        }
+    };
+    let pending = shared(1).await.remove(0);
+    assert_eq!(pending.state, InstanceState::Pending);
+    let again = shared(1).await.remove(0);
+    assert!(
+        Arc::ptr_eq(&pending, &again),
+        "unchanged and held: the same view"
+    );
+    drop(again);
+
+    // The phase completes: another view, with the new state.
+    sleep(DELAY + 10 * MS).await;
+    let running = shared(1).await.remove(0);
+    assert_eq!(running.state, InstanceState::Running);
+    assert!(!Arc::ptr_eq(&pending, &running));
+
+    // A change (tags) makes a new view at once.
+    let changes = TagChanges {
+        set: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        remove: Vec::new(),
+    };
+    cloud.update_instance_tags(&id, &changes).await.unwrap();
+    let tagged = shared(1).await.remove(0);
+    assert!(!Arc::ptr_eq(&running, &tagged));
+    assert_eq!(Arc::strong_count(&pending), 1, "a change forgets the views");
+    assert_eq!(Arc::strong_count(&running), 1, "a change forgets the views");
+    assert_eq!(tagged.tags.get("k").map(String::as_str), Some("v"));
+
+    // An instance with an attached volume is viewed afresh each time.
+    let vol = cloud.create_volume(&VolumeSpec::new(1)).await.unwrap().id;
+    sleep(DELAY + 10 * MS).await;
+    cloud
+        .attach_volume(&vol, &id, Some("/dev/sdf"))
+        .await
+        .unwrap();
+    let a = shared(1).await.remove(0);
+    let b = shared(1).await.remove(0);
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(a, b);
+}
+
+/// Only the instances viewed last keep a shared view: listing more instances than
+/// that leaves no more views behind.
+#[tokio::test]
+async fn shared_views_are_kept_for_the_instances_viewed_last_only() {
+    let cloud = MemoryCloud::with_config(instant_config());
+    let n = super::state::VIEWS_KEPT + 10;
+    for k in 0..n {
+        cloud
+            .create_instance(&spec(&format!("v{k}")))
+            .await
+            .unwrap();
+    }
+    let all = InstanceFilter::default();
+    let mut page = PageRequest::first(1000);
+    let mut first: Option<std::sync::Weak<Instance>> = None;
+    let mut seen = 0;
+    let last = loop {
+        let got = cloud.list_instances_shared(&all, &page).await.unwrap();
+        seen += got.items.len();
+        first.get_or_insert_with(|| Arc::downgrade(&got.items[0]));
+        match got.next {
+            Some(t) => page = PageRequest::after(Some(1000), t),
+            None => break got.items.last().cloned(),
+        }
+    };
+    assert_eq!(seen, n);
+    // Any call after the listing lets go of the oldest views.
+    cloud
+        .get_instance(&last.as_ref().unwrap().id)
+        .await
+        .unwrap();
+    assert!(
+        first.unwrap().upgrade().is_none(),
+        "the first instance's view went when {} more were viewed",
+        super::state::VIEWS_KEPT
+    );
+    let last = last.unwrap();
+    assert_eq!(Arc::strong_count(&last), 2, "the last one's view is kept");
+}

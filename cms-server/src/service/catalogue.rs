@@ -125,7 +125,10 @@ impl Service {
         let mut errors = Vec::new();
         for (p, r) in futures::future::join_all(calls).await {
             match r {
-                Ok(Ok(list)) => items.extend(list.into_iter().map(|o| (p, o.instance))),
+                Ok(Ok(list)) => items.extend(
+                    list.into_iter()
+                        .map(|o| (p, Arc::unwrap_or_clone(o.instance))),
+                ),
                 Ok(Err(e)) => errors.push((p, e)),
                 Err(_) => errors.push((
                     p,

@@ -370,7 +370,7 @@ impl Service {
                         .map_err(|e| e.renamed(&backend, &entry.public_id))?;
                     return Ok(Owned {
                         instance: shown(i),
-                        entry: Some(entry),
+                        entry: Some(Arc::new(entry)),
                     });
                 }
                 CreateSlot::Skipped => unreachable!("skipped slots are not settled"),
@@ -463,7 +463,7 @@ impl Service {
                     .await?;
                 Ok(Owned {
                     instance: shown(i),
-                    entry: Some(entry),
+                    entry: Some(Arc::new(entry)),
                 })
             }
             Err(e) => {

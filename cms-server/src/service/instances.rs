@@ -30,10 +30,11 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// row in the id map when the caller asked for public ids.
 #[derive(Clone, Debug)]
 pub struct Owned {
-    /// The instance.
-    pub instance: Instance,
-    /// Its public id, owner and reservation.
-    pub entry: Option<Entry>,
+    /// The instance: the driver's shared view when it listed one and its tenant sees
+    /// it as it is (see [`super::views`]).
+    pub instance: Arc<Instance>,
+    /// Its public id, owner and reservation (shared: a listing moves no copy).
+    pub entry: Option<Arc<Entry>>,
 }
 
 impl Owned {
@@ -115,9 +116,16 @@ fn seen(i: &Instance) -> Seen<'_> {
 }
 
 /// The instance as its tenant sees it: key names without the owner's prefix.
-pub(super) fn shown(mut i: Instance) -> Instance {
+pub(super) fn shown(mut i: Instance) -> Arc<Instance> {
     show(&mut i);
-    i
+    Arc::new(i)
+}
+
+/// Whether [`show`] changes the instance.
+fn show_changes(i: &Instance) -> bool {
+    i.key_name
+        .as_deref()
+        .is_some_and(|k| shown_key_name(i.owner.as_deref(), k).len() != k.len())
 }
 
 /// [`shown`] in place.
@@ -148,15 +156,28 @@ impl Service {
     async fn show_into(
         &self,
         p: &Provider,
-        mut items: Vec<Instance>,
+        mut items: Vec<Arc<Instance>>,
         entries: bool,
         keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)>,
         out: &mut Vec<Owned>,
     ) -> Result<(), Error> {
-        items.iter_mut().for_each(show);
+        // Views whose key name the tenant sees otherwise: the shown view is kept as
+        // long as the driver's, so that what frontends derive from it can be kept too.
+        let changed: Vec<usize> = (0..items.len())
+            .filter(|&n| show_changes(&items[n]))
+            .collect();
+        if !changed.is_empty() {
+            let views = p.shown.get_all(changed.iter().map(|&n| &items[n]), |i| {
+                let mut i = i.clone();
+                show(&mut i);
+                Arc::new(i)
+            });
+            for (n, v) in changed.into_iter().zip(views) {
+                items[n] = v;
+            }
+        }
         let rows = if entries {
-            let seen: Vec<Seen<'_>> = items.iter().map(seen).collect();
-            Some(self.store.map(&p.name, Kind::Instance, &seen).await?)
+            Some(self.entries_of(p, &items).await?)
         } else {
             None
         };
@@ -170,6 +191,30 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The rows of `items` in the id map, in order: kept with each shared view (a row
+    /// does not change while the view stays the same), asked of the store for the
+    /// others.
+    async fn entries_of(
+        &self,
+        p: &Provider,
+        items: &[Arc<Instance>],
+    ) -> Result<Vec<Arc<Entry>>, Error> {
+        let mut rows = p.entries.lookup(items.iter());
+        let missing: Vec<usize> = (0..items.len()).filter(|&n| rows[n].is_none()).collect();
+        if !missing.is_empty() {
+            let seen: Vec<Seen<'_>> = missing.iter().map(|&n| seen(&items[n])).collect();
+            let found = self.store.map(&p.name, Kind::Instance, &seen).await?;
+            let mut fresh = Vec::with_capacity(missing.len());
+            for (n, e) in missing.into_iter().zip(found) {
+                let e = Arc::new(e);
+                fresh.push((&items[n], e.clone()));
+                rows[n] = Some(e);
+            }
+            p.entries.insert(fresh);
+        }
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// One page of the instances `tenant` may see on `p` that match `filter` (and
@@ -192,7 +237,7 @@ impl Service {
             let need = (limit - items.len()) as u32;
             let got = p
                 .cloud
-                .list_instances(
+                .list_instances_shared(
                     &filter,
                     &PageRequest {
                         limit: Some(need),
@@ -221,7 +266,7 @@ impl Service {
         loop {
             let got = p
                 .cloud
-                .list_instances(
+                .list_instances_shared(
                     &filter,
                     &PageRequest {
                         limit: Some(ahead),
@@ -338,7 +383,7 @@ impl Service {
                     if filter.matches(i) {
                         out.push(Owned {
                             instance: shown(i.clone()),
-                            entry: Some(entry),
+                            entry: Some(Arc::new(entry)),
                         })
                     }
                 }
@@ -419,7 +464,7 @@ impl Service {
         }
         Ok(Owned {
             instance: shown(i),
-            entry,
+            entry: entry.map(Arc::new),
         })
     }
 

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod resources;
 pub mod tags;
 pub mod templates;
+pub mod views;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +62,15 @@ pub struct Provider {
     index: usize,
     /// Its flavors as last read, and when (see [`Service::collect_flavors`]).
     flavors: std::sync::Mutex<Option<(std::time::Instant, Arc<[cms_core::Flavor]>)>>,
+    /// Its instances' shared views as their tenants see them (key names without the
+    /// tenant's prefix), for the views that show differs from.
+    shown: views::Derived<Arc<cms_core::Instance>>,
+    /// Each instance's row in the id map (a row never changes while its view stays).
+    entries: views::Derived<Arc<Entry>>,
+    /// Each instance's JSON as the native API writes it.
+    json: views::Derived<Box<[u8]>>,
+    /// Each instance's `item` of a `DescribeInstances` answer.
+    xml: views::Derived<Box<str>>,
 }
 
 impl Provider {
@@ -72,6 +82,10 @@ impl Provider {
             cloud,
             index,
             flavors: std::sync::Mutex::new(None),
+            shown: views::Derived::default(),
+            entries: views::Derived::default(),
+            json: views::Derived::default(),
+            xml: views::Derived::default(),
         }
     }
 
@@ -83,6 +97,18 @@ impl Provider {
     /// The driver metrics of its metrics layer.
     pub fn metrics(&self) -> Option<&Arc<cms_core::layers::DriverMetrics>> {
         self.cloud.metrics()
+    }
+
+    /// The JSON of its instances' views, kept while the views stay the same (see
+    /// [`views`]): what the native API writes for each instance of a listing.
+    pub fn instance_json(&self) -> &views::Derived<Box<[u8]>> {
+        &self.json
+    }
+
+    /// The EC2 `item` of its instances' views in `DescribeInstances` answers, kept
+    /// while the views stay the same (see [`views`]).
+    pub fn instance_xml(&self) -> &views::Derived<Box<str>> {
+        &self.xml
     }
 
     /// Its position in the configuration.

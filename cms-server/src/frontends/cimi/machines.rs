@@ -20,6 +20,7 @@
 //! the machine does not offer in its state is 405.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cms_core::{
     Flavor, ImageSpec, Instance, InstanceAction, InstanceFilter, InstanceSpec, InstanceState,
@@ -369,7 +370,7 @@ async fn machine(cx: &Cx<'_>, id: &str, op: Operation) -> Result<Instance, CimiE
             "machine {id} not found (it was deleted)"
         )));
     }
-    Ok(o.instance)
+    Ok(Arc::unwrap_or_clone(o.instance))
 }
 
 async fn flavors(cx: &Cx<'_>) -> Vec<Flavor> {
@@ -757,11 +758,13 @@ pub async fn edit(cx: &Cx<'_>, id: &str) -> Result<Response, CimiError> {
     let after = if changes.set.is_empty() && changes.remove.is_empty() {
         vm
     } else {
-        cx.app
-            .service
-            .update_tags(cx.tenant, cx.provider, InstanceRef::Backend(id), &changes)
-            .await?
-            .instance
+        Arc::unwrap_or_clone(
+            cx.app
+                .service
+                .update_tags(cx.tenant, cx.provider, InstanceRef::Backend(id), &changes)
+                .await?
+                .instance,
+        )
     };
     let doc = document(cx, &after, &flavors(cx).await, &Expand::None);
     Ok(respond(StatusCode::OK, &doc, "Machine", cx.format))

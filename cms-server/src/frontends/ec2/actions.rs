@@ -467,13 +467,15 @@ pub(super) const DEFAULT_GROUP: &str = "default";
 /// The device name of the root volume cms shows for every instance and image.
 pub(super) const ROOT_DEVICE: &str = "/dev/sda1";
 
-/// EC2 ids of an instance's image and first network, for answers.
-pub(super) struct Refs {
-    pub image: Option<Arc<str>>,
-    pub subnet: Option<Arc<str>>,
-    pub vpc: Option<Arc<str>>,
+/// EC2 ids of an instance's image and first network, for answers: lent by the
+/// request's [`Memo`], so that writing an instance moves no reference count of ids the
+/// whole server shares (two cores counting the same `Arc` made a listing slow).
+pub(super) struct Refs<'m> {
+    pub image: Option<&'m str>,
+    pub subnet: Option<&'m str>,
+    pub vpc: Option<&'m str>,
     /// The VPC's default security group.
-    pub group: Option<Arc<str>>,
+    pub group: Option<&'m str>,
 }
 
 /// The EC2 ids of the images and networks a request has met, so that a listing of
@@ -491,37 +493,35 @@ pub(super) struct Memo {
 /// A network's subnet, VPC and default security group ids.
 type NetworkIds = (Arc<str>, Arc<str>, Arc<str>);
 
-pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result<Refs> {
+pub(super) async fn refs<'m>(c: &Call<'_>, vm: &Instance, memo: &'m mut Memo) -> Result<Refs<'m>> {
     let s = c.service;
     let p = c.provider;
-    let image = match &vm.image_id {
-        Some(i) => Some(match &memo.last_image {
-            Some((k, id)) if **k == *i.as_str() => id.clone(),
-            _ => {
-                let id = match memo.images.get(i.as_str()) {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = s.public_ids(p, Kind::Image, &[i.as_str()]).await?.remove(0);
-                        memo.images.insert(i.as_str().into(), id.clone());
-                        id
-                    }
-                };
-                memo.last_image = Some((i.as_str().into(), id.clone()));
-                id
-            }
-        }),
-        None => None,
-    };
-    let (subnet, vpc, group) = match vm.network_ids.first() {
-        Some(n) => {
-            let (sn, v, g) = match (&memo.last_network, memo.networks.get(n.as_str())) {
-                (Some((k, ids)), _) if **k == *n.as_str() => ids.clone(),
-                (_, Some(ids)) => {
-                    let ids = ids.clone();
-                    memo.last_network = Some((n.as_str().into(), ids.clone()));
-                    ids
+    if let Some(i) = &vm.image_id {
+        if memo
+            .last_image
+            .as_ref()
+            .is_none_or(|(k, _)| **k != *i.as_str())
+        {
+            let id = match memo.images.get(i.as_str()) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = s.public_ids(p, Kind::Image, &[i.as_str()]).await?.remove(0);
+                    memo.images.insert(i.as_str().into(), id.clone());
+                    id
                 }
-                (_, None) => {
+            };
+            memo.last_image = Some((i.as_str().into(), id));
+        }
+    }
+    if let Some(n) = vm.network_ids.first() {
+        if memo
+            .last_network
+            .as_ref()
+            .is_none_or(|(k, _)| **k != *n.as_str())
+        {
+            let ids = match memo.networks.get(n.as_str()) {
+                Some(ids) => ids.clone(),
+                None => {
                     let vpc = s.public_ids(p, Kind::Vpc, &[n.as_str()]).await?.remove(0);
                     let ids = (
                         s.public_ids(p, Kind::Subnet, &[n.as_str()])
@@ -531,19 +531,27 @@ pub(super) async fn refs(c: &Call<'_>, vm: &Instance, memo: &mut Memo) -> Result
                         Arc::from(derived_id("sg", &vpc)),
                     );
                     memo.networks.insert(n.as_str().into(), ids.clone());
-                    memo.last_network = Some((n.as_str().into(), ids.clone()));
                     ids
                 }
             };
-            (Some(sn), Some(v), Some(g))
+            memo.last_network = Some((n.as_str().into(), ids));
         }
-        None => (None, None, None),
-    };
+    }
+    let memo = &*memo;
+    let network = vm
+        .network_ids
+        .first()
+        .and(memo.last_network.as_ref())
+        .map(|(_, ids)| ids);
     Ok(Refs {
-        image,
-        subnet,
-        vpc,
-        group,
+        image: vm
+            .image_id
+            .as_ref()
+            .and(memo.last_image.as_ref())
+            .map(|(_, id)| &**id),
+        subnet: network.map(|(s, _, _)| &**s),
+        vpc: network.map(|(_, v, _)| &**v),
+        group: network.map(|(_, _, g)| &**g),
     })
 }
 

@@ -98,7 +98,8 @@ pub(super) async fn describe_instance_attribute(c: &Call<'_>) -> Result<String> 
             x.empty("productCodes");
         }
         "groupSet" => {
-            let r = refs(c, vm, &mut Memo::default()).await?;
+            let mut memo = Memo::default();
+            let r = refs(c, vm, &mut memo).await?;
             let related = Related::of(c, &[vm]).await?;
             write_groups(&mut x, vm, &r, &related);
         }

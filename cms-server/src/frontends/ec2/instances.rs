@@ -139,7 +139,7 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs, re
     // The hot path of DescribeInstances: constant runs are written in one piece.
     let (code, name) = ec2_state(vm.state);
     id_leaf!(x.raw("<item>"), "instanceId", &e.public_id);
-    if let Some(i) = r.image.as_deref() {
+    if let Some(i) = r.image {
         id_leaf!(x, "imageId", i);
     }
     x.raw("<instanceState>").num("code", code);
@@ -170,10 +170,10 @@ pub(super) fn write_instance(x: &mut Xml, vm: &Instance, e: &Entry, r: &Refs, re
         "<groupName/><tenancy>default</tenancy></placement>\
              <monitoring><state>disabled</state></monitoring>",
     );
-    if let Some(s) = r.subnet.as_deref() {
+    if let Some(s) = r.subnet {
         id_leaf!(x, "subnetId", s);
     }
-    if let Some(v) = r.vpc.as_deref() {
+    if let Some(v) = r.vpc {
         id_leaf!(x, "vpcId", v);
     }
     if let Some(ip) = private_ip {
@@ -218,7 +218,7 @@ pub(super) fn write_groups(x: &mut Xml, vm: &Instance, r: &Refs, rel: &Related) 
         x.raw(if opened { "</groupSet>" } else { "<groupSet/>" });
         return;
     }
-    match &r.group {
+    match r.group {
         Some(g) => id_leaf!(x.raw("<groupSet><item>"), "groupId", g)
             .raw("<groupName>default</groupName></item></groupSet>"),
         None => x.raw("<groupSet/>"),
@@ -772,26 +772,27 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
     let keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)> =
         if fs.is_empty() { None } else { Some(&keep) };
     let page = select(c, &pushdown(&fs), max, keep).await?;
-    // One reservation per launch, in the order its first instance appears.
-    let mut order: Vec<Arc<str>> = Vec::new();
-    let mut groups: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+    // One reservation per launch, in the order its first instance appears (ids
+    // borrowed from the rows: no shared count moves).
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     // Instances of one launch are mostly listed one after the other: the last
     // reservation is compared before the map is asked.
-    let mut last: Option<(Arc<str>, Vec<usize>)> = None;
+    let mut last: Option<(&str, Vec<usize>)> = None;
     for (i, o) in page.items.iter().enumerate() {
         let r = o
             .entry()
             .reservation
-            .clone()
-            .unwrap_or_else(|| "r-00000000000000000".into());
+            .as_deref()
+            .unwrap_or("r-00000000000000000");
         match &mut last {
             Some((l, members)) if *l == r => members.push(i),
             _ => {
                 if let Some((l, members)) = last.take() {
                     groups.insert(l, members);
                 }
-                let mut members = groups.remove(&r).unwrap_or_else(|| {
-                    order.push(r.clone());
+                let mut members = groups.remove(r).unwrap_or_else(|| {
+                    order.push(r);
                     Vec::new()
                 });
                 members.push(i);
@@ -803,15 +804,73 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
         groups.insert(l, members);
     }
     let items = &page.items;
-    let vms: Vec<&Instance> = items.iter().map(|o| &o.instance).collect();
-    let related = Related::of(c, &vms).await?;
-    let mut x = Xml::response("DescribeInstances", c.request_id, 512 + items.len() * 1600);
-    let mut memo = Memo::default();
+    // Each instance's `item`, kept with its view while it stays the same (its row,
+    // image, network and groups do not change either) and lent to the answer; written
+    // for the others, and again for any the cache lets go of in between.
+    let kept = c.provider.instance_xml();
+    let mut made: Vec<Option<Box<str>>> = vec![None; items.len()];
+    let mut missing: Vec<usize> = {
+        let r = kept.read();
+        (0..items.len())
+            .filter(|&i| r.get(&items[i].instance).is_none())
+            .collect()
+    };
+    let mut x = loop {
+        if !missing.is_empty() {
+            let vms: Vec<&Instance> = missing.iter().map(|&i| &*items[i].instance).collect();
+            let related = Related::of(c, &vms).await?;
+            let mut memo = Memo::default();
+            for &i in &missing {
+                let o = &items[i];
+                let refs = refs(c, &o.instance, &mut memo).await?;
+                let mut item = Xml::fragment(2048);
+                write_instance(&mut item, &o.instance, o.entry(), &refs, &related);
+                made[i] = Some(item.into_markup().into_boxed_str());
+            }
+            kept.insert(
+                missing
+                    .iter()
+                    .filter_map(|&i| Some((&items[i].instance, made[i].clone()?))),
+            );
+        }
+        let r = kept.read();
+        let item = |i: usize| {
+            made[i]
+                .as_deref()
+                .or_else(|| r.get(&items[i].instance).map(|b| &**b))
+        };
+        missing = (0..items.len()).filter(|&i| item(i).is_none()).collect();
+        if !missing.is_empty() {
+            continue;
+        }
+        let size: usize = (0..items.len()).filter_map(item).map(str::len).sum();
+        let mut x = Xml::response(
+            "DescribeInstances",
+            c.request_id,
+            512 + size + items.len() * 128,
+        );
+        write_reservations(c, &mut x, items, &order, &mut groups, &item);
+        break x;
+    };
+    x.leaf_opt("nextToken", next_token(page.next.as_ref()).as_deref());
+    Ok(x.finish("DescribeInstances"))
+}
+
+/// The `reservationSet` of a `DescribeInstances` answer: one reservation per launch,
+/// in `order`, its instances by launch index, each `item` as written before.
+fn write_reservations<'a>(
+    c: &Call<'_>,
+    x: &mut Xml,
+    items: &[Owned],
+    order: &[&str],
+    groups: &mut HashMap<&str, Vec<usize>>,
+    item: &dyn Fn(usize) -> Option<&'a str>,
+) {
     if items.is_empty() {
         x.empty("reservationSet");
     } else {
         x.open("reservationSet");
-        for r in &order {
+        for &r in order {
             let mut members = groups.remove(r).unwrap_or_default();
             members.sort_by_key(|&i| items[i].entry().launch_index);
             let owner = owner_of(&items[members[0]]).unwrap_or(&c.tenant.name);
@@ -820,16 +879,12 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
                 .empty("groupSet")
                 .open("instancesSet");
             for i in members {
-                let o = &items[i];
-                let refs = refs(c, &o.instance, &mut memo).await?;
-                write_instance(&mut x, &o.instance, o.entry(), &refs, &related);
+                x.append(item(i).unwrap_or_default());
             }
             x.close("instancesSet").close("item");
         }
         x.close("reservationSet");
     }
-    x.leaf_opt("nextToken", next_token(page.next.as_ref()).as_deref());
-    Ok(x.finish("DescribeInstances"))
 }
 
 pub(super) async fn describe_instance_status(c: &Call<'_>) -> Result<String> {
@@ -1312,7 +1367,7 @@ pub(super) async fn run_instances(c: &Call<'_>) -> Result<String> {
         .open("instancesSet");
     let mut memo = Memo::default();
     let mut seen = HashSet::new();
-    let vms: Vec<&Instance> = launch.instances.iter().map(|o| &o.instance).collect();
+    let vms: Vec<&Instance> = launch.instances.iter().map(|o| &*o.instance).collect();
     let related = Related::of(c, &vms).await?;
     for o in &launch.instances {
         if !seen.insert(o.entry().public_id.clone()) {

@@ -128,6 +128,24 @@ impl Xml {
         Xml { buf }
     }
 
+    /// A part of an answer, written apart (and kept, see [`Xml::append`]).
+    pub fn fragment(capacity: usize) -> Xml {
+        Xml {
+            buf: String::with_capacity(capacity),
+        }
+    }
+
+    /// The markup of a [`fragment`](Xml::fragment).
+    pub fn into_markup(self) -> String {
+        self.buf
+    }
+
+    /// Markup written before by a fragment, as is.
+    pub fn append(&mut self, markup: &str) -> &mut Self {
+        self.buf.push_str(markup);
+        self
+    }
+
     /// `<tag>`.
     pub fn open(&mut self, tag: &str) -> &mut Self {
         self.buf.push('<');

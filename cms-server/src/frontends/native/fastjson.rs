@@ -242,12 +242,23 @@ pub fn write_instance_page<'a>(
     items: impl IntoIterator<Item = &'a Instance>,
     next: Option<&PageToken>,
 ) {
+    write_page_with(out, items, next, write_instance);
+}
+
+/// [`write_instance_page`], each item written by `write` (with [`write_instance`], or
+/// as the bytes it wrote before).
+pub fn write_page_with<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    next: Option<&PageToken>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
     out.extend_from_slice(b"{\"items\":[");
     for (n, i) in items.into_iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        write_instance(out, i);
+        write(out, i);
     }
     out.extend_from_slice(b"],\"next_page_token\":");
     write_opt_str(out, next.map(PageToken::as_str));
