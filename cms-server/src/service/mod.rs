@@ -71,6 +71,8 @@ pub struct Provider {
     json: views::Derived<Box<[u8]>>,
     /// Each instance's `item` of a `DescribeInstances` answer.
     xml: views::Derived<Box<str>>,
+    /// Whole `DescribeInstances` answers but their request ids.
+    pages: views::Pages,
 }
 
 impl Provider {
@@ -86,6 +88,7 @@ impl Provider {
             entries: views::Derived::default(),
             json: views::Derived::default(),
             xml: views::Derived::default(),
+            pages: views::Pages::default(),
         }
     }
 
@@ -109,6 +112,12 @@ impl Provider {
     /// while the views stay the same (see [`views`]).
     pub fn instance_xml(&self) -> &views::Derived<Box<str>> {
         &self.xml
+    }
+
+    /// Its `DescribeInstances` answers (all but the request id), kept while their
+    /// pages' views stay the same (see [`views::Pages`]).
+    pub fn describe_pages(&self) -> &views::Pages {
+        &self.pages
     }
 
     /// Its position in the configuration.

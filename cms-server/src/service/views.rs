@@ -13,9 +13,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use cms_core::Instance;
+use cms_core::{Instance, PageToken};
 
 /// How many views a [`Derived`] keeps by default: a page of 1,000 instances ten times
 /// over, a few megabytes of JSON at most.
@@ -181,6 +181,80 @@ impl<V: Clone> Derived<V> {
     }
 }
 
+/// How many bytes of answers a [`Pages`] keeps at most.
+pub const PAGES_BYTES: usize = 8 << 20;
+
+/// Whole answers to listings, each kept with the views it was written from: while a
+/// listing answers the same views (the same `Arc`s, in order) and the same next token,
+/// its answer is the same, and is not written again. Only answers whose views are all
+/// shared are kept, at most [`PAGES_BYTES`] of them.
+#[derive(Debug, Default)]
+pub struct Pages {
+    kept: Mutex<(HashMap<String, Arc<Page>>, usize)>,
+}
+
+/// An answer kept by [`Pages`].
+#[derive(Debug)]
+pub struct Page {
+    views: Vec<Arc<Instance>>,
+    next: Option<PageToken>,
+    /// The answer.
+    pub body: Box<str>,
+}
+
+impl Pages {
+    /// The answer kept under `key`, if it was written from `views` and `next`.
+    pub fn get<'a>(
+        &self,
+        key: &str,
+        views: impl ExactSizeIterator<Item = &'a Arc<Instance>>,
+        next: Option<&PageToken>,
+    ) -> Option<Arc<Page>> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let page = kept.0.get(key)?;
+        (page.views.len() == views.len()
+            && page.next.as_ref() == next
+            && page.views.iter().zip(views).all(|(a, b)| Arc::ptr_eq(a, b)))
+        .then(|| page.clone())
+    }
+
+    /// Keeps `body` under `key`, written from `views` and `next`, when every view is
+    /// shared.
+    pub fn insert<'a>(
+        &self,
+        key: String,
+        views: impl Iterator<Item = &'a Arc<Instance>>,
+        next: Option<&PageToken>,
+        body: &str,
+    ) {
+        let mut kept_views = Vec::new();
+        for v in views {
+            if !referred(v) {
+                return;
+            }
+            kept_views.push(v.clone());
+        }
+        if body.len() > PAGES_BYTES / 4 {
+            return;
+        }
+        let page = Arc::new(Page {
+            views: kept_views,
+            next: next.cloned(),
+            body: body.into(),
+        });
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, bytes) = &mut *kept;
+        if *bytes + body.len() > PAGES_BYTES {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += body.len();
+        if let Some(old) = map.insert(key, page) {
+            *bytes -= old.body.len();
+        }
+    }
+}
+
 /// Whether someone else (its driver) refers to a view: it may be listed again.
 fn referred(v: &Arc<Instance>) -> bool {
     Arc::weak_count(v) > 0 || Arc::strong_count(v) > 1
@@ -242,6 +316,40 @@ mod tests {
         assert_eq!(made.get(), 3);
         assert_eq!(cache.len(), 2);
         drop((a, a2, b));
+    }
+
+    #[test]
+    fn a_page_is_answered_again_only_for_the_same_views_and_next_token() {
+        let pages = Pages::default();
+        let (a, b) = (view("i-1", "a"), view("i-2", "b"));
+        let held = [a.clone(), b.clone()];
+        let next = PageToken::new("t");
+        pages.insert("k".into(), held.iter(), Some(&next), "<page/>");
+        let got = pages.get("k", held.iter(), Some(&next)).expect("kept");
+        assert_eq!(&*got.body, "<page/>");
+        assert!(
+            pages.get("k", held.iter(), None).is_none(),
+            "another next token"
+        );
+        assert!(pages.get("other", held.iter(), Some(&next)).is_none());
+        assert!(
+            pages.get("k", held[..1].iter(), Some(&next)).is_none(),
+            "fewer views"
+        );
+        // i-2 changed: a new view, another answer.
+        let b2 = Arc::new(Instance {
+            name: "b2".into(),
+            ..(*b).clone()
+        });
+        let changed = [a.clone(), b2.clone()];
+        assert!(pages.get("k", changed.iter(), Some(&next)).is_none());
+        // A page of views nobody else holds is not kept.
+        let fresh = [view("i-3", "c")];
+        pages.insert("f".into(), fresh.iter(), None, "<f/>");
+        let fresh_again = [fresh[0].clone()];
+        drop(fresh);
+        assert!(pages.get("f", fresh_again.iter(), None).is_none());
+        drop((a, b, b2, held, changed));
     }
 
     #[test]

@@ -772,6 +772,16 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
     let keep: Option<&(dyn Fn(&Owned) -> bool + Send + Sync)> =
         if fs.is_empty() { None } else { Some(&keep) };
     let page = select(c, &pushdown(&fs), max, keep).await?;
+    // The same request over the same views (and next token) has the same answer, but
+    // for its request id.
+    let pages = c.provider.describe_pages();
+    let key = page_key(c);
+    let views = || page.items.iter().map(|o| &o.instance);
+    if let Some(kept) = pages.get(&key, views(), page.next.as_ref()) {
+        let mut x = Xml::response("DescribeInstances", c.request_id, kept.body.len() + 256);
+        x.append(&kept.body);
+        return Ok(x.finish("DescribeInstances"));
+    }
     // One reservation per launch, in the order its first instance appears (ids
     // borrowed from the rows: no shared count moves).
     let mut order: Vec<&str> = Vec::new();
@@ -815,7 +825,7 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
             .filter(|&i| r.get(&items[i].instance).is_none())
             .collect()
     };
-    let mut x = loop {
+    let x = loop {
         if !missing.is_empty() {
             let vms: Vec<&Instance> = missing.iter().map(|&i| &*items[i].instance).collect();
             let related = Related::of(c, &vms).await?;
@@ -849,11 +859,35 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
             c.request_id,
             512 + size + items.len() * 128,
         );
+        let start = x.len();
         write_reservations(c, &mut x, items, &order, &mut groups, &item);
-        break x;
+        break (x, start);
     };
+    let (mut x, start) = x;
     x.leaf_opt("nextToken", next_token(page.next.as_ref()).as_deref());
+    pages.insert(key, views(), page.next.as_ref(), x.since(start));
     Ok(x.finish("DescribeInstances"))
+}
+
+/// Where [`Pages`] keeps a `DescribeInstances` answer: the tenant and the request's
+/// parameters, as sent (the signature's aside). The key only picks a place: an answer
+/// is served again only for the same views and next token, of which (with the tenant,
+/// for reservations without an owner) it is made.
+///
+/// [`Pages`]: crate::service::views::Pages
+fn page_key(c: &Call<'_>) -> String {
+    let mut key = String::with_capacity(128);
+    key.push_str(&c.tenant.name);
+    for (k, v) in c.p.entries() {
+        if k.starts_with("X-Amz-") {
+            continue;
+        }
+        key.push('\n');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+    key
 }
 
 /// The `reservationSet` of a `DescribeInstances` answer: one reservation per launch,

@@ -140,6 +140,21 @@ impl Xml {
         self.buf
     }
 
+    /// How many bytes are written.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// What was written from byte `at` on.
+    pub fn since(&self, at: usize) -> &str {
+        &self.buf[at..]
+    }
+
     /// Markup written before by a fragment, as is.
     pub fn append(&mut self, markup: &str) -> &mut Self {
         self.buf.push_str(markup);
