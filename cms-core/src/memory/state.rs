@@ -445,7 +445,8 @@ impl State {
 
     // ---- purge ----
 
-    /// Whether an expired instance or a deleted volume waits to be removed.
+    /// Whether an expired instance or a deleted volume waits to be removed, or more
+    /// than [`VIEWS_KEPT`] instances keep views.
     pub(super) fn needs_purge(&self, now: Instant) -> bool {
         self.viewed_count.load(Ordering::Relaxed) > VIEWS_KEPT
             || self.expiries.first().is_some_and(|(at, _)| *at <= now)
@@ -455,7 +456,8 @@ impl State {
                 .is_some_and(|(at, _)| *at <= now)
     }
 
-    /// Removes the instances whose retention is over and the volumes deleted.
+    /// Removes the instances whose retention is over and the volumes deleted, and the
+    /// views of all but the instances viewed last.
     pub(super) fn purge(&mut self, now: Instant) {
         let viewed = self.viewed.get_mut().unwrap_or_else(|p| p.into_inner());
         while viewed.len() > VIEWS_KEPT {
