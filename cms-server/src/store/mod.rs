@@ -496,10 +496,26 @@ impl Store {
             .await
             .map_err(err(format!("cannot open `{shown}`")))?;
         if dialect == Dialect::Sqlite && !url.contains(":memory:") {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .map_err(err(format!("cannot set WAL mode on `{shown}`")))?;
+            // Switching to WAL takes the database alone. While another process opens
+            // the same new file, SQLite may answer SQLITE_BUSY at once, without
+            // waiting for its busy timeout: try again, for as long as that timeout.
+            let mut waited = Duration::ZERO;
+            loop {
+                match sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) if sqlite_busy(&e) && waited < Duration::from_secs(10) => {
+                        let pause = Duration::from_millis(20);
+                        tokio::time::sleep(pause).await;
+                        waited += pause;
+                    }
+                    Err(e) => {
+                        return Err(err(format!("cannot set WAL mode on `{shown}`"))(e));
+                    }
+                }
+            }
         }
         let store = Store {
             pool,
@@ -754,6 +770,15 @@ pub(crate) mod testing {
         }
         v
     }
+}
+
+/// Whether SQLite answered that the database is busy or locked (codes 5 and 6, and
+/// their extended codes).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 #[cfg(test)]
