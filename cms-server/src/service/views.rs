@@ -141,12 +141,13 @@ impl<V> Derived<V> {
     }
 
     /// How many views are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -157,21 +158,37 @@ impl<V: Clone> Derived<V> {
     /// (its driver refers to it too).
     pub fn get_all<'a>(
         &self,
-        views: impl ExactSizeIterator<Item = &'a Arc<Instance>>,
+        views: impl ExactSizeIterator<Item = &'a Arc<Instance>> + Clone,
         make: impl Fn(&Instance) -> V,
     ) -> Vec<V> {
-        let views: Vec<&Arc<Instance>> = views.collect();
-        let mut out = self.lookup(views.iter().copied());
-        let mut fresh = Vec::new();
-        for (slot, v) in out.iter_mut().zip(&views) {
-            if slot.is_none() {
-                let d = make(v);
-                fresh.push((*v, d.clone()));
-                *slot = Some(d);
-            }
+        let made = self.make_missing(views.clone(), &make);
+        let r = self.read();
+        made.into_iter()
+            .zip(views)
+            .map(|(m, v)| m.or_else(|| r.get(v).cloned()).unwrap_or_else(|| make(v)))
+            .collect()
+    }
+
+    /// What `make` derives from each of `views` nothing is kept for (kept now, for the
+    /// shared ones), in order; `None` for the others, which [`read`](Derived::read)
+    /// lends. A caller that writes from both falls back on `make` for a view let go of
+    /// in between (the cache was full).
+    pub fn make_missing<'a>(
+        &self,
+        views: impl Iterator<Item = &'a Arc<Instance>> + Clone,
+        make: impl Fn(&Instance) -> V,
+    ) -> Vec<Option<V>> {
+        let made: Vec<Option<V>> = {
+            let r = self.read();
+            views
+                .clone()
+                .map(|v| r.get(v).is_none().then(|| make(v)))
+                .collect()
+        };
+        if made.iter().any(Option::is_some) {
+            self.insert(views.zip(&made).filter_map(|(v, m)| Some((v, m.clone()?))));
         }
-        self.insert(fresh);
-        out.into_iter().flatten().collect()
+        made
     }
 
     /// What was kept for each of `views`, cloned, in order (see [`Reader::get`]).

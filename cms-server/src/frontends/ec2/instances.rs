@@ -859,7 +859,7 @@ pub(super) async fn describe_instances(c: &Call<'_>) -> Result<String> {
             c.request_id,
             512 + size + items.len() * 128,
         );
-        let start = x.len();
+        let start = x.position();
         write_reservations(c, &mut x, items, &order, &mut groups, &item);
         break (x, start);
     };

@@ -140,14 +140,9 @@ impl Xml {
         self.buf
     }
 
-    /// How many bytes are written.
-    pub fn len(&self) -> usize {
+    /// Where the next byte goes (for [`since`](Xml::since)).
+    pub fn position(&self) -> usize {
         self.buf.len()
-    }
-
-    /// Whether nothing is written.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
     }
 
     /// What was written from byte `at` on.

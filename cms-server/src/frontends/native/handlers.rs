@@ -628,27 +628,11 @@ pub async fn list_instances(cx: &Ctx<'_>) -> Result<Response, ApiError> {
     // The hot path: written by hand, byte for byte what serde would write, each
     // instance's JSON kept while its view stays the same (and lent, not cloned).
     let kept = p.instance_json();
-    let made: Vec<Option<Box<[u8]>>> = {
-        let r = kept.read();
-        page.items
-            .iter()
-            .map(|o| {
-                r.get(&o.instance).is_none().then(|| {
-                    let mut b = Vec::with_capacity(512);
-                    super::fastjson::write_instance(&mut b, &o.instance);
-                    b.into_boxed_slice()
-                })
-            })
-            .collect()
-    };
-    if made.iter().any(Option::is_some) {
-        kept.insert(
-            page.items
-                .iter()
-                .zip(&made)
-                .filter_map(|(o, m)| Some((&o.instance, m.clone()?))),
-        );
-    }
+    let made = kept.make_missing(page.items.iter().map(|o| &o.instance), |i| {
+        let mut b = Vec::with_capacity(512);
+        super::fastjson::write_instance(&mut b, i);
+        b.into_boxed_slice()
+    });
     let r = kept.read();
     let len: usize = page
         .items
