@@ -19,6 +19,9 @@ pub use cms_driver_ec2 as ec2;
 /// The OpenNebula driver (feature `opennebula`).
 #[cfg(feature = "opennebula")]
 pub use cms_driver_opennebula as opennebula;
+/// The OpenStack driver (feature `openstack`).
+#[cfg(feature = "openstack")]
+pub use cms_driver_openstack as openstack;
 
 /// The driver for another cms server, and its client (feature `remote`).
 #[cfg(feature = "remote")]

@@ -107,6 +107,11 @@ pub async fn build_cloud(p: &ProviderConfig) -> Result<Cloud, ConfigError> {
             cms_driver_opennebula::OpenNebulaDriver::new(c.clone())
                 .map_err(|e| provider_error(p, e))?,
         ),
+        #[cfg(feature = "openstack")]
+        DriverConfig::Openstack(c) => Cloud::builder(
+            cms_driver_openstack::OpenStackDriver::new(c.clone())
+                .map_err(|e| provider_error(p, e))?,
+        ),
         #[cfg(feature = "remote")]
         DriverConfig::Remote(c) => Cloud::builder(
             cms_driver_remote::RemoteDriver::connect(c)
@@ -128,7 +133,12 @@ pub async fn build_cloud(p: &ProviderConfig) -> Result<Cloud, ConfigError> {
     Ok(b.build())
 }
 
-#[cfg(any(feature = "ec2", feature = "opennebula", feature = "remote"))]
+#[cfg(any(
+    feature = "ec2",
+    feature = "opennebula",
+    feature = "openstack",
+    feature = "remote"
+))]
 fn provider_error(p: &ProviderConfig, e: cms_core::Error) -> ConfigError {
     config_error(format!(
         "provider `{}` (driver {}): {e}",

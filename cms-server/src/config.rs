@@ -290,6 +290,10 @@ pub enum DriverConfig {
     /// `endpoint`, `username`, `password_env`, …).
     #[cfg(feature = "opennebula")]
     Opennebula(cms_driver_opennebula::OpenNebulaConfig),
+    /// OpenStack (`cms_driver_openstack::OpenStackConfig` keys: `auth_url`,
+    /// `username`, `password_env`, `project_name`, … or `cloud`).
+    #[cfg(feature = "openstack")]
+    Openstack(cms_driver_openstack::OpenStackConfig),
     /// A provider of another cms server (`cms_driver_remote::RemoteConfig` keys:
     /// `endpoint`, `provider`, `api_key_env`, `timeout_secs`).
     #[cfg(feature = "remote")]
@@ -305,6 +309,8 @@ impl DriverConfig {
         "ec2",
         #[cfg(feature = "opennebula")]
         "opennebula",
+        #[cfg(feature = "openstack")]
+        "openstack",
         #[cfg(feature = "remote")]
         "cms",
     ];
@@ -317,6 +323,8 @@ impl DriverConfig {
             DriverConfig::Ec2(_) => "ec2",
             #[cfg(feature = "opennebula")]
             DriverConfig::Opennebula(_) => "opennebula",
+            #[cfg(feature = "openstack")]
+            DriverConfig::Openstack(_) => "openstack",
             #[cfg(feature = "remote")]
             DriverConfig::Remote(_) => cms_driver_remote::DRIVER,
         }

@@ -179,6 +179,12 @@ pub struct FakeConfig {
     pub servers: usize,
     /// The project's instance quota (seeded servers count); default 100.
     pub max_servers: usize,
+    /// Serve a `GET …/servers/detail` asked again (same query, microversion and
+    /// token) with the bytes made the first time, as long as no other request changed
+    /// anything (no request but a GET came since); default false. For benchmarks of
+    /// clients, so that what they measure is theirs and not the fake's rendering; only
+    /// for worlds that change by requests alone (instant delays, nothing under way).
+    pub reuse_listings: bool,
 }
 
 impl fmt::Debug for FakeConfig {
@@ -192,6 +198,7 @@ impl fmt::Debug for FakeConfig {
             .field("token_lifetime", &self.token_lifetime)
             .field("servers", &self.servers)
             .field("max_servers", &self.max_servers)
+            .field("reuse_listings", &self.reuse_listings)
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +215,7 @@ impl Default for FakeConfig {
             token_lifetime: Duration::from_secs(3600),
             servers: 0,
             max_servers: 100,
+            reuse_listings: false,
         }
     }
 }
@@ -272,10 +280,24 @@ pub struct Seen {
     pub status: u16,
 }
 
+/// Listings kept for [`FakeConfig::reuse_listings`]: body, status, headers, request id.
+type Listings = std::collections::HashMap<
+    String,
+    (
+        Bytes,
+        u16,
+        Vec<(hyper::header::HeaderName, HeaderValue)>,
+        String,
+    ),
+>;
+
 struct Shared {
     world: Mutex<World>,
     faults: Mutex<Vec<Fault>>,
     seen: Mutex<Vec<Seen>>,
+    /// With [`FakeConfig::reuse_listings`]: listings made, by request, and whether a
+    /// request that is not a GET came since.
+    listings: Option<Mutex<Listings>>,
 }
 
 /// A running fake OpenStack. Dropping it stops the server and closes its connections.
@@ -321,6 +343,7 @@ impl FakeOpenStack {
             world: Mutex::new(World::new(&config, &base)),
             faults: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            listings: config.reuse_listings.then(|| Mutex::new(Listings::new())),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -487,6 +510,14 @@ impl FakeOpenStack {
     pub fn server_user_data(&self, id: &str) -> Option<String> {
         let w = lock(&self.shared.world);
         w.servers.get(id).and_then(|s| s.user_data.clone())
+    }
+
+    /// Forgets where deleted servers stood, as Nova's `db archive_deleted_rows` does:
+    /// a page marker naming one of them is then `400 marker [X] not found`.
+    pub fn archive_deleted(&self) {
+        let mut w = lock(&self.shared.world);
+        w.settle();
+        w.tombstones.clear();
     }
 
     /// Stops the server and waits until it has stopped.
@@ -658,6 +689,37 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
         body,
     };
     let service = service_of(&req.path);
+    // A listing made before, with nothing changed since: the same bytes again.
+    let listing_key = match &shared.listings {
+        Some(_) if req.method == hyper::Method::GET && req.path.ends_with("/servers/detail") => {
+            Some(format!(
+                "{}|{:?}|{:?}|{:?}",
+                seen.path,
+                seen.openstack_api_version,
+                seen.nova_api_version,
+                req.headers.get("x-auth-token")
+            ))
+        }
+        Some(listings) if req.method != hyper::Method::GET => {
+            lock(listings).clear();
+            None
+        }
+        _ => None,
+    };
+    if let (Some(key), Some(listings)) = (&listing_key, &shared.listings) {
+        let kept = lock(listings).get(key).cloned();
+        if let Some((body, status, headers, request_id)) = kept {
+            seen.status = status;
+            lock(&shared.seen).push(seen);
+            let reply = Reply {
+                status,
+                headers,
+                content_type: "application/json",
+                body,
+            };
+            return Ok(into_response(reply, service, &request_id));
+        }
+    }
     let mut reply = None;
     match take_fault(shared, req.method.as_str(), &req.path) {
         None => {}
@@ -686,6 +748,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
     };
     seen.status = reply.status;
     lock(&shared.seen).push(seen);
+    if let (Some(key), Some(listings)) = (listing_key, &shared.listings) {
+        if reply.status == 200 {
+            let kept = (
+                reply.body.clone(),
+                reply.status,
+                reply.headers.clone(),
+                request_id.clone(),
+            );
+            lock(listings).insert(key, kept);
+        }
+    }
     Ok(into_response(reply, service, &request_id))
 }
 

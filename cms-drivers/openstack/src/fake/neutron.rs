@@ -100,6 +100,7 @@ pub(crate) fn handle(w: &mut World, req: &Req) -> Reply {
             _ => not_found("NetworkNotFound", id),
         },
         ["networks", id] if *m == Method::DELETE => delete_network(w, id),
+        ["networks", id, "tags"] if *m == Method::PUT => put_tags(w, req, id),
         ["subnets"] if *m == Method::GET => list(w, req, "subnets", "SubnetNotFound"),
         ["subnets"] if *m == Method::POST => create_subnet(w, req),
         ["subnets", id] if *m == Method::GET => match w.subnets.get(*id) {
@@ -158,7 +159,7 @@ fn network_view(w: &World, n: &Network) -> Value {
         "dns_domain": "",
         "qos_policy_id": null,
         "l2_adjacency": true,
-        "tags": [],
+        "tags": n.tags,
         "created_at": iso_seconds(&n.created),
         "updated_at": iso_seconds(&n.updated),
         "revision_number": n.revision,
@@ -522,6 +523,48 @@ fn create_network(w: &mut World, req: &Req) -> Reply {
     }
     let n = &w.networks[&id];
     Reply::json(201, &json!({ "network": network_view(w, n) }))
+}
+
+/// `PUT /v2.0/networks/{id}/tags` (the `standard-attr-tag` extension): replaces the
+/// network's tags; each at most 255 characters, no `,` or `/` (they would break the
+/// `tags` filter and the tag URLs).
+fn put_tags(w: &mut World, req: &Req, id: &str) -> Reply {
+    let project = w.project.id.clone();
+    let Some(n) = w.networks.get_mut(id) else {
+        return not_found("NetworkNotFound", id);
+    };
+    if n.project_id != project {
+        return if n.shared {
+            policy("update_networks_tags")
+        } else {
+            not_found("NetworkNotFound", id)
+        };
+    }
+    let body = match req.json() {
+        Ok(b) => b,
+        Err(e) => return bad_request(&e),
+    };
+    let Some(list) = body.get("tags").and_then(|t| t.as_array()) else {
+        return bad_request("Invalid input for operation: 'tags' is a required list.");
+    };
+    let mut tags = Vec::new();
+    for t in list {
+        match t.as_str() {
+            Some(t) if !t.is_empty() && t.len() <= 255 && !t.contains(',') && !t.contains('/') => {
+                tags.push(t.to_owned())
+            }
+            _ => {
+                return bad_request(&format!(
+                    "Invalid input for operation: '{t}' is not a valid tag."
+                ))
+            }
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    n.tags = tags.clone();
+    n.revision += 1;
+    Reply::json(200, &json!({ "tags": tags }))
 }
 
 fn delete_network(w: &mut World, id: &str) -> Reply {

@@ -110,6 +110,8 @@ pub(crate) struct Network {
     pub mtu: u32,
     pub description: String,
     pub subnets: Vec<String>,
+    /// Neutron's standard-attribute tags.
+    pub tags: Vec<String>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
     pub revision: u64,
@@ -529,6 +531,7 @@ impl World {
                 mtu: 1442,
                 description: String::new(),
                 subnets: Vec::new(),
+                tags: Vec::new(),
                 created,
                 updated: created,
                 revision: 1,
