@@ -212,18 +212,17 @@ async fn native_api_and_boto3_over_real_openstack() {
     wait_state(&s, &path, "running").await;
     wait_seen(&id, Some("ACTIVE"));
 
-    // boto3 through the EC2 frontend, on the same cloud.
+    // boto3 through the EC2 frontend, on the same cloud (instance types are flavor ids).
     let launched = boto3(
         &s,
         &format!(
             "imgs = ec2.describe_images(Filters=[{{'Name': 'name', 'Values': ['{}']}}])['Images']\n\
-             r = ec2.run_instances(ImageId=imgs[0]['ImageId'], InstanceType='{}', MinCount=1, MaxCount=1,\n\
+             r = ec2.run_instances(ImageId=imgs[0]['ImageId'], InstanceType='{flavor}', MinCount=1, MaxCount=1,\n\
                  TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'Name', 'Value': 'os-boto3'}}, {{'Key': 'env', 'Value': 'e2e'}}]}}])\n\
              iid = r['Instances'][0]['InstanceId']\n\
              ec2.get_waiter('instance_running').wait(InstanceIds=[iid], WaiterConfig={{'Delay': 1, 'MaxAttempts': 120}})\n\
              print(json.dumps({{'iid': iid}}))",
             testbed::IMAGE,
-            testbed::FLAVOR
         ),
     );
     let iid = launched["iid"].as_str().unwrap().to_owned();

@@ -178,10 +178,12 @@ fn osauth_error(e: osauth::Error, what: &str) -> Error {
 impl Api {
     /// A transport for resolved settings; nothing is sent before the first call.
     pub fn new(resolved: Resolved) -> Result<Api> {
+        // Connections idle longer than WSGI servers keep them (gunicorn: 2 s) are not
+        // reused.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10).min(resolved.timeout))
             .timeout(resolved.timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_idle_timeout(Duration::from_millis(1500))
             .build()
             .map_err(|e| Error::new(ErrorKind::Backend, format!("HTTP client: {e}")))?;
         Ok(Api {
@@ -330,12 +332,29 @@ impl Api {
     /// (see [`Api::call`] for one that classifies failures).
     async fn send(&self, call: &Call) -> Result<Answer> {
         let mut renewed = false;
+        let mut resent = false;
         loop {
             let (generation, session) = self.session().await?;
-            let answer = match call.service {
-                Service::Compute => send_to(&session, COMPUTE, call).await?,
-                Service::Image => send_to(&session, IMAGE, call).await?,
-                Service::Network => send_to(&session, NETWORK, call).await?,
+            let sent = match call.service {
+                Service::Compute => send_to(&session, COMPUTE, call).await,
+                Service::Image => send_to(&session, IMAGE, call).await,
+                Service::Network => send_to(&session, NETWORK, call).await,
+            };
+            let answer = match sent {
+                Ok(a) => a,
+                // A kept-alive connection the server closed as the request went out
+                // (WSGI servers close idle ones after a few seconds): a GET is sent
+                // once more, on a new connection. Other methods are left to the retry
+                // layer, which knows which operations may be repeated.
+                Err(e)
+                    if call.method == Method::GET
+                        && !resent
+                        && e.kind() == ErrorKind::Unavailable =>
+                {
+                    resent = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             if answer.status == StatusCode::UNAUTHORIZED && !renewed {
                 self.renew(generation).await?;

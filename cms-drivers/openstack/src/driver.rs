@@ -80,6 +80,12 @@ const SAME_SECOND_KEPT: usize = 50;
 const TOKEN_CACHE: usize = 10_000;
 /// Lookups of single servers at once (listings by id).
 const PARALLEL_GETS: usize = 8;
+/// How long servers this driver deleted are answered as terminated after Nova forgot
+/// them, and how many at most.
+pub const DELETED_KEPT_FOR: Duration = Duration::from_secs(3600);
+const DELETED_KEPT: usize = 10_000;
+/// How long an accepted start or stop counts as pending (see `power`).
+const PENDING_KEPT_FOR: Duration = Duration::from_secs(600);
 /// How long a tag change waits for a server to settle, and how often it looks.
 const SETTLE_WAIT: Duration = Duration::from_secs(120);
 const SETTLE_POLL: Duration = Duration::from_millis(250);
@@ -141,6 +147,14 @@ struct Inner {
     tag_locks: Locks,
     networks: RwLock<NetworkNames>,
     default_network: tokio::sync::OnceCell<Option<String>>,
+    /// Servers this driver deleted, as they were: once Nova forgets them (404) they
+    /// are answered as terminated for [`DELETED_KEPT_FOR`], as EC2 shows terminated
+    /// instances for a while (clients wait for `terminated`).
+    deleted: Mutex<HashMap<String, (Instant, Instance)>>,
+    /// Start and stop requests Nova accepted whose end nobody was shown yet: server
+    /// id -> (the state the action ends in, when it was accepted). See `power`.
+    pending: Mutex<HashMap<String, (cms_core::InstanceState, Instant)>>,
+    pending_count: std::sync::atomic::AtomicUsize,
 }
 
 /// The OpenStack driver (see the [crate documentation](crate)).
@@ -444,6 +458,9 @@ impl OpenStackDriver {
                 tag_locks: Locks::default(),
                 networks: RwLock::new(NetworkNames::default()),
                 default_network: tokio::sync::OnceCell::new(),
+                deleted: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
+                pending_count: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -599,7 +616,7 @@ impl OpenStackDriver {
             .id
             .clone()
             .or_else(|| s.flavor.original_name.clone());
-        Instance {
+        let i = Instance {
             id: InstanceId::new(s.id.clone()),
             name: s.name.clone(),
             state: model::map_state(&s.status, s.task_state.as_deref()),
@@ -621,7 +638,9 @@ impl OpenStackDriver {
             owner: s.metadata.get(META_OWNER).cloned(),
             security_group_ids: Arc::from(Vec::new()),
             volumes: Vec::new(),
-        }
+        };
+        self.shown(&i);
+        i
     }
 
     async fn server(&self, id: &str) -> Result<Server> {
@@ -637,9 +656,37 @@ impl OpenStackDriver {
     }
 
     async fn get(&self, id: &str) -> Result<Instance> {
-        let s = self.server(id).await?;
+        let s = match self.server(id).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return self.terminated(id).ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.know_networks(std::slice::from_ref(&s)).await?;
         Ok(self.instance_of(&s))
+    }
+
+    /// A server this driver deleted and Nova no longer knows, as terminated.
+    fn terminated(&self, id: &str) -> Option<Instance> {
+        let deleted = self.inner.deleted.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, i) = deleted.get(id)?;
+        (at.elapsed() < DELETED_KEPT_FOR).then(|| Instance {
+            state: cms_core::InstanceState::Terminated,
+            raw_state: "DELETED".into(),
+            ..i.clone()
+        })
+    }
+
+    fn remember_deleted(&self, i: &Instance) {
+        let mut deleted = self.inner.deleted.lock().unwrap_or_else(|p| p.into_inner());
+        if deleted.len() >= DELETED_KEPT {
+            deleted.retain(|_, (at, _)| at.elapsed() < DELETED_KEPT_FOR);
+            if deleted.len() >= DELETED_KEPT {
+                deleted.clear();
+            }
+        }
+        deleted.insert(i.id.to_string(), (Instant::now(), i.clone()));
     }
 
     /// One page of `/servers/detail` from `marker`, narrowed as Nova can.
@@ -650,9 +697,16 @@ impl OpenStackDriver {
         limit: usize,
         v: (u32, u32),
     ) -> Result<model::Servers> {
+        // Nova's default order is created_at then its internal id, which it may break
+        // differently from page to page across cells when servers share a second (its
+        // timestamps have seconds only): the uuid makes the order total.
         let mut call = Call::get(Service::Compute, &["servers", "detail"])
             .microversion(v)
-            .query("limit", limit.to_string());
+            .query("limit", limit.to_string())
+            .query("sort_key", "created_at")
+            .query("sort_dir", "desc")
+            .query("sort_key", "uuid")
+            .query("sort_dir", "desc");
         if let Some(m) = marker {
             call = call.query("marker", m.to_owned());
         }
@@ -802,22 +856,29 @@ impl OpenStackDriver {
         let limit = page_limit(page);
         let end = (start + limit).min(ids.len());
         let wanted: Vec<String> = ids[start..end].iter().map(|s| (*s).to_owned()).collect();
-        let found: Vec<Option<Server>> = stream::iter(wanted)
+        let found: Vec<Result<Server, Option<Instance>>> = stream::iter(wanted)
             .map(|id| async move {
                 match self.server(&id).await {
-                    Ok(s) => Ok(Some(s)),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Ok(s) => Ok(Ok(s)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(self.terminated(&id))),
                     Err(e) => Err(e),
                 }
             })
             .buffered(PARALLEL_GETS)
             .try_collect()
             .await?;
-        let servers: Vec<Server> = found.into_iter().flatten().collect();
-        self.know_networks(&servers).await?;
-        let items = servers
+        let servers: Vec<Server> = found
             .iter()
-            .map(|s| self.instance_of(s))
+            .filter_map(|f| f.as_ref().ok())
+            .cloned()
+            .collect();
+        self.know_networks(&servers).await?;
+        let items = found
+            .into_iter()
+            .filter_map(|f| match f {
+                Ok(s) => Some(self.instance_of(&s)),
+                Err(gone) => gone,
+            })
             .filter(|i| filter.matches(i))
             .collect();
         let next = (end < ids.len()).then(|| PageToken::new(format!("ids:{end}")));
@@ -1103,21 +1164,71 @@ impl OpenStackDriver {
             .map_err(|e| not_found_as(e, "instance", id))
     }
 
-    /// Starts or stops a server. Nova refuses (409) an action whose own task is
-    /// already under way; that is the answer to a repeated request (one whose first
-    /// answer was lost), so the server is answered as it is.
-    async fn power(&self, id: &str, action: &str, task: &str) -> Result<Instance> {
+    /// Starts or stops a server. A request repeated because its first answer was lost
+    /// (the retry layer repeats actions) finds Nova busy with the task it started, or
+    /// done with it: Nova refuses it (409), yet it is the same request, so the server
+    /// is answered as it is. The driver tells a repeat from a new request by what it
+    /// showed since: once a view showed the action's end (`Stopped` after a stop), the
+    /// next stop is a new request and refused as Nova refuses it.
+    async fn power(
+        &self,
+        id: &str,
+        action: &str,
+        task: &str,
+        ends: cms_core::InstanceState,
+    ) -> Result<Instance> {
         match self.action(id, json!({ action: null })).await {
-            Ok(()) => {}
+            Ok(()) => {
+                let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if pending.len() > TOKEN_CACHE {
+                    pending.retain(|_, (_, at)| at.elapsed() < PENDING_KEPT_FOR);
+                }
+                pending.insert(id.to_owned(), (ends, Instant::now()));
+                self.inner
+                    .pending_count
+                    .store(pending.len(), std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) if e.kind() == ErrorKind::InvalidState => {
                 let s = self.server(id).await?;
-                if s.task_state.as_deref() != Some(task) {
+                let repeat = s.task_state.as_deref() == Some(task)
+                    || (s.task_state.is_none()
+                        && model::map_state(&s.status, None) == ends
+                        && self
+                            .inner
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(id)
+                            .is_some_and(|(e, at)| *e == ends && at.elapsed() < PENDING_KEPT_FOR));
+                if !repeat {
                     return Err(e);
                 }
             }
             Err(e) => return Err(e),
         }
         self.get(id).await
+    }
+
+    /// A view is handed out: an action it shows the end of is no longer pending.
+    fn shown(&self, i: &Instance) {
+        if self
+            .inner
+            .pending_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            return;
+        }
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending
+            .get(i.id.as_str())
+            .is_some_and(|(ends, _)| *ends == i.state)
+        {
+            pending.remove(i.id.as_str());
+            self.inner
+                .pending_count
+                .store(pending.len(), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn reboot(&self, id: &str) -> Result<Instance> {
@@ -1154,11 +1265,13 @@ impl OpenStackDriver {
             .await
             .map_err(|e| not_found_as(e, "instance", id))?;
         let status = before.raw_state.split('/').next().unwrap_or("").to_owned();
-        Ok(Instance {
+        let deleting = Instance {
             state: cms_core::InstanceState::Terminating,
             raw_state: model::raw_state(&status, Some("deleting")),
             ..before
-        })
+        };
+        self.remember_deleted(&deleting);
+        Ok(deleting)
     }
 
     async fn update_tags(&self, id: &str, changes: &TagChanges) -> Result<Instance> {
@@ -1712,15 +1825,25 @@ impl Driver for OpenStackDriver {
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.power(id.as_str(), "os-start", "powering-on")
-            .await
-            .map_err(with_op(Operation::StartInstance))
+        self.power(
+            id.as_str(),
+            "os-start",
+            "powering-on",
+            cms_core::InstanceState::Running,
+        )
+        .await
+        .map_err(with_op(Operation::StartInstance))
     }
 
     async fn stop_instance(&self, id: &InstanceId) -> Result<Instance> {
-        self.power(id.as_str(), "os-stop", "powering-off")
-            .await
-            .map_err(with_op(Operation::StopInstance))
+        self.power(
+            id.as_str(),
+            "os-stop",
+            "powering-off",
+            cms_core::InstanceState::Stopped,
+        )
+        .await
+        .map_err(with_op(Operation::StopInstance))
     }
 
     async fn reboot_instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -22,7 +22,7 @@ def osc(server_id):
          "server", "show", server_id, "-f", "json"],
         capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        if "No server with a name or ID" in r.stderr or "could not be found" in r.stderr:
+        if any(m in r.stderr for m in ("No server with a name or ID", "No Server found", "could not be found")):
             return {"missing": True}
         raise SystemExit("openstack server show failed: " + r.stderr)
     s = json.loads(r.stdout)
