@@ -326,10 +326,19 @@ async fn errors_keep_their_kind_request_id_and_retry_after() {
     let e = d.list_flavors(&PageRequest::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.is_temporary());
+    // A connection dropped under a GET: sent once more on a new one; dropped again:
+    // a temporary error.
     cloud.inject(Fault::new(
         "GET",
         "/os-availability-zone",
         1,
+        FaultKind::Reset,
+    ));
+    assert_eq!(d.list_locations().await.unwrap().len(), 1);
+    cloud.inject(Fault::new(
+        "GET",
+        "/os-availability-zone",
+        2,
         FaultKind::Reset,
     ));
     let e = d.list_locations().await.unwrap_err();
