@@ -4,7 +4,7 @@
 //! networks, Nova availability zones and key pairs through the one cms model, so that
 //! everything built on [`cms_core::Cloud`] (the layers, the server and its EC2 and CIMI
 //! frontends) works on OpenStack. With the `fake` feature it also carries
-//! [`fake::FakeOpenStack`], a wire-level fake of Keystone, Nova, Glance and Neutron for
+//! `fake::FakeOpenStack`, a wire-level fake of Keystone, Nova, Glance and Neutron for
 //! tests.
 //!
 //! It is built on the [`openstack`] crate's session ([`openstack::session::Session`],
@@ -43,6 +43,30 @@
 //! | unknown | UNKNOWN, anything else |
 //!
 //! The raw state keeps both: `ACTIVE/powering-off`.
+//!
+//! Nova forgets a deleted server (404); EC2 clients wait for `terminated` (boto3's
+//! `instance_terminated` waiter fails on a missing instance). So a server this driver
+//! deleted is answered as `terminated` (raw `DELETED`) by `get_instance` and by
+//! listings by id for [`driver::DELETED_KEPT_FOR`] after Nova forgot it; it is not in
+//! other listings, and a driver that did not delete it (another process, a restart)
+//! answers `NotFound`.
+//!
+//! ## Behaviour met on real OpenStack
+//!
+//! - Nova refuses metadata and tag changes while a server builds or a task runs:
+//!   tag updates wait for the server to settle (at most two minutes).
+//! - A start or stop repeated because its first answer was lost (the retry layer
+//!   repeats actions) finds Nova busy with the task it started, or done with it; the
+//!   driver answers it as the same request until it has shown the action's end, after
+//!   which a second stop of a stopped server is `InvalidState`, as Nova says.
+//! - Listings ask for `created_at` then `uuid` order: Nova's default tiebreak (its
+//!   internal id) let pages repeat servers created in the same second.
+//! - A page marker Nova no longer knows (its rows archived) restarts the listing,
+//!   which skips what came before the marker, so nothing is repeated or lost.
+//! - Idle connections are not kept past 1.5 s (WSGI servers close theirs after a few
+//!   seconds), and a GET that meets a closed connection is sent once more.
+//! - osauth's forced token refresh keeps a token that has not reached its expiry
+//!   time: a 401 makes a new session (a new token) instead, once.
 //!
 //! ## Microversions
 //!
