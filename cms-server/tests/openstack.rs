@@ -120,6 +120,27 @@ fn check_same(
     assert_eq!(seen["sdk"]["flavor"], flavor_name, "{seen}");
 }
 
+/// The id of the `kind` (images, flavors) named `name`, as the native API lists them.
+async fn named_id(s: &Server, kind: &str, name: &str) -> String {
+    let listed: Value = s
+        .get(&format!("/v1/providers/os/{kind}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} named {name}: {listed}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_api_and_boto3_over_real_openstack() {
     let clouds = testbed::clouds_yaml();
@@ -136,41 +157,10 @@ async fn native_api_and_boto3_over_real_openstack() {
         ..Options::default()
     });
 
-    // The catalogue through the native API.
-    let images: Value = s
-        .get("/v1/providers/os/images")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let image = images["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == testbed::IMAGE)
-        .unwrap_or_else(|| panic!("no image {}: {images}", testbed::IMAGE))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let flavors: Value = s
-        .get("/v1/providers/os/flavors")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let flavor = flavors["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == testbed::FLAVOR)
-        .unwrap_or_else(|| panic!("no flavor {}: {flavors}", testbed::FLAVOR))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // The catalogue through the native API (images and flavors paged by 3 in
+    // Glance and Nova, in one answer here).
+    let image = named_id(&s, "images", testbed::IMAGE).await;
+    let flavor = named_id(&s, "flavors", testbed::FLAVOR).await;
 
     // An instance made through the native API.
     let r = s
