@@ -20,7 +20,6 @@
 //! each, the ratio of each to cms, and whether the aim (cms at least 20 times faster
 //! than Libcloud) is met.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cms_core::{Driver, InstanceFilter, PageRequest};
@@ -91,25 +90,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The project's Python, after `scripts/python-env` made sure Libcloud and
-/// openstacksdk are installed.
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/python-env"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run scripts/python-env");
-    assert!(out.status.success(), "scripts/python-env failed");
-    let venv = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let venv = if venv.is_empty() {
-        root.join(".venv")
-    } else {
-        PathBuf::from(venv)
-    };
-    venv.join("bin/python")
-}
-
 struct Row {
     client: String,
     times: Vec<Duration>,
@@ -163,7 +143,7 @@ async fn main() {
         times,
     });
 
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(cms_driver_openstack::testbed::python())
         .args([
             "-c",
             PYTHON,

@@ -35,7 +35,7 @@ use cms_core::{Error, ErrorKind, Result};
 use openstack::session::Session;
 use osauth::services::{COMPUTE, IMAGE, NETWORK};
 
-use crate::config::{parse_microversion, Credentials, Interface, Project, Resolved};
+use crate::config::{Credentials, Interface, Project, Resolved};
 
 /// The services the driver calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -548,11 +548,6 @@ pub fn classify(call: &Call, status: StatusCode, headers: &HeaderMap, body: &[u8
         e = e.with_retry_after(retry.unwrap_or(Duration::from_secs(1)));
     }
     e
-}
-
-/// `2.N` from a version document's text (`"2.96"`), for tests and the fake.
-pub fn version_of(text: &str) -> Option<(u32, u32)> {
-    parse_microversion(text)
 }
 
 #[cfg(test)]

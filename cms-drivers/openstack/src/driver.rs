@@ -180,7 +180,7 @@ fn with_op(op: Operation) -> impl FnOnce(Error) -> Error {
 /// A position in a server listing: the last server handed out, when it was created,
 /// and the servers handed out that were created in the same second (so that a page
 /// after a marker that vanished neither repeats nor loses a server).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Marker {
     id: String,
     created: Option<String>,
@@ -749,11 +749,7 @@ impl OpenStackDriver {
         // skips what came before it.
         let mut skipping: Option<Marker> = None;
         let mut items: Vec<Instance> = Vec::with_capacity(limit);
-        let mut last: Option<Marker> = after.as_ref().map(|m| Marker {
-            id: m.id.clone(),
-            created: m.created.clone(),
-            same_second: m.same_second.clone(),
-        });
+        let mut last: Option<Marker> = after.clone();
         let mut nova_marker: Option<String> = after.as_ref().map(|m| m.id.clone());
         loop {
             let answer = match self
@@ -809,25 +805,20 @@ impl OpenStackDriver {
                     }
                     _ => Vec::new(),
                 };
+                let here = Marker {
+                    id: s.id.clone(),
+                    created: s.created.clone(),
+                    same_second: same,
+                };
                 if filter.matches(&inst) {
                     items.push(inst);
-                    last = Some(Marker {
-                        id: s.id.clone(),
-                        created: s.created.clone(),
-                        same_second: same,
-                    });
                     if items.len() == limit {
                         let rest = i + 1 < count || more;
-                        let next = if rest { last.map(|m| m.token()) } else { None };
+                        let next = rest.then(|| here.token());
                         return Ok(Page { items, next });
                     }
-                } else {
-                    last = Some(Marker {
-                        id: s.id.clone(),
-                        created: s.created.clone(),
-                        same_second: same,
-                    });
                 }
+                last = Some(here);
             }
             if !more {
                 return Ok(Page { items, next: None });
@@ -965,23 +956,27 @@ impl OpenStackDriver {
                 return Ok(self.instance_of(&s));
             }
         }
-        let networks: Value = if !spec.network_ids.is_empty() {
-            Value::Array(
-                spec.network_ids
-                    .iter()
-                    .map(|n| json!({"uuid": n.as_str()}))
-                    .collect(),
-            )
+        // The networks asked for: the spec's, else the configured default, else Nova's
+        // choice (`auto` from 2.37; before, Nova's own without the key).
+        let requested: Vec<NetworkId> = if !spec.network_ids.is_empty() {
+            spec.network_ids.clone()
         } else {
-            match self
-                .default_network()
+            self.default_network()
                 .await
                 .map_err(|e| e.not_executed(true))?
-            {
-                Some(id) => json!([{"uuid": id}]),
-                None if v >= NETWORKS_AUTO => json!("auto"),
-                None => Value::Null,
-            }
+                .map(NetworkId::new)
+                .into_iter()
+                .collect()
+        };
+        let networks: Value = if !requested.is_empty() {
+            requested
+                .iter()
+                .map(|n| json!({"uuid": n.as_str()}))
+                .collect()
+        } else if v >= NETWORKS_AUTO {
+            json!("auto")
+        } else {
+            Value::Null
         };
         let mut metadata: serde_json::Map<String, Value> = spec
             .tags
@@ -1011,7 +1006,6 @@ impl OpenStackDriver {
         server.insert("name".into(), json!(name));
         server.insert("imageRef".into(), json!(spec.image_id.as_str()));
         server.insert("flavorRef".into(), json!(spec.flavor_id.as_str()));
-        let networks_sent = networks.clone();
         if !networks.is_null() {
             server.insert("networks".into(), networks);
         }
@@ -1077,14 +1071,6 @@ impl OpenStackDriver {
                 self.inner.api.call(&call).await?;
             }
         }
-        let requested: Vec<NetworkId> = match &networks_sent {
-            Value::Array(list) => list
-                .iter()
-                .filter_map(|n| n["uuid"].as_str())
-                .map(NetworkId::new)
-                .collect(),
-            _ => Vec::new(),
-        };
         match self.get(&id).await {
             // Until Nova has wired it, a server shows no address: it is on the networks
             // it was asked for.
@@ -1364,13 +1350,7 @@ impl OpenStackDriver {
     // ---- images, flavors, networks, zones, key pairs ----
 
     fn image_of(g: &model::GlanceImage) -> Image {
-        let mut tags = Tags::new();
-        for t in &g.tags {
-            match t.split_once('=') {
-                Some((k, v)) => tags.insert(k.to_owned(), v.to_owned()),
-                None => tags.insert(t.clone(), String::new()),
-            };
-        }
+        let tags = tags_of(&g.tags);
         Image {
             id: ImageId::new(g.id.clone()),
             name: g.name.clone(),
@@ -1516,24 +1496,23 @@ impl OpenStackDriver {
         Ok(cidrs)
     }
 
-    async fn network_of(&self, n: &model::NeutronNetwork, cidr: Option<String>) -> Result<Network> {
+    /// The cms views of Neutron networks: their ranges read in one call per 40, the
+    /// configured default network looked up once.
+    async fn networks_of(&self, found: &[model::NeutronNetwork]) -> Result<Vec<Network>> {
+        let cidrs = self.subnets_of(found).await?;
         let default = self.default_network().await.ok().flatten();
-        let mut tags = Tags::new();
-        for t in &n.tags {
-            match t.split_once('=') {
-                Some((k, v)) => tags.insert(k.to_owned(), v.to_owned()),
-                None => tags.insert(t.clone(), String::new()),
-            };
-        }
-        Ok(Network {
-            id: NetworkId::new(n.id.clone()),
-            name: n.name.clone(),
-            cidr,
-            location_id: n.availability_zones.first().cloned().map(LocationId::new),
-            is_default: default.as_deref() == Some(n.id.as_str()) || n.is_default == Some(true),
-            raw_state: n.status.clone(),
-            tags,
-        })
+        Ok(found
+            .iter()
+            .map(|n| Network {
+                id: NetworkId::new(n.id.clone()),
+                name: n.name.clone(),
+                cidr: cidrs.get(&n.id).cloned(),
+                location_id: n.availability_zones.first().cloned().map(LocationId::new),
+                is_default: default.as_deref() == Some(n.id.as_str()) || n.is_default == Some(true),
+                raw_state: n.status.clone(),
+                tags: tags_of(&n.tags),
+            })
+            .collect())
     }
 
     async fn networks_page(&self, page: &PageRequest) -> Result<Page<Network>> {
@@ -1556,13 +1535,8 @@ impl OpenStackDriver {
                 break more;
             }
         };
-        let cidrs = self.subnets_of(&found).await?;
-        let mut items = Vec::with_capacity(found.len());
-        for n in &found {
-            items.push(self.network_of(n, cidrs.get(&n.id).cloned()).await?);
-        }
         Ok(Page {
-            items,
+            items: self.networks_of(&found).await?,
             next: if more {
                 marker.map(PageToken::new)
             } else {
@@ -1579,9 +1553,8 @@ impl OpenStackDriver {
             .fetch(&call)
             .await
             .map_err(|e| not_found_as(e, "network", id))?;
-        let cidrs = self.subnets_of(std::slice::from_ref(&n.network)).await?;
-        self.network_of(&n.network, cidrs.get(&n.network.id).cloned())
-            .await
+        let mut one = self.networks_of(std::slice::from_ref(&n.network)).await?;
+        Ok(one.remove(0))
     }
 
     async fn create_net(&self, spec: &NetworkSpec) -> Result<Network> {
@@ -1778,6 +1751,17 @@ fn not_found_as(e: Error, kind: &str, id: &str) -> Error {
     } else {
         e
     }
+}
+
+/// Glance and Neutron tags (plain strings) as cms tags: `key=value`, or a key alone
+/// with an empty value.
+fn tags_of(tags: &[String]) -> Tags {
+    tags.iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (t.clone(), String::new()),
+        })
+        .collect()
 }
 
 /// Escapes a name for Nova's `name` filter (a regular expression).

@@ -59,6 +59,31 @@ pub fn clouds_yaml() -> &'static Path {
     })
 }
 
+/// The python of the workspace's `.venv` (Libcloud, openstacksdk, boto3…, pinned),
+/// after `scripts/python-env` made sure it is installed (it does nothing when it is).
+pub fn python() -> PathBuf {
+    let script = workspace().join("scripts/python-env");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}); see its output above",
+        script.display(),
+        out.status
+    );
+    let venv = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let venv = if venv.is_empty() {
+        workspace().join(".venv")
+    } else {
+        PathBuf::from(venv)
+    };
+    venv.join("bin/python")
+}
+
 /// The bin folder of `.venv-openstack` (python-openstackclient and openstacksdk,
 /// pinned), made by `scripts/openstack`.
 pub fn venv_bin() -> PathBuf {

@@ -4,7 +4,7 @@
 //! a server through its life. The Python side is tests/openstacksdk_check.py.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,40 +12,11 @@ use cms_driver_openstack::fake::{FakeConfig, FakeDelays, FakeOpenStack};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
-}
-
-/// Runs `scripts/python-env` (which installs the pinned Python tools into `.venv` the
-/// first time, and does nothing afterwards) and answers the environment's python.
-async fn python() -> PathBuf {
-    let root = workspace_root();
-    let script = root.join("scripts").join("python-env");
-    let out = tokio::process::Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed ({}); see its output above",
-        script.display(),
-        out.status
-    );
-    let venv = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let venv = if venv.is_empty() {
-        root.join(".venv")
-    } else {
-        PathBuf::from(venv)
-    };
-    venv.join("bin").join("python")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openstacksdk_lists_and_drives_the_fake() {
-    let python = python().await;
+    let python = tokio::task::spawn_blocking(cms_driver_openstack::testbed::python)
+        .await
+        .unwrap();
     let cloud = FakeOpenStack::start(FakeConfig {
         servers: 7,
         max_limit: 3,
